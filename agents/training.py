@@ -1,0 +1,41 @@
+"""Pieces every learner shares: device-side minibatches, Polyak averaging, K updates in one scan.
+
+A batch is a dict with the keys `observations`, `actions`, `rewards`, `next_observations` and
+`terminals` (float32; rewards and terminals of shape (B,)). `terminals` is 1 only where the episode
+really ended, so the bootstrap mask is 1 - terminals; time-limit truncations are never terminal.
+"""
+from typing import Callable, Dict, Tuple
+
+import jax
+import jax.numpy as jnp
+
+Batch = Dict[str, jax.Array]
+UpdateFn = Callable[[object, Batch, jax.Array], Tuple[object, Dict[str, jax.Array]]]
+
+
+def sample_batch(dataset: Batch, key: jax.Array, batch_size: int) -> Batch:
+    """Draws `batch_size` rows uniformly with replacement (as CORL), on device."""
+    size = next(iter(dataset.values())).shape[0]
+    idx = jax.random.randint(key, (batch_size,), 0, size)
+    return jax.tree.map(lambda x: x[idx], dataset)
+
+
+def polyak(target, online, tau: float):
+    """target <- (1 - tau) * target + tau * online, leaf by leaf."""
+    return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
+
+
+def scan_updates(update: UpdateFn, state, dataset: Batch, key: jax.Array, num_steps: int, batch_size: int):
+    """Runs `num_steps` calls of `update` inside one `lax.scan`, each on a fresh device-side minibatch.
+
+    Returns the final state and the metrics averaged over the steps (one scalar per key, so a long
+    chunk never materialises `num_steps` copies of its metrics).
+    """
+
+    def step(state, key):
+        batch_key, update_key = jax.random.split(key)
+        state, metrics = update(state, sample_batch(dataset, batch_key, batch_size), update_key)
+        return state, metrics
+
+    state, metrics = jax.lax.scan(step, state, jax.random.split(key, num_steps))
+    return state, jax.tree.map(jnp.mean, metrics)

@@ -1,0 +1,2 @@
+"""Datasets in and out: the transition container, loaders and writers."""
+from synther_jax.data.transitions import KEYS, Transitions

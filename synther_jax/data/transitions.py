@@ -1,0 +1,94 @@
+"""The transition container and SynthER's flat row layout.
+
+The diffusion model sees each transition as one flat row
+    [observation (o), action (a), reward (1), next_observation (o), terminal (1)]
+(spec section 3.1); the terminal column is optional (the online DMC setting leaves it out).
+Bookkeeping the model never sees (timeouts, episode ids) rides along in `Transitions` but is not
+part of the rows.
+"""
+import dataclasses
+from typing import Dict, Optional
+
+import numpy as np
+
+KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
+
+
+@dataclasses.dataclass(frozen=True)
+class Transitions:
+    """N transitions as float32 arrays: observations (N, o), actions (N, a), rewards (N,),
+    next_observations (N, o), terminals (N,) in {0, 1}; optional timeouts (N,) and episode ids (N,)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminals: np.ndarray
+    timeouts: Optional[np.ndarray] = None
+    episode_ids: Optional[np.ndarray] = None
+
+    def __post_init__(self):
+        for key in KEYS:
+            object.__setattr__(self, key, np.asarray(getattr(self, key), np.float32))
+        n = len(self.observations)
+        if n == 0:
+            raise ValueError("The dataset is empty: it holds no transitions.")
+        shapes = {key: getattr(self, key).shape for key in KEYS}
+        expected = {
+            "observations": (n, self.observations.shape[-1]),
+            "actions": (n, self.actions.shape[-1] if self.actions.ndim == 2 else -1),
+            "rewards": (n,),
+            "next_observations": self.observations.shape,
+            "terminals": (n,),
+        }
+        for key in KEYS:
+            if shapes[key] != expected[key] or getattr(self, key).ndim != len(expected[key]):
+                raise ValueError(
+                    f"Transitions have inconsistent shapes {shapes}: expected observations (N, o), "
+                    "actions (N, a), rewards (N,), next_observations (N, o), terminals (N,)."
+                )
+        for key in KEYS:
+            if not np.all(np.isfinite(getattr(self, key))):
+                bad = int(np.sum(~np.isfinite(getattr(self, key))))
+                raise ValueError(f"{key} holds {bad} NaN or inf values; clean the dataset before using it.")
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    @property
+    def obs_dim(self) -> int:
+        return self.observations.shape[-1]
+
+    @property
+    def action_dim(self) -> int:
+        return self.actions.shape[-1]
+
+    def as_dict(self) -> Dict[str, np.ndarray]:
+        """The five model-visible arrays under the original code's keys."""
+        return {key: getattr(self, key) for key in KEYS}
+
+    def to_rows(self, modelled_terminals: bool = True) -> np.ndarray:
+        """Concatenates the transitions into (N, 2o + a + 1 [+ 1]) float32 rows."""
+        parts = [self.observations, self.actions, self.rewards[:, None], self.next_observations]
+        if modelled_terminals:
+            parts.append(self.terminals[:, None])
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, obs_dim: int, action_dim: int, modelled_terminals: bool = True,
+                  terminal_threshold: Optional[float] = 0.5) -> "Transitions":
+        """Splits rows back into transitions. Terminals become 1.0 where the raw value is strictly
+        above `terminal_threshold` (the original's rule); None keeps the raw values (the original's
+        online code) and no terminal column means every terminal is 0."""
+        expected = 2 * obs_dim + action_dim + 1 + int(modelled_terminals)
+        if rows.ndim != 2 or rows.shape[1] != expected:
+            raise ValueError(f"Rows of shape {rows.shape} do not fit obs_dim={obs_dim}, action_dim={action_dim}, "
+                             f"modelled_terminals={modelled_terminals} (expected (N, {expected})).")
+        o, a = obs_dim, action_dim
+        if modelled_terminals:
+            terminals = rows[:, -1]
+            if terminal_threshold is not None:
+                terminals = (terminals > terminal_threshold).astype(np.float32)
+        else:
+            terminals = np.zeros(len(rows), np.float32)
+        return cls(rows[:, :o], rows[:, o:o + a], rows[:, o + a], rows[:, o + a + 1:2 * o + a + 1], terminals)

@@ -1,0 +1,76 @@
+"""Environments for the online experiments: Gymnasium MuJoCo tasks and DeepMind Control tasks.
+
+`make_env(name)` returns a Gymnasium environment in the form every learner here expects, as the
+original's `wrap_gym` does (spec section 6.1):
+- observations are flat float32 vectors (DMC's observation dicts are concatenated);
+- actions live in [-1, 1]^a (rescaled to the task's bounds, then clipped);
+- episodes are cut at 1000 steps; a cut is reported as `truncated`, never as `terminated`, so a
+  learner keeps bootstrapping through it.
+
+Names are Gymnasium ids (`Hopper-v5`, `Walker2d-v4`, ...) or DMC `domain-task` pairs
+(`cheetah-run`, `quadruped-walk`, `reacher-hard`). DMC tasks go through dm_control's suite and
+shimmy's Gymnasium wrapper. dm_control 1.0.50 needs mujoco 3.x: mujoco 4.0 breaks `suite.load`.
+"""
+from typing import List, Optional
+
+import gymnasium as gym
+import numpy as np
+
+MAX_EPISODE_STEPS = 1000
+
+
+class ClipToUnitBox(gym.ActionWrapper):
+    """Clips actions to [-1, 1] and says so in `action_space` (Gymnasium's ClipAction reports an
+    unbounded space, which would hide the bounds from the learners)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+
+    def action(self, action):
+        return np.clip(action, -1.0, 1.0)
+
+
+def gym_task_names() -> List[str]:
+    """Every registered Gymnasium MuJoCo id (HalfCheetah-v5, Hopper-v4, ...)."""
+    return sorted(name for name, spec in gym.registry.items()
+                  if isinstance(spec.entry_point, str) and spec.entry_point.startswith("gymnasium.envs.mujoco"))
+
+
+def dmc_task_names() -> List[str]:
+    """Every DeepMind Control suite task as `domain-task` (cheetah-run, quadruped-walk, ...)."""
+    from dm_control import suite
+
+    return sorted(f"{domain}-{task}" for domain, task in suite.ALL_TASKS)
+
+
+def _make_dmc(name: str, seed: Optional[int]) -> gym.Env:
+    from dm_control import suite
+    from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+
+    domain, task = name.split("-", 1)
+    # dm_control seeds its task (initial states) at construction; later `reset(seed=...)` calls reseed it.
+    env = DmControlCompatibilityV0(suite.load(domain, task, task_kwargs={"random": seed}))
+    return gym.wrappers.FlattenObservation(env)
+
+
+def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
+    """Builds the task `name` with flat float32 observations, actions in [-1, 1] and a 1000-step limit.
+
+    `seed` seeds the first reset (and, for DMC, the task's random state). Raises a ValueError that
+    lists the known names if `name` is neither a Gymnasium MuJoCo id nor a DMC `domain-task`.
+    """
+    if name in gym.registry:
+        env = gym.make(name, max_episode_steps=MAX_EPISODE_STEPS)
+    elif name in dmc_task_names():
+        env = gym.wrappers.TimeLimit(_make_dmc(name, seed), MAX_EPISODE_STEPS)
+    else:
+        raise ValueError(f"Unknown environment {name!r}. Gymnasium MuJoCo ids: {', '.join(gym_task_names())}. "
+                         f"DeepMind Control tasks: {', '.join(dmc_task_names())}.")
+    if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
+        raise ValueError(f"{name!r} has action space {env.action_space}; only flat continuous actions are supported.")
+    env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    env = ClipToUnitBox(env)
+    env = gym.wrappers.DtypeObservation(env, np.float32)
+    env.reset(seed=seed)
+    return env

@@ -7,7 +7,7 @@ Bookkeeping the model never sees (timeouts, episode ids) rides along in `Transit
 part of the rows.
 """
 import dataclasses
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -17,7 +17,10 @@ KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 @dataclasses.dataclass(frozen=True)
 class Transitions:
     """N transitions as float32 arrays: observations (N, o), actions (N, a), rewards (N,),
-    next_observations (N, o), terminals (N,) in {0, 1}; optional timeouts (N,) and episode ids (N,)."""
+    next_observations (N, o), terminals (N,) in {0, 1}; optional timeouts (N,) and episode ids (N,).
+
+    `metadata` says where the data came from (loaders fill in `env_id`, the Gymnasium id to
+    evaluate on when known, `source` and `format`); it is never part of the rows."""
 
     observations: np.ndarray
     actions: np.ndarray
@@ -26,6 +29,7 @@ class Transitions:
     terminals: np.ndarray
     timeouts: Optional[np.ndarray] = None
     episode_ids: Optional[np.ndarray] = None
+    metadata: Optional[Dict[str, Any]] = None
 
     def __post_init__(self):
         for key in KEYS:
@@ -47,6 +51,11 @@ class Transitions:
                     f"Transitions have inconsistent shapes {shapes}: expected observations (N, o), "
                     "actions (N, a), rewards (N,), next_observations (N, o), terminals (N,)."
                 )
+        for key in ("timeouts", "episode_ids"):
+            value = getattr(self, key)
+            if value is not None and np.shape(value) != (n,):
+                raise ValueError(f"{key} has shape {np.shape(value)} but there are {n} transitions; "
+                                 f"give one entry per transition or leave it out.")
         for key in KEYS:
             if not np.all(np.isfinite(getattr(self, key))):
                 bad = int(np.sum(~np.isfinite(getattr(self, key))))

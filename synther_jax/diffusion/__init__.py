@@ -1,0 +1,6 @@
+"""The EDM diffusion model over flat transition rows (SynthER's generative core)."""
+from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
+from synther_jax.diffusion.edm import EDMConfig
+from synther_jax.diffusion.normalizer import Normalizer
+from synther_jax.diffusion.trainer import (Diffusion, DiffusionConfig, generate, iterate_samples, load_diffusion,
+                                           train_diffusion)

@@ -1,0 +1,258 @@
+"""Training the denoiser and generating transitions with it (spec section 4).
+
+`train_diffusion` fits the normaliser, then runs `num_train_steps` AdamW steps in jitted chunks of
+`steps_per_call` steps (one `lax.scan` each, minibatches drawn on device), keeps the EMA of the
+weights exactly as ema-pytorch 0.1.2 does, and checkpoints so an interrupted run resumes to the
+same parameters. `generate` samples with the EMA weights in fixed-size chunks.
+
+Deviations from the original, all without effect on the model's behaviour:
+- minibatches are drawn uniformly with replacement instead of by a shuffled DataLoader with a
+  partial batch at each epoch end;
+- optax's AdamW decays every parameter, torch's skips biases; SynthER uses weight decay 0.
+"""
+import dataclasses
+import json
+import os
+from typing import Callable, Dict, Iterator, Optional, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from synther_jax.checkpoint import Checkpointer
+from synther_jax.diffusion import edm
+from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
+from synther_jax.diffusion.normalizer import Normalizer
+
+LARGE_DATASET = 800_000  # datasets at least this big train with batch 1024, smaller ones with 256
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffusionConfig(edm.EDMConfig):
+    """Every number of the denoiser, its training and its sampler; defaults are the paper's."""
+
+    width: int = 1024
+    depth: int = 6
+    dim_t: int = 128
+    activation: str = "relu"
+    layer_norm: bool = False
+    learning_rate: float = 3e-4  # cosine-decayed to 0 over num_train_steps, no warmup
+    adam_b1: float = 0.9
+    adam_b2: float = 0.99
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    num_train_steps: int = 100_000
+    batch_size: int = 0  # 0: 1024 if the dataset has >= 800K rows, else 256
+    ema_decay: float = 0.995
+    ema_update_every: int = 10
+    ema_update_after: int = 100
+    ema_power: float = 2.0 / 3.0
+    steps_per_call: int = 1_000  # optimisation steps per jitted call
+    checkpoint_every: int = 10_000  # in steps; rounded up to a whole number of calls
+    sample_chunk_size: int = 100_000  # samples per jitted sampler call
+
+    def denoiser(self) -> ResidualMLPDenoiser:
+        return ResidualMLPDenoiser(self.width, self.depth, self.dim_t, self.activation, self.layer_norm)
+
+    def resolve_batch_size(self, num_rows: int) -> int:
+        if self.batch_size:
+            return self.batch_size
+        return 1024 if num_rows >= LARGE_DATASET else 256
+
+
+class TrainState(flax.struct.PyTreeNode):
+    step: jax.Array  # optimisation steps done
+    params: dict
+    ema_params: dict
+    constants: dict  # the denoiser's fixed Fourier frequencies
+    opt_state: optax.OptState
+
+
+class Diffusion(flax.struct.PyTreeNode):
+    """A trained model: EMA weights, fixed frequencies and the data normaliser."""
+
+    config: DiffusionConfig = flax.struct.field(pytree_node=False)
+    dim: int = flax.struct.field(pytree_node=False)
+    params: dict
+    constants: dict
+    normalizer: Normalizer
+
+
+def make_optimizer(config: DiffusionConfig) -> optax.GradientTransformation:
+    schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_train_steps)
+    return optax.chain(
+        optax.clip_by_global_norm(config.grad_clip),
+        optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2, eps=1e-8, weight_decay=config.weight_decay),
+    )
+
+
+def init_state(config: DiffusionConfig, key: jax.Array, dim: int) -> TrainState:
+    variables = config.denoiser().init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
+    params = variables["params"]
+    ema_params = jax.tree.map(jnp.copy, params)  # a separate buffer: the train step donates the state
+    return TrainState(jnp.int32(0), params, ema_params, variables["constants"], make_optimizer(config).init(params))
+
+
+def ema_decay(k: jax.Array, config: DiffusionConfig):
+    """(copy, decay) for ema-pytorch 0.1.2's k-th `update()` call (k counts from 0, one per step).
+
+    Only calls with k % update_every == 0 act. Up to update_after, and on the first acting call
+    after it (ema-pytorch's `initted` flag), the EMA is a plain copy. After that
+    decay = min(1 - (1 + k - update_after)^(-power), ema_decay): ema-pytorch increments its
+    counter before computing the decay, so the epoch is k - update_after.
+    """
+    first_average = (config.ema_update_after // config.ema_update_every + 1) * config.ema_update_every
+    copy = k <= first_average
+    epoch = jnp.maximum(k - config.ema_update_after, 0).astype(jnp.float32)
+    decay = jnp.clip(1.0 - (1.0 + epoch) ** -config.ema_power, 0.0, config.ema_decay)
+    return copy, decay
+
+
+def update_ema(ema_params, params, k, config: DiffusionConfig):
+    copy, decay = ema_decay(k, config)
+    acts = k % config.ema_update_every == 0
+
+    def leaf(ema, new):
+        averaged = ema - (1.0 - decay) * (ema - new)
+        return jnp.where(acts, jnp.where(copy, new, averaged), ema)
+
+    return jax.tree.map(leaf, ema_params, params)
+
+
+def _net(config: DiffusionConfig, params, constants):
+    denoiser = config.denoiser()
+    return lambda x, c_noise: denoiser.apply({"params": params, "constants": constants}, x, c_noise)
+
+
+@jax.jit(static_argnames=("config", "num_steps", "batch_size"), donate_argnames=("state",))
+def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: DiffusionConfig, num_steps: int,
+                batch_size: int):
+    """`num_steps` optimisation steps in one scan over minibatches of the normalised `data`."""
+    optimizer = make_optimizer(config)
+
+    def loss_fn(params, batch, key):
+        return edm.training_loss(_net(config, params, state.constants), batch, key, config)
+
+    def step(state, key):
+        batch_key, loss_key = jax.random.split(key)
+        batch = data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])]
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, loss_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema_params = update_ema(state.ema_params, params, state.step, config)
+        return state.replace(step=state.step + 1, params=params, ema_params=ema_params, opt_state=opt_state), loss
+
+    state, losses = jax.lax.scan(step, state, jax.random.split(key, num_steps))
+    return state, jnp.mean(losses)
+
+
+def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_norm_dims: Sequence[int] = (),
+                    workdir: Optional[str] = None, log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
+                    progress: bool = True) -> Diffusion:
+    """Trains a denoiser on (N, d) transition rows and returns the EMA model.
+
+    `skip_norm_dims` stay unnormalised (SynthER: the terminal column). With a `workdir`, a
+    checkpoint is written every `checkpoint_every` steps and at the end, and a rerun resumes from
+    the newest one (a finished run just loads). `log_fn(step, {"loss": ...})` is called after each
+    jitted chunk, with the loss averaged over the chunk.
+    """
+    rows = np.asarray(rows, np.float32)
+    if rows.ndim != 2 or not np.all(np.isfinite(rows)):
+        raise ValueError(f"Training rows must be a finite (N, d) array; got shape {rows.shape}"
+                         f"{'' if rows.ndim != 2 else ' with NaN or inf values'}.")
+    normalizer = Normalizer.fit(rows, skip_norm_dims)
+    data = jax.device_put(normalizer.normalize(rows))
+    init_key, train_key = jax.random.split(key)
+    state = init_state(config, init_key, rows.shape[1])
+    batch_size = config.resolve_batch_size(len(rows))
+
+    checkpointer = None
+    if workdir is not None:
+        checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+        _write_config(workdir, config, rows.shape[1])
+        restored = checkpointer.restore_latest({"state": state, "normalizer": normalizer})
+        if restored is not None:
+            state = restored[1]["state"]
+    calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
+
+    step = int(state.step)
+    with tqdm(total=config.num_train_steps, initial=step, desc="diffusion training", disable=not progress,
+              unit="step") as bar:
+        calls = 0
+        while step < config.num_train_steps:
+            num_steps = min(config.steps_per_call, config.num_train_steps - step)
+            state, loss = train_steps(state, data, jax.random.fold_in(train_key, step), config=config,
+                                      num_steps=num_steps, batch_size=batch_size)
+            step, calls = step + num_steps, calls + 1
+            if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
+                checkpointer.save(step, {"state": state, "normalizer": normalizer})
+            loss = float(loss)
+            bar.update(num_steps)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            if log_fn is not None:
+                log_fn(step, {"loss": loss})
+    if checkpointer is not None:
+        checkpointer.close()
+    return Diffusion(config, rows.shape[1], state.ema_params, state.constants, normalizer)
+
+
+def _write_config(workdir: str, config: DiffusionConfig, dim: int) -> None:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "diffusion_config.json"), "w") as f:
+        json.dump({"dim": dim, **dataclasses.asdict(config)}, f, indent=2)
+
+
+def load_diffusion(workdir: str) -> Diffusion:
+    """The EMA model of the newest checkpoint that `train_diffusion(..., workdir=workdir)` wrote."""
+    path = os.path.join(workdir, "diffusion_config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No diffusion model in {workdir!r} (missing diffusion_config.json); train one "
+                                "with launch.synthesize first.")
+    with open(path) as f:
+        fields = json.load(f)
+    dim = fields.pop("dim")
+    config = DiffusionConfig(**fields)
+    target = {"state": init_state(config, jax.random.PRNGKey(0), dim),
+              "normalizer": Normalizer(jnp.zeros(dim), jnp.ones(dim))}
+    restored = Checkpointer(os.path.join(workdir, "checkpoints")).restore_latest(target)
+    if restored is None:
+        raise FileNotFoundError(f"No checkpoint under {workdir!r}/checkpoints.")
+    state, normalizer = restored[1]["state"], restored[1]["normalizer"]
+    return Diffusion(config, dim, state.ema_params, state.constants, normalizer)
+
+
+@jax.jit(static_argnames=("num",))
+def sample_rows(model: Diffusion, key: jax.Array, num: int) -> jax.Array:
+    """`num` un-normalised rows from the model, one jitted sampler call."""
+    x = edm.sample(_net(model.config, model.params, model.constants), key, num, model.dim, model.config)
+    return model.normalizer.unnormalize(x)
+
+
+def iterate_samples(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
+                    progress: bool = True) -> Iterator[np.ndarray]:
+    """Yields host chunks of un-normalised rows, `num_samples` in all, deterministic for `key`.
+
+    Chunk c uses fold_in(key, c); every call compiles one shape (the last chunk is cut), so only
+    one chunk at a time lives on the host beyond what the caller keeps.
+    """
+    chunk_size = min(chunk_size or model.config.sample_chunk_size, num_samples)
+    with tqdm(total=num_samples, desc="generating", disable=not progress, unit="sample") as bar:
+        for c, start in enumerate(range(0, num_samples, chunk_size)):
+            rows = np.asarray(sample_rows(model, jax.random.fold_in(key, c), chunk_size))
+            rows = rows[: num_samples - start]
+            bar.update(len(rows))
+            yield rows
+
+
+def generate(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
+             progress: bool = True) -> np.ndarray:
+    """(num_samples, d) float32 un-normalised rows, gathered chunk by chunk into one array."""
+    out = np.empty((num_samples, model.dim), np.float32)
+    start = 0
+    for rows in iterate_samples(model, num_samples, key, chunk_size, progress):
+        out[start:start + len(rows)] = rows
+        start += len(rows)
+    return out

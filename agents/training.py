@@ -8,6 +8,7 @@ from typing import Callable, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Batch = Dict[str, jax.Array]
 UpdateFn = Callable[[object, Batch, jax.Array], Tuple[object, Dict[str, jax.Array]]]
@@ -39,3 +40,34 @@ def scan_updates(update: UpdateFn, state, dataset: Batch, key: jax.Array, num_st
 
     state, metrics = jax.lax.scan(step, state, jax.random.split(key, num_steps))
     return state, jax.tree.map(jnp.mean, metrics)
+
+
+def scan_updates_over_seeds(update: UpdateFn, states, dataset: Batch, keys: jax.Array, num_steps: int,
+                            batch_size: int):
+    """`scan_updates` for many independent agents at once.
+
+    `states` and `keys` carry a leading seed axis; the dataset is shared by all seeds (passed once,
+    not copied per seed). Returns the states and per-seed averaged metrics, both with the seed axis.
+    """
+    run_one = lambda state, key: scan_updates(update, state, dataset, key, num_steps, batch_size)
+    return jax.vmap(run_one)(states, keys)
+
+
+
+def dataset_key(name: str) -> str:
+    """`task-level` for a D4RL or Minari dataset id, used to look up per-dataset hyperparameters.
+
+    "hopper-medium-replay-v2", "mujoco/hopper/medium-v0" and "D4RL/hopper/medium-v2" give
+    "hopper-medium-replay", "hopper-medium" and "hopper-medium": lower case, namespaces
+    ("mujoco", "d4rl") and version suffixes dropped, '/' read as '-'.
+    """
+    parts = [p for p in name.lower().replace("/", "-").split("-") if p]
+    parts = [p for p in parts if p not in ("mujoco", "d4rl") and not (p[0] == "v" and p[1:].isdigit())]
+    return "-".join(parts)
+
+
+def normalization_stats(observations: np.ndarray, eps: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:
+    """Mean and std (ddof 0) + `eps` of the *real* dataset's observations, as CORL computes them
+    for TD3+BC and IQL; they standardise real and synthetic batches alike (spec section 5.2)."""
+    observations = np.asarray(observations, np.float64)
+    return observations.mean(0).astype(np.float32), (observations.std(0) + eps).astype(np.float32)

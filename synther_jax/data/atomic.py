@@ -1,0 +1,29 @@
+"""Atomic file writes: write next to the target under a temporary name, rename when complete.
+
+A rename within one folder is atomic, so readers see either the previous file or the finished new
+one, never a half-written file, even if the writer is killed.
+"""
+import contextlib
+import os
+import tempfile
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path in `path`'s folder; moves it onto `path` only if the block completes,
+    and removes it otherwise."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                         dir=os.path.dirname(path))
+    os.close(handle)
+    try:
+        yield temporary
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes files private; give the usual permissions.
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)

@@ -1,0 +1,118 @@
+"""`load_dataset(id_or_path)`: every dataset this project reads, as flattened `Transitions`.
+
+What the argument may be, tried in this order:
+- a path to a file: `.npz` is a synthetic dataset (`synthetic.py`), `.hdf5`/`.h5` D4RL's flat
+  layout (`d4rl_hdf5.py`);
+- `bundled/<name>`: a dataset shipped in `synther_jax/data/bundled/` (D4RL layout, gzip), which
+  needs no network; `DEFAULT_DATASET` is the quick start's;
+- a D4RL name without a slash (`walker2d-medium-replay-v2`, `maze2d-umaze-v1`): the file from D4RL's
+  download cache, `$D4RL_DATASET_DIR` or else `~/.d4rl/datasets`;
+- a Minari id with a namespace (`mujoco/walker2d/medium-v0`): the local Minari store,
+  `$MINARI_DATASETS_PATH` or else `~/.minari/datasets`; downloaded only with `download=True`.
+
+Episodes are flattened with the original's rules (`flatten.py`; `keep_timeouts=True` keeps
+time-limit steps as non-terminal transitions). The result's `metadata["env_id"]` is the Gymnasium
+id to evaluate on when known; when it is (or `env_id` is passed), the data's observation and action
+dimensions are checked against that environment.
+"""
+import glob
+import os
+from typing import Optional
+
+from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
+from synther_jax.data.env_check import check_fits_env
+from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
+from synther_jax.data.flatten import episodes_to_transitions
+from synther_jax.data.synthetic import read_synthetic
+from synther_jax.data.transitions import Transitions
+
+BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled")
+DEFAULT_DATASET = "bundled/walker2d-medium-replay"
+
+
+def d4rl_dataset_dir() -> str:
+    """D4RL's download cache: `$D4RL_DATASET_DIR`, else `~/.d4rl/datasets` (as D4RL itself uses)."""
+    return os.path.expanduser(os.environ.get("D4RL_DATASET_DIR", os.path.join("~", ".d4rl", "datasets")))
+
+
+def minari_dataset_dir() -> str:
+    """Minari's local store: `$MINARI_DATASETS_PATH`, else `~/.minari/datasets`."""
+    return os.path.expanduser(os.environ.get("MINARI_DATASETS_PATH", os.path.join("~", ".minari", "datasets")))
+
+
+def bundled_names():
+    """The datasets shipped with the package, as `bundled/<name>` ids."""
+    return sorted(f"bundled/{os.path.basename(p)[:-len('.hdf5')]}" for p in glob.glob(os.path.join(BUNDLED_DIR, "*.hdf5")))
+
+
+def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transitions:
+    import minari
+
+    where = os.path.join(minari_dataset_dir(), dataset_id)
+    if not os.path.isdir(os.path.join(where, "data")):
+        advice = (f"Dataset {dataset_id!r} is not in the local Minari store ({where}; set MINARI_DATASETS_PATH to "
+                  f"use another store). Make one with `python -m launch.collect --dataset_id={dataset_id} ...`, "
+                  f"copy a downloaded one there (`minari download {dataset_id}` on a machine with network), ")
+        if not download:
+            raise DatasetNotFoundError(advice + "or pass download=True.")
+        try:
+            minari.download_dataset(dataset_id)
+        except Exception as error:  # Minari raises many kinds (network, hub, unknown id).
+            raise DatasetNotFoundError(advice + f"since downloading failed: {error}") from error
+    try:
+        dataset = minari.load_dataset(dataset_id)
+        metadata = {"source": dataset_id, "format": "minari", "keep_timeouts": keep_timeouts,
+                    "env_id": dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None,
+                    "ref_min_score": dataset.storage.metadata.get("ref_min_score"),
+                    "ref_max_score": dataset.storage.metadata.get("ref_max_score")}
+        return episodes_to_transitions(dataset.iterate_episodes(), keep_timeouts, metadata)
+    except (OSError, KeyError) as error:
+        raise InvalidDatasetError(f"Minari dataset {dataset_id!r} at {where} is truncated or corrupt ({error!r}); "
+                                  "delete it and make or download it again.") from error
+
+
+def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False, download: bool = False,
+                 env_id: Optional[str] = None) -> Transitions:
+    """Loads a dataset (forms in the module docstring) as flattened `Transitions`.
+
+    `env_id` names the environment the data belongs to when the dataset does not say (e.g. an
+    original SynthER `.npz`); it overrides the dataset's own. Raises DatasetNotFoundError (nothing
+    under that id), InvalidDatasetError (corrupt file, bad values, dims that do not fit the
+    environment) or UnknownEnvironmentError (an `env_id` we cannot build).
+    """
+    id_or_path = os.fspath(id_or_path)
+    if os.path.isfile(id_or_path):
+        if id_or_path.endswith(".npz"):
+            transitions = read_synthetic(id_or_path)
+        elif id_or_path.endswith((".hdf5", ".h5")):
+            transitions = read_d4rl_hdf5(id_or_path, keep_timeouts)
+        else:
+            raise InvalidDatasetError(f"{id_or_path} is neither a synthetic .npz nor a D4RL .hdf5 file.")
+    elif id_or_path.startswith("bundled/"):
+        path = os.path.join(BUNDLED_DIR, id_or_path[len("bundled/"):] + ".hdf5")
+        if not os.path.isfile(path):
+            raise DatasetNotFoundError(f"No bundled dataset {id_or_path!r}; bundled ones: {bundled_names()}.")
+        transitions = read_d4rl_hdf5(path, keep_timeouts)
+        transitions.metadata["source"] = id_or_path
+    elif id_or_path.endswith((".npz", ".hdf5", ".h5")) or os.path.isdir(id_or_path):
+        raise DatasetNotFoundError(f"No dataset file at {os.path.abspath(id_or_path)}.")
+    elif "/" not in id_or_path:
+        path = os.path.join(d4rl_dataset_dir(), d4rl_file_name(id_or_path)) if "-v" in id_or_path else None
+        if path is None or not os.path.isfile(path):
+            raise DatasetNotFoundError(
+                f"{id_or_path!r} is not a file, a bundled dataset ({bundled_names()}) or a Minari id "
+                f"(namespace/name-vN). As a D4RL name, its file would be {path or '<name>-vN'} (set D4RL_DATASET_DIR "
+                "to look elsewhere): download it from D4RL's dataset server, or pass the file's path.")
+        transitions = read_d4rl_hdf5(path, keep_timeouts)
+    else:
+        transitions = _load_minari(id_or_path, keep_timeouts, download)
+
+    if env_id is not None:
+        transitions.metadata["env_id"] = env_id
+        check_fits_env(transitions, env_id)
+    elif transitions.metadata.get("env_id") is not None:
+        try:
+            check_fits_env(transitions, transitions.metadata["env_id"])
+        except UnknownEnvironmentError:
+            pass  # Made on an environment not installed here: nothing to check against.
+    return transitions

@@ -1,0 +1,151 @@
+"""Synthetic datasets on disk: `samples.npz`, written in chunks, atomically, with metadata.
+
+The file is what the original writes (`np.savez_compressed` of observations, actions, rewards,
+next_observations, terminals; rewards and terminals of shape (N,)), so CORL-style scripts read it
+with `np.load(path)[key]`. It has one more entry, `metadata`: a JSON string (a 0-d unicode array)
+recording the source dataset, config, seed, model checkpoint and environment.
+
+5M transitions do not fit twice in memory, and a zip entry must be written in one go, so
+`SyntheticWriter` appends each chunk to one raw file per key in a temporary folder beside the target,
+then streams those files into the zip and renames it onto the target. Memory holds one chunk at a
+time; disk briefly holds the data twice. If anything fails or the writer is interrupted, the
+temporary files are removed and a previous file at the target stays untouched.
+"""
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from typing import Any, Dict, Mapping, Optional, Union
+
+import numpy as np
+
+from synther_jax.data.atomic import atomic_path
+from synther_jax.data.env_check import env_dims
+from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
+from synther_jax.data.transitions import KEYS, Transitions
+
+FORMAT = "synther_jax-synthetic-v1"
+_COPY_BYTES = 16 << 20
+
+
+def _to_transitions(chunk: Union[Transitions, Mapping[str, np.ndarray]]) -> Transitions:
+    """Validates a chunk (finite, consistent shapes) through the `Transitions` container."""
+    if isinstance(chunk, Transitions):
+        return chunk
+    missing = [key for key in KEYS if key not in chunk]
+    if missing:
+        raise InvalidDatasetError(f"A synthetic chunk lacks {missing}; it needs the keys {list(KEYS)}.")
+    return Transitions(*(chunk[key] for key in KEYS))
+
+
+class SyntheticWriter:
+    """Streams chunks of synthetic transitions to `path` (an `.npz`).
+
+    Use as a context manager: the file appears when the block ends normally and not at all if it
+    raises. `env_id`, when given, is checked against the chunks' dimensions (see `check_fits_env`).
+
+        with SyntheticWriter(path, source_dataset=..., config=..., seed=..., model_checkpoint=...,
+                             env_id="Walker2d-v5") as writer:
+            for chunk in chunks:
+                writer.write(chunk)
+    """
+
+    def __init__(self, path: str, *, source_dataset: str, config: Mapping[str, Any], seed: int,
+                 model_checkpoint: Optional[str], env_id: Optional[str] = None):
+        if not path.endswith(".npz"):
+            raise ValueError(f"Synthetic datasets are .npz files; got {path!r}.")
+        self.path = os.path.abspath(path)
+        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # ConfigDict or mapping.
+        self.metadata: Dict[str, Any] = json.loads(json.dumps({
+            "format": FORMAT, "source_dataset": source_dataset, "config": config, "seed": int(seed),
+            "model_checkpoint": model_checkpoint, "env_id": env_id}, default=str))
+        self.env_dims = None
+        if env_id is not None:
+            self.env_dims = env_dims(env_id)  # Raises UnknownEnvironmentError before anything is written.
+        self.num_transitions = 0
+        self._dims: Optional[Dict[str, tuple]] = None
+        self._folder: Optional[str] = None
+        self._files: Dict[str, Any] = {}
+
+    def __enter__(self) -> "SyntheticWriter":
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._folder = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.", dir=os.path.dirname(self.path))
+        self._files = {key: open(os.path.join(self._folder, key), "wb") for key in KEYS}
+        return self
+
+    def write(self, chunk: Union[Transitions, Mapping[str, np.ndarray]]) -> None:
+        """Appends a chunk (a `Transitions` or a dict with the five keys); raises InvalidDatasetError,
+        or ValueError from `Transitions`, on NaN/inf, mismatched lengths or dims."""
+        if self._folder is None:
+            raise RuntimeError("Use SyntheticWriter as a context manager: `with SyntheticWriter(...) as writer:`.")
+        chunk = _to_transitions(chunk)
+        dims = {key: getattr(chunk, key).shape[1:] for key in KEYS}
+        if self._dims is None:
+            if self.env_dims is not None and (chunk.obs_dim, chunk.action_dim) != self.env_dims:
+                raise InvalidDatasetError(
+                    f"Synthetic transitions have obs_dim={chunk.obs_dim}, action_dim={chunk.action_dim} but "
+                    f"{self.metadata['env_id']} has {self.env_dims}; was the model trained on another dataset?")
+            self._dims = dims
+        elif dims != self._dims:
+            raise InvalidDatasetError(f"Chunk shapes {dims} differ from the first chunk's {self._dims}.")
+        for key in KEYS:
+            getattr(chunk, key).astype("<f4", copy=False).tofile(self._files[key])
+        self.num_transitions += len(chunk)
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        try:
+            for handle in self._files.values():
+                handle.close()
+            if error_type is None:
+                self._finish()
+        finally:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    def _finish(self) -> None:
+        if self.num_transitions == 0:
+            raise InvalidDatasetError("No synthetic transitions were written; nothing was saved.")
+        metadata = dict(self.metadata, num_transitions=self.num_transitions)
+        with atomic_path(self.path) as temporary:
+            with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+                for key in KEYS:
+                    shape = (self.num_transitions,) + self._dims[key]
+                    with archive.open(f"{key}.npy", "w", force_zip64=True) as entry, \
+                            open(os.path.join(self._folder, key), "rb") as source:
+                        np.lib.format.write_array_header_1_0(
+                            entry, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                        shutil.copyfileobj(source, entry, _COPY_BYTES)
+                with archive.open("metadata.npy", "w") as entry:
+                    np.lib.format.write_array(entry, np.array(json.dumps(metadata, sort_keys=True)))
+
+
+def write_synthetic(path: str, transitions: Transitions, **metadata) -> None:
+    """Writes `transitions` in one chunk; `metadata` as for `SyntheticWriter`."""
+    with SyntheticWriter(path, **metadata) as writer:
+        writer.write(transitions)
+
+
+def read_synthetic(path: str) -> Transitions:
+    """Reads a synthetic `.npz` (ours, or the original's without metadata). Rewards and terminals of
+    shape (N, 1), as CORL reshapes them, are accepted too."""
+    if not os.path.exists(path):
+        raise DatasetNotFoundError(f"No synthetic dataset at {path}.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in KEYS if key not in archive.files]
+            if missing:
+                raise InvalidDatasetError(f"{path} lacks {missing}; a synthetic dataset needs {list(KEYS)}.")
+            arrays = {key: archive[key] for key in KEYS}
+            metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        if isinstance(error, InvalidDatasetError):
+            raise
+        raise InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). "
+                                  "Generate it again.") from error
+    for key in ("rewards", "terminals"):
+        if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
+            arrays[key] = arrays[key][:, 0]
+    metadata.setdefault("env_id", None)
+    metadata.update(source=os.path.abspath(path), format="synthetic-npz")
+    return Transitions(*(arrays[key] for key in KEYS), metadata=metadata)

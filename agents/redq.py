@@ -1,0 +1,12 @@
+"""REDQ (Chen et al. 2021): the ensemble SAC learner of `agents.sac` with 10 Qs, a random pair of
+target Qs in every target, and 20 critic updates per environment step (the original's redq.gin).
+
+Everything else (networks, losses, quirks, `update`, `act`) is `agents.sac`'s.
+"""
+from functools import partial
+
+from agents import sac
+from agents.sac import SACState, act, update  # noqa: F401  (REDQ's update and act are SAC's)
+
+init = partial(sac.init, num_qs=10, num_min_qs=2, utd_ratio=20)
+init.__doc__ = "A fresh REDQ learner: `agents.sac.init` with num_qs=10, num_min_qs=2, utd_ratio=20 by default."

@@ -1,0 +1,79 @@
+"""Train the diffusion model on a dataset and upsample it (the original's `train_diffuser.py`).
+
+    python -m launch.synthesize --config=configs/d4rl.py:walker2d --workdir=runs/walker2d
+
+Writes into the work directory: `config.json`, `diffusion/` (checkpoints of the denoiser, its EMA
+and the normaliser), `metrics.jsonl` and TensorBoard files, and `samples.npz` with the original's
+keys (observations, actions, rewards, next_observations, terminals; float32, terminals
+thresholded). Rerunning the command resumes training from the last checkpoint and skips what is
+already finished.
+"""
+import os
+
+import jax
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from launch.common import prepare_workdir
+from synther_jax.data import SyntheticWriter, Transitions, load_dataset
+from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
+from synther_jax.metrics import MetricsWriter
+
+SAMPLES_FILE = "samples.npz"
+
+
+def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: str,
+                metrics: MetricsWriter) -> Diffusion:
+    """Stage: fit the denoiser to the real transitions (resumes from `workdir/diffusion`)."""
+    rows = real.to_rows(config.modelled_terminals)
+    skip_norm_dims = (rows.shape[1] - 1,) if config.modelled_terminals else ()
+    return train_diffusion(rows, DiffusionConfig(**config.diffusion), jax.random.PRNGKey(config.seed), skip_norm_dims,
+                           workdir=os.path.join(workdir, "diffusion"),
+                           log_fn=lambda step, m: metrics.write("diffusion", step, m))
+
+
+def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str) -> str:
+    """Stage: generate `config.num_samples` transitions into `workdir/samples.npz`.
+
+    The writer streams chunks to disk and renames the file into place only when complete, so an
+    existing file is a finished stage and is kept.
+    """
+    path = os.path.join(workdir, SAMPLES_FILE)
+    if os.path.exists(path):
+        return path
+    sample_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    with SyntheticWriter(path, source_dataset=config.dataset, config=config, seed=config.seed,
+                         model_checkpoint=os.path.join(workdir, "diffusion"),
+                         env_id=real.metadata.get("env_id")) as writer:
+        for rows in iterate_samples(model, config.num_samples, sample_key):
+            writer.write(Transitions.from_rows(rows, real.obs_dim, real.action_dim, config.modelled_terminals,
+                                               config.terminal_threshold))
+    return path
+
+
+def load_real(config: ml_collections.ConfigDict) -> Transitions:
+    return load_dataset(config.dataset, env_id=config.env_id)
+
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "A config file and its argument, e.g. configs/d4rl.py:walker2d.")
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples.npz go; rerun to resume.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
+    config = FLAGS.config
+    prepare_workdir(FLAGS.workdir, config)
+    real = load_real(config)
+    metrics = MetricsWriter(FLAGS.workdir)
+    model = train_model(config, real, FLAGS.workdir, metrics)
+    path = write_samples(config, real, model, FLAGS.workdir)
+    metrics.close()
+    print(f"Wrote {config.num_samples} synthetic transitions to {path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

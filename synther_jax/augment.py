@@ -29,12 +29,14 @@ def _resample(data: Transitions, rng: np.random.Generator, num_samples: Optional
     idx = rng.integers(0, len(data), num_samples)
     optional = {key: None if getattr(data, key) is None else getattr(data, key)[idx]
                 for key in ("timeouts", "episode_ids")}
-    return Transitions(**{key: value[idx] for key, value in data.as_dict().items()}, **optional)
+    return Transitions(**{key: value[idx] for key, value in data.as_dict().items()}, **optional,
+                       metadata=data.metadata)
 
 
 def _with_states(data: Transitions, observations: np.ndarray, next_observations: np.ndarray) -> Transitions:
     return Transitions(observations.astype(np.float32), data.actions, data.rewards,
-                       next_observations.astype(np.float32), data.terminals, data.timeouts, data.episode_ids)
+                       next_observations.astype(np.float32), data.terminals, data.timeouts, data.episode_ids,
+                       data.metadata)
 
 
 def additive_noise(data: Transitions, seed: int, num_samples: Optional[int] = None,

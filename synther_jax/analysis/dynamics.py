@@ -20,7 +20,7 @@ The dynamics error of a transition is the mean squared error over the (o + 1) nu
 [next_observation, reward], in the environment's own units (the paper's "dynamics MSE").
 """
 import dataclasses
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import gymnasium as gym
 import mujoco
@@ -34,12 +34,17 @@ VELOCITY_CLIP = {"Hopper": 10.0, "Walker2d": 10.0, "HalfCheetah": None}
 SUPPORTED_VERSIONS = ("v4", "v5")
 
 
+def supports(env_id: Optional[str]) -> bool:
+    """Whether physical validity can be measured for this Gymnasium id."""
+    family, _, version = (env_id or "").partition("-")
+    return family in VELOCITY_CLIP and version in SUPPORTED_VERSIONS
+
+
 def _family(env_id: str) -> str:
-    family, _, version = env_id.partition("-")
-    if family not in VELOCITY_CLIP or version not in SUPPORTED_VERSIONS:
+    if not supports(env_id):
         raise ValueError(f"Physical validity is implemented for {sorted(VELOCITY_CLIP)} with versions "
                          f"{SUPPORTED_VERSIONS} (e.g. 'Walker2d-v5'), not {env_id!r}.")
-    return family
+    return env_id.partition("-")[0]
 
 
 def _make_env(env_id: str) -> gym.Env:

@@ -36,20 +36,20 @@ def ks_statistics(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
     """Two-sample KS statistic of every column, shape (D,).
 
     Both samples are merged and sorted per column; walking up the sorted values, each real row
-    adds 1/n and each synthetic row subtracts 1/m, so the running sum is F_real - F_synth. The
-    supremum is taken only where the value changes (after the last of a run of ties), which makes
-    binary and other discrete columns exact.
+    adds 1/n and each synthetic row subtracts 1/m, so the running sum is F_real - F_synth (kept in
+    integer units of 1/(n m) so that it is exact). The supremum is taken only where the value
+    changes (after the last of a run of ties), which makes binary and other discrete columns exact.
     """
     _check_pair(real, synthetic)
     n, m = len(real), len(synthetic)
     merged = np.concatenate([real, synthetic]).astype(np.float64)
-    steps = np.concatenate([np.full(n, 1.0 / n), np.full(m, -1.0 / m)])
+    steps = np.concatenate([np.full(n, m), np.full(m, -n)])  # integers: the running sum is exact
     order = np.argsort(merged, axis=0, kind="stable")
     sorted_values = np.take_along_axis(merged, order, axis=0)
-    cdf_gap = np.cumsum(steps[order], axis=0)
+    cdf_gap = np.cumsum(steps[order], axis=0)  # n * m * (F_real - F_synth)
     end_of_run = np.ones_like(sorted_values, dtype=bool)
     end_of_run[:-1] = sorted_values[1:] != sorted_values[:-1]
-    return np.max(np.where(end_of_run, np.abs(cdf_gap), 0.0), axis=0)
+    return np.max(np.where(end_of_run, np.abs(cdf_gap), 0), axis=0) / (n * m)
 
 
 def marginal_score(real: np.ndarray, synthetic: np.ndarray) -> float:

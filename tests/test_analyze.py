@@ -1,0 +1,91 @@
+"""The report: `analyze` on data with known answers, the parameter count, and the command line."""
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from synther_jax.analysis import report
+from synther_jax.data.transitions import KEYS, Transitions
+from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def hopper():
+    """1500 real Hopper-v5 transitions under small random actions."""
+    env = gym.make("Hopper-v5")
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    rows = {key: [] for key in KEYS}
+    for _ in range(1500):
+        action = np.clip(0.3 * rng.normal(size=3), -1, 1)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        for key, value in zip(KEYS, (obs, action, reward, next_obs, float(terminated))):
+            rows[key].append(value)
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    return Transitions(**{key: np.array(value) for key, value in rows.items()}, metadata={"env_id": "Hopper-v5"})
+
+
+def test_parameter_count_matches_the_original_and_our_denoiser():
+    # The original's printed counts (width 1024 and 2048, depth 6, dim_t 128, walker2d rows of 42).
+    assert report.denoiser_parameter_count(42) == 6_497_066
+    assert report.denoiser_parameter_count(42, width=2048) == 25_552_682
+    net = ResidualMLPDenoiser(width=48, depth=3, dim_t=16)
+    shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((2, 27)), jnp.zeros(2))
+    counted = sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(shapes["params"]))
+    assert counted == report.denoiser_parameter_count(27, width=48, depth=3, dim_t=16)
+
+
+def test_real_data_as_its_own_synthetic_data_is_perfect(hopper, tmp_path):
+    result = report.analyze(hopper, hopper, None, str(tmp_path), denoiser_params=1000, physics_rows=300,
+                            progress=False)
+    assert result["env_id"] == "Hopper-v5"  # taken from the data's metadata
+    assert result["marginal_score"] == 1.0 and result["correlation_score"] == pytest.approx(1.0)
+    synthetic = result["sources"]["synthetic"]
+    assert synthetic["min_distance_mean"] == pytest.approx(0.0, abs=1e-5)
+    assert synthetic["dynamics"]["dynamics_mse_mean"] < 1e-8
+    assert result["real_dynamics"]["dynamics_mse_mean"] < 1e-8
+    for baseline in ("additive", "multiplicative", "dynamics"):
+        assert result["sources"][baseline]["dynamics"]["dynamics_mse_mean"] > 1e-4
+        assert result["sources"][baseline]["min_distance_mean"] > 0.01
+    assert result["sources"]["additive"]["marginal_score"] < 1.0
+    compression = result["compression"]
+    assert compression["floats_in_real_data"] == 1500 * (2 * 11 + 3 + 2)
+    assert compression["compression_ratio"] == pytest.approx(1500 * 27 / 1000)
+    assert json.load(open(tmp_path / "report.json"))["marginal_score"] == 1.0
+
+
+def test_unsupported_environment_skips_physics(hopper, tmp_path):
+    result = report.analyze(hopper, hopper, "Ant-v5", str(tmp_path), baselines=("additive",), physics_rows=100,
+                            progress=False)
+    assert "dynamics" not in result["sources"]["synthetic"] and result["plots"] == ["marginals.png"]
+    assert result["dimension_names"][0] == "obs[0]"
+    with pytest.raises(ValueError, match="Unknown baselines"):
+        report.analyze(hopper, hopper, None, str(tmp_path), baselines=("cutout",))
+
+
+def test_the_command_writes_every_file(hopper, tmp_path):
+    np.savez(tmp_path / "real.npz", **hopper.as_dict())
+    rng = np.random.default_rng(1)
+    noisy = {key: value + (0.05 * rng.normal(size=value.shape) if key != "terminals" else 0)
+             for key, value in hopper.as_dict().items()}
+    np.savez(tmp_path / "samples.npz", **noisy)
+    out = tmp_path / "report"
+    command = [sys.executable, "-m", "launch.analyze", f"--dataset={tmp_path / 'real.npz'}",
+               f"--samples={tmp_path / 'samples.npz'}", f"--out={out}", "--env_id=Hopper-v5",
+               "--physics_rows=300", "--fidelity_rows=1000"]
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    result = json.load(open(out / "report.json"))
+    assert [key for key in result if "marginal" in key] and [key for key in result if "correlation" in key]
+    assert 0.5 < result["marginal_score"] < 1.0
+    assert result["compression"]["denoiser_params"] == report.denoiser_parameter_count(27)
+    for name in ("marginals.png", "distance_vs_dynamics.png", "compression.png"):
+        assert (out / name).stat().st_size > 10_000, name
+        assert name in result["plots"]

@@ -59,16 +59,20 @@ def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transi
             minari.download_dataset(dataset_id)
         except Exception as error:  # Minari raises many kinds (network, hub, unknown id).
             raise DatasetNotFoundError(advice + f"since downloading failed: {error}") from error
+    corrupt = (f"Minari dataset {dataset_id!r} at {where} is truncated or corrupt; delete it and make or "
+               "download it again.")
     try:
         dataset = minari.load_dataset(dataset_id)
         metadata = {"source": dataset_id, "format": "minari", "keep_timeouts": keep_timeouts,
                     "env_id": dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None,
                     "ref_min_score": dataset.storage.metadata.get("ref_min_score"),
                     "ref_max_score": dataset.storage.metadata.get("ref_max_score")}
+    except (OSError, KeyError, ValueError) as error:  # Minari reports a missing metadata file as ValueError.
+        raise InvalidDatasetError(f"{corrupt} ({error})") from error
+    try:
         return episodes_to_transitions(dataset.iterate_episodes(), keep_timeouts, metadata)
     except (OSError, KeyError) as error:
-        raise InvalidDatasetError(f"Minari dataset {dataset_id!r} at {where} is truncated or corrupt ({error!r}); "
-                                  "delete it and make or download it again.") from error
+        raise InvalidDatasetError(f"{corrupt} ({error!r})") from error
 
 
 def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False, download: bool = False,

@@ -26,7 +26,7 @@ from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
 from synther_jax.data.transitions import KEYS, Transitions
 
 FORMAT = "synther_jax-synthetic-v1"
-_COPY_BYTES = 16 << 20
+_COPY_BYTES = 1 << 20
 
 
 def _to_transitions(chunk: Union[Transitions, Mapping[str, np.ndarray]]) -> Transitions:

@@ -6,8 +6,8 @@ writes DIR/report.json and the PNGs described in `synther_jax.analysis.report`. 
 anything `synther_jax.data.load_dataset` reads (a bundled name, a D4RL name or file, a Minari id,
 an `.npz` with the five keys). The environment for the physical-validity check comes from
 `--env_id`, else from the dataset's or the samples' metadata. The denoiser's parameter count (for
-the compression figure) comes from `--denoiser_params`, else from the samples' metadata, else from
-`--denoiser_width/depth/dim_t` (the paper's 1024/6/128 by default).
+the compression figure) comes from `--denoiser_params`, else from the denoiser config recorded in
+the samples' metadata, else from `--denoiser_width/depth/dim_t` (the paper's 1024/6/128).
 """
 import json
 
@@ -15,7 +15,7 @@ from absl import app, flags
 
 from synther_jax.analysis.report import analyze, denoiser_parameter_count
 from synther_jax.augment import AUGMENTATIONS
-from synther_jax.data import load_dataset, read_synthetic
+from synther_jax.data import Transitions, load_dataset, read_synthetic
 
 flags.DEFINE_string("dataset", None, "The real dataset the generator was trained on.", required=True)
 flags.DEFINE_string("samples", None, "The synthetic transitions (samples.npz).", required=True)
@@ -33,15 +33,25 @@ flags.DEFINE_integer("seed", 0, "Seed for subsets and augmentations.")
 FLAGS = flags.FLAGS
 
 
+def count_denoiser_params(real: Transitions, samples_metadata: dict) -> int:
+    """--denoiser_params if given, else from the denoiser config that generated the samples
+    (launch.synthesize records it), else from the --denoiser_* flags."""
+    if FLAGS.denoiser_params:
+        return FLAGS.denoiser_params
+    config = samples_metadata.get("config") or {}
+    denoiser = config.get("diffusion") or {}
+    width = denoiser.get("width", FLAGS.denoiser_width)
+    depth = denoiser.get("depth", FLAGS.denoiser_depth)
+    dim_t = denoiser.get("dim_t", FLAGS.denoiser_dim_t)
+    row_dim = 2 * real.obs_dim + real.action_dim + 1 + int(config.get("modelled_terminals", True))
+    return denoiser_parameter_count(row_dim, width, depth, dim_t, denoiser.get("layer_norm", False))
+
+
 def main(_):
     real = load_dataset(FLAGS.dataset, env_id=FLAGS.env_id)
     synthetic = read_synthetic(FLAGS.samples)
     env_id = FLAGS.env_id or real.metadata.get("env_id") or synthetic.metadata.get("env_id")
-    denoiser_params = FLAGS.denoiser_params or synthetic.metadata.get("denoiser_params")
-    if denoiser_params is None:
-        row_dim = 2 * real.obs_dim + real.action_dim + 2  # [obs, action, reward, next_obs, terminal]
-        denoiser_params = denoiser_parameter_count(row_dim, FLAGS.denoiser_width,
-                                                   FLAGS.denoiser_depth, FLAGS.denoiser_dim_t)
+    denoiser_params = count_denoiser_params(real, synthetic.metadata)
     report = analyze(real, synthetic, env_id, FLAGS.out, denoiser_params=int(denoiser_params),
                      baselines=FLAGS.baselines, seed=FLAGS.seed, fidelity_rows=FLAGS.fidelity_rows,
                      physics_rows=FLAGS.physics_rows, correlation_method=FLAGS.correlation)

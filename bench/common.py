@@ -1,0 +1,47 @@
+"""What every benchmark reports: the device, versions, date, and the measured matmul peak."""
+import datetime
+import json
+import os
+import platform
+import time
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+
+
+def environment() -> Dict[str, str]:
+    device = jax.devices()[0]
+    return {
+        "device": f"{device.platform}:{device.device_kind}",
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__},
+    }
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `fn` (which must block until its work is done)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak_flops(size: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of a large float32 matmul on the default device: the ceiling a dense MLP can reach."""
+    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+    matmul = jax.jit(lambda a, b: a @ b)
+    matmul(a, b).block_until_ready()
+    return 2.0 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats)
+
+
+def write_json(path: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=2)
+    print(f"wrote {path}")

@@ -1,0 +1,81 @@
+"""Diffusion throughput: training steps/s and generated samples/s, as a fraction of matmul peak.
+
+    python -m bench.diffusion --size=paper --out=bench/results/diffusion_cpu_paper.json
+
+`paper`: width 1024, depth 6, batch 1024, 128 sampler steps, a 42-dim walker2d row.
+`small`: width 256, depth 3, batch 256. Model FLOPs count the dense layers only (2 per
+multiply-add; a training step is forward + backward = 3 forward passes; a sample is 255 network
+evaluations), divided by the FLOP/s of a large matmul measured in the same run.
+"""
+import jax
+import numpy as np
+from absl import app, flags
+
+from bench.common import best_time, environment, matmul_peak_flops, write_json
+from synther_jax.diffusion import Diffusion, DiffusionConfig
+from synther_jax.diffusion.normalizer import Normalizer
+from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
+
+SIZES = {"paper": dict(width=1024, depth=6, batch_size=1024), "small": dict(width=256, depth=3, batch_size=256)}
+DIM = 42  # walker2d: 17 + 6 + 1 + 17 + 1
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("size", "paper", list(SIZES), "Model size to measure.")
+flags.DEFINE_string("out", None, "JSON file for the figures (default: bench/results/diffusion_<platform>_<size>.json).")
+flags.DEFINE_integer("train_steps", 20, "Optimisation steps per timed call (one lax.scan).")
+flags.DEFINE_integer("num_samples", 1024, "Samples per timed sampler call.")
+flags.DEFINE_integer("repeats", 3, "Timed calls; the fastest counts.")
+
+
+def dense_macs(config: DiffusionConfig, dim: int) -> int:
+    """Multiply-adds of one forward pass for one row."""
+    t, w = config.dim_t, config.width
+    return 17 * t + t * t + dim * t + t * w + config.depth * w * w + w * dim
+
+
+def main(argv):
+    del argv
+    config = DiffusionConfig(**SIZES[FLAGS.size], num_train_steps=100_000)
+    state = init_state(config, jax.random.PRNGKey(0), DIM)
+    param_count = sum(x.size for x in jax.tree.leaves(state.params))
+    data = jax.random.normal(jax.random.PRNGKey(1), (100_000, DIM))
+    peak = matmul_peak_flops()
+
+    def train():
+        nonlocal state
+        state, loss = train_steps(state, data, jax.random.PRNGKey(2), config=config, num_steps=FLAGS.train_steps,
+                                  batch_size=config.batch_size)
+        loss.block_until_ready()
+
+    train()  # compile
+    train_time = best_time(train, FLAGS.repeats)
+    train_steps_per_s = FLAGS.train_steps / train_time
+    train_flops = 3 * 2 * dense_macs(config, DIM) * config.batch_size * train_steps_per_s
+
+    model = Diffusion(config, DIM, state.ema_params, state.constants, Normalizer(np.zeros(DIM), np.ones(DIM)))
+    sample = lambda: sample_rows(model, jax.random.PRNGKey(3), FLAGS.num_samples).block_until_ready()
+    sample()  # compile
+    samples_per_s = FLAGS.num_samples / best_time(sample, FLAGS.repeats)
+    evaluations = 2 * config.num_sample_steps - 1
+    sample_flops = 2 * dense_macs(config, DIM) * evaluations * samples_per_s
+
+    record = {
+        "size": FLAGS.size, "width": config.width, "depth": config.depth, "dim_t": config.dim_t,
+        "batch_size": config.batch_size, "num_sample_steps": config.num_sample_steps, "row_dim": DIM,
+        "param_count": int(param_count),
+        "train_steps_per_s": train_steps_per_s, "samples_per_s": samples_per_s,
+        "matmul_peak_flops_per_s": peak,
+        "train_flops_per_s": train_flops, "sample_flops_per_s": sample_flops,
+        "train_fraction_of_peak": train_flops / peak, "sample_fraction_of_peak": sample_flops / peak,
+        **environment(),
+    }
+    print(f"{FLAGS.size}: {param_count:,} params | train {train_steps_per_s:.2f} steps/s "
+          f"({record['train_fraction_of_peak']:.0%} of peak) | sample {samples_per_s:.1f} samples/s "
+          f"({record['sample_fraction_of_peak']:.0%} of peak) | matmul peak {peak / 1e9:.1f} GFLOP/s "
+          f"on {record['device']}")
+    out = FLAGS.out or f"bench/results/diffusion_{jax.devices()[0].platform}_{FLAGS.size}.json"
+    write_json(out, record)
+
+
+if __name__ == "__main__":
+    app.run(main)

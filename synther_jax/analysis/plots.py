@@ -66,13 +66,15 @@ def plot_distance_vs_dynamics(sources: Dict[str, Tuple[np.ndarray, np.ndarray]],
     all_errors = np.maximum(np.concatenate([e for _, e in sources.values()]), floor)
     distance_bins = np.linspace(0, np.quantile(all_distances, 0.995), 50)
     error_bins = np.logspace(np.log10(all_errors.min()), np.log10(all_errors.max()) + 1e-9, 50)
-    for name, (distances, errors) in sources.items():
+    for order, (name, (distances, errors)) in enumerate(sources.items()):
         colour = SOURCE_COLOURS.get(name)
         errors = np.maximum(errors, floor)
         fraction = np.full(len(errors), 1.0 / max(len(errors), 1))
         label = (f"{SOURCE_LABELS.get(name, name)}: median distance {np.median(distances):.2f}, "
                  f"median MSE {np.median(errors):.2g}")
-        ax.scatter(distances, errors, s=3, alpha=0.3, color=colour, label=label, rasterized=True)
+        # The first source (the synthetic data) is drawn on top of the baselines.
+        ax.scatter(distances, errors, s=3, alpha=0.3, color=colour, label=label, rasterized=True,
+                   zorder=len(sources) - order)
         top.hist(distances, bins=distance_bins, weights=fraction, color=colour, histtype="step", linewidth=1.5)
         side.hist(errors, bins=error_bins, weights=fraction, color=colour, histtype="step", linewidth=1.5,
                   orientation="horizontal")

@@ -82,9 +82,10 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
     timings = {}
-    num_baseline_rows = min(len(synthetic), fidelity_rows)
-    sources = {"synthetic": synthetic}
-    sources.update({kind: augment(real, kind, seed, num_baseline_rows) for kind in baselines})
+    # Every source is measured on a random subset of at most `fidelity_rows` rows (5M synthetic rows
+    # would not fit in memory twice); novelty and physics use `physics_rows` of those.
+    sources = {"synthetic": _subset(synthetic, fidelity_rows, rng)}
+    sources.update({kind: augment(real, kind, seed, len(sources["synthetic"])) for kind in baselines})
     real_rows = real.to_rows()
     names = dimension_names(real.obs_dim, real.action_dim, env_id)
     physics = dynamics.supports(env_id)
@@ -93,6 +94,8 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
     results: Dict[str, Dict[str, object]] = {}
     for name, data in sources.items():
         results[name] = fidelity.fidelity(real_rows, data.to_rows(), seed, fidelity_rows, correlation_method)
+        ks = np.asarray(results[name]["ks_per_dimension"])
+        results[name]["worst_marginals"] = [[names[d], float(ks[d])] for d in np.argsort(-ks)[:5]]
     timings["fidelity_s"] = time.time() - start
 
     start = time.time()
@@ -126,7 +129,9 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
 
     start = time.time()
     plot_files = [MARGINALS_PNG]
-    fidelity_real, fidelity_synthetic = fidelity.paired_subsample(real_rows, synthetic.to_rows(), fidelity_rows, seed)
+    # The same rows the scores were computed on (same seed), so each panel's KS matches its histograms.
+    fidelity_real, fidelity_synthetic = fidelity.paired_subsample(
+        real_rows, sources["synthetic"].to_rows(), fidelity_rows, seed)
     shown = real.obs_dim + real.action_dim + 1  # observation, action and reward, as in Figure 7
     plots.plot_marginals(
         fidelity_real[:, :shown], fidelity_synthetic[:, :shown], names[:shown],

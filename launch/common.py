@@ -1,8 +1,34 @@
 """What every entry point does with its work directory."""
 import json
 import os
+from typing import Any
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
+
+
+def define_flags(example: str) -> None:
+    """The two flags of every pipeline entry point. Called under `if __name__ == "__main__"`, so
+    entry points can import each other's stages without defining flags twice."""
+    config_flags.DEFINE_config_file("config", None, f"A config file and its argument, e.g. {example}.")
+    flags.DEFINE_string("workdir", None, "Where every stage's output goes; rerun the same command to resume.")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def read_json(path: str, default: Any) -> Any:
+    """The JSON value stored at `path`, or `default` when there is no file."""
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes `value` as JSON atomically: readers see the old file or the new one, never half of one."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -13,9 +13,8 @@ import os
 import jax
 import ml_collections
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from launch.common import prepare_workdir
+from launch.common import define_flags, prepare_workdir
 from synther_jax.data import SyntheticWriter, Transitions, load_dataset
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
 from synther_jax.metrics import MetricsWriter
@@ -56,14 +55,9 @@ def load_real(config: ml_collections.ConfigDict) -> Transitions:
     return load_dataset(config.dataset, env_id=config.env_id)
 
 
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "A config file and its argument, e.g. configs/d4rl.py:walker2d.")
-flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and samples.npz go; rerun to resume.")
-flags.mark_flags_as_required(["config", "workdir"])
-
-
 def main(argv):
     del argv
+    FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     config = FLAGS.config
     prepare_workdir(FLAGS.workdir, config)
@@ -76,4 +70,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags("configs/d4rl.py:walker2d")
     app.run(main)

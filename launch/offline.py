@@ -1,0 +1,223 @@
+"""Offline SynthER end to end (paper Section 4.1): upsample a dataset, train agents on it, score them.
+
+    python -m launch.offline --config=configs/d4rl.py:walker2d --workdir=runs/walker2d
+
+Stages, each leaving its output in the work directory so that a rerun resumes after the last
+finished stage (and inside the diffusion and agent stages from their last checkpoint):
+  (a) load the real dataset, subsampled to `real_fraction`;
+  (b) train the diffusion model                         -> diffusion/
+  (c) generate `num_samples` synthetic transitions       -> samples.npz, analysis/ (report.json, PNGs)
+      (with `augmentation`, an explicit augmentation of the real data replaces (b) and (c));
+  (d) train `num_seeds` agents as one vmapped program on the synthetic, real or mixed data -> agent/
+  (e) evaluate all seeds every `eval_every` updates on `eval_episodes` episodes in the real simulator
+                                                         -> evaluations.json, metrics.jsonl, TensorBoard
+  (f) results.json (per-seed and mean/std final normalised scores, seconds per stage) and
+      learning_curve.png.
+"""
+import os
+import time
+from typing import Dict, List
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from agents import edac, iql, td3_bc
+from agents.training import dataset_key, normalization_stats
+from launch.common import define_flags, prepare_workdir, read_json, write_json
+from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
+from synther_jax import augment
+from synther_jax.analysis.report import REPORT_FILE, analyze
+from synther_jax.checkpoint import Checkpointer
+from synther_jax.curves import plot_learning_curve
+from synther_jax.data import Transitions, read_synthetic, write_synthetic
+from synther_jax.data.scores import reference_scores
+from synther_jax.evaluation import evaluate
+from synther_jax.metrics import MetricsWriter
+
+LEARNERS = {"td3_bc": td3_bc, "iql": iql, "edac": edac}
+DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
+DATA_CHOICES = ("synthetic", "real", "mixed")
+
+
+class StageClock:
+    """Wall seconds per stage, kept in `stage_seconds.json` so resumed runs add up."""
+
+    def __init__(self, workdir: str):
+        self.path = os.path.join(workdir, "stage_seconds.json")
+        self.seconds: Dict[str, float] = read_json(self.path, {})
+
+    def timed(self, stage: str, fn, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            write_json(self.path, self.seconds)
+
+
+def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
+    """A uniform random `fraction` of the transitions (paper Figure 4), in their original order."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"real_fraction must be in (0, 1], got {fraction}.")
+    if fraction == 1.0:
+        return real
+    keep = np.sort(np.random.default_rng(seed).choice(len(real), max(2, round(fraction * len(real))), replace=False))
+    arrays = {key: value[keep] for key, value in real.as_dict().items()}
+    return Transitions(**arrays, metadata=dict(real.metadata or {}, real_fraction=fraction))
+
+
+def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir: str, clock: StageClock,
+                  metrics: MetricsWriter) -> Transitions:
+    """Stages (b) and (c): the transitions the agents learn from."""
+    if config.data not in DATA_CHOICES:
+        raise ValueError(f"config.data must be one of {DATA_CHOICES}, got {config.data!r}.")
+    if config.data == "real":
+        return real
+    path = os.path.join(workdir, SAMPLES_FILE)
+    denoiser_params = None
+    if config.augmentation != "none":
+        if not os.path.exists(path):
+            augmented = clock.timed("generate", augment.augment, real, config.augmentation, config.seed,
+                                    config.num_samples)
+            write_synthetic(path, augmented, source_dataset=config.dataset, config=config, seed=config.seed,
+                            model_checkpoint=None, env_id=real.metadata.get("env_id"))
+    else:
+        model = clock.timed("diffusion", train_model, config, real, workdir, metrics)
+        denoiser_params = sum(x.size for x in jax.tree.leaves(model.params))
+        clock.timed("generate", write_samples, config, real, model, workdir)
+    synthetic = read_synthetic(path)
+    analysis_dir = os.path.join(workdir, "analysis")
+    if config.analyze and not os.path.exists(os.path.join(analysis_dir, REPORT_FILE)):
+        clock.timed("analyze", analyze, real, synthetic, real.metadata.get("env_id"), analysis_dir,
+                    denoiser_params=denoiser_params, seed=config.seed)
+    if config.data == "mixed":  # real and synthetic pooled into one dataset, sampled uniformly
+        arrays = {key: np.concatenate([getattr(real, key), getattr(synthetic, key)]) for key in real.as_dict()}
+        return Transitions(**arrays, metadata=real.metadata)
+    return synthetic
+
+
+def init_agents(config: ml_collections.ConfigDict, real: Transitions, num_updates: int):
+    """`num_seeds` fresh learners stacked on a leading seed axis; state and reward statistics come
+    from the real data, as CORL computes them, whatever the agents then train on."""
+    if config.algorithm not in LEARNERS:
+        raise ValueError(f"Unknown algorithm {config.algorithm!r}; choose one of {sorted(LEARNERS)}.")
+    hyperparameters = dict(config[config.algorithm])
+    if config.algorithm in ("td3_bc", "iql"):
+        hyperparameters["obs_mean"], hyperparameters["obs_std"] = normalization_stats(real.observations)
+    if config.algorithm == "iql":
+        hyperparameters["max_steps"] = num_updates  # the actor's cosine LR decay spans the whole run
+        if dataset_key(config.name) in iql.REWARD_NORMALIZED_DATASETS:
+            hyperparameters["reward_scale"] = iql.locomotion_reward_scale(real.rewards, real.terminals)
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), config.num_seeds)
+    return LEARNERS[config.algorithm].init_seeds(keys, real.obs_dim, real.action_dim, **hyperparameters)
+
+
+def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Transitions, env_id: str,
+                 workdir: str, metrics: MetricsWriter, clock: StageClock) -> List[dict]:
+    """Stages (d) and (e): updates in jitted chunks of `eval_every`, each followed by an evaluation
+    of every seed and a checkpoint. Returns the evaluation history."""
+    learner = LEARNERS[config.algorithm]
+    num_updates = config.agent_steps or DEFAULT_AGENT_STEPS[config.algorithm]
+    states = init_agents(config, real, num_updates)
+    dataset = {key: jnp.asarray(value) for key, value in data.as_dict().items()}
+    seed_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 3), config.num_seeds)
+
+    checkpointer = Checkpointer(os.path.join(workdir, "agent"))
+    evaluations_path = os.path.join(workdir, "evaluations.json")
+    step, evaluations = 0, []
+    restored = checkpointer.restore_latest({"states": states})
+    if restored is not None:
+        step, states = restored[0], restored[1]["states"]
+        # Evaluations written after the last checkpoint belong to the crashed run's future.
+        evaluations = [e for e in read_json(evaluations_path, []) if e["step"] <= step]
+
+    while step < num_updates:
+        num_steps = min(config.eval_every, num_updates - step)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
+        states, update_metrics = clock.timed("agent", _block, learner.update_steps_seeds, states, dataset, keys,
+                                             num_steps=num_steps, batch_size=config.batch_size)
+        step += num_steps
+        result = clock.timed("evaluate", evaluate, learner.act, states, env_id, config.eval_episodes,
+                             seed=config.seed * 1_000_003 + step)
+        evaluations.append({"step": step, "returns": result.seed_returns.tolist(),
+                            "scores": None if result.seed_scores is None else result.seed_scores.tolist()})
+        write_json(evaluations_path, evaluations)
+        checkpointer.save(step, {"states": states})
+        metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()})
+        metrics.write("eval", step, result.summary())
+        summary = result.summary()
+        logging.warning("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
+                        summary["return_std"], "" if result.scores is None else
+                        f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
+    checkpointer.close()
+    return evaluations
+
+
+def _block(fn, *args, **kwargs):
+    """Calls a jitted function and waits for it, so stage timings measure the work itself."""
+    return jax.block_until_ready(fn(*args, **kwargs))
+
+
+def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: List[dict], clock: StageClock,
+                  workdir: str) -> dict:
+    """Stage (f): results.json and learning_curve.png."""
+    final = evaluations[-1]
+    try:
+        score_table = reference_scores(env_id).table
+    except ValueError:
+        score_table = None
+
+    def stats(values):
+        return None if values is None else {"per_seed": values, "mean": float(np.mean(values)),
+                                            "std": float(np.std(values))}
+
+    results = {
+        "name": config.name, "dataset": config.dataset, "env_id": env_id, "algorithm": config.algorithm,
+        "data": config.data, "augmentation": config.augmentation, "real_fraction": config.real_fraction,
+        "num_seeds": config.num_seeds, "num_updates": final["step"], "score_table": score_table,
+        "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
+        "stage_seconds": clock.seconds,
+    }
+    write_json(os.path.join(workdir, "results.json"), results)
+    scores = final["scores"] is not None
+    plot_learning_curve([e["step"] for e in evaluations], [e["scores" if scores else "returns"] for e in evaluations],
+                        os.path.join(workdir, "learning_curve.png"), "agent updates",
+                        "D4RL-normalised score" if scores else "return",
+                        f"{config.algorithm} on {config.data} data, {config.name}")
+    return results
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The whole pipeline; returns what it writes to results.json."""
+    prepare_workdir(workdir, config)
+    clock = StageClock(workdir)
+    metrics = MetricsWriter(workdir)
+    real = clock.timed("load", lambda: subsample(load_real(config), config.real_fraction, config.seed))
+    env_id = real.metadata.get("env_id")
+    if env_id is None:
+        raise ValueError(f"The dataset {config.dataset!r} does not say which environment it comes from; "
+                         "set --config.env_id (e.g. Walker2d-v4 for D4RL v2 data).")
+    data = training_data(config, real, workdir, clock, metrics)
+    evaluations = train_agents(config, real, data, env_id, workdir, metrics, clock)
+    metrics.close()
+    return write_results(config, env_id, evaluations, clock, workdir)
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
+    results = run(FLAGS.config, FLAGS.workdir)
+    score = results["final_normalized_score"] or results["final_return"]
+    print(f"{results['algorithm']} on {results['data']} data ({results['name']}): final "
+          f"{'normalised score' if results['final_normalized_score'] else 'return'} "
+          f"{score['mean']:.1f} +- {score['std']:.1f} over {results['num_seeds']} seeds; "
+          f"results in {os.path.join(FLAGS.workdir, 'results.json')}")
+
+
+if __name__ == "__main__":
+    define_flags("configs/d4rl.py:walker2d")
+    app.run(main)

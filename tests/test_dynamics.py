@@ -74,6 +74,13 @@ def test_clipped_velocities_are_flagged_and_left_out(walker):
     summary = dynamics.dynamics_errors("Walker2d-v5", data, progress=False).summary()
     assert summary["num_not_restorable"] == int(np.sum(~flagged))
     assert summary["dynamics_mse_mean"] < 1e-8
+    # Real observations sit at the bound at most; a velocity beyond it is impossible.
+    assert summary["num_impossible"] == 0
+    beyond = walker.next_observations.copy()
+    beyond[7, num_positions] = -10.5
+    data = Transitions(walker.observations, walker.actions, walker.rewards, beyond, walker.terminals)
+    np.testing.assert_array_equal(np.flatnonzero(dynamics.impossible("Walker2d-v5", data)), [7])
+    assert not dynamics.impossible("HalfCheetah-v5", data).any()
 
 
 def test_the_unobserved_x_position_does_not_change_the_step():

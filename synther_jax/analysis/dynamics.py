@@ -12,7 +12,9 @@ qvel = obs[nq-1:]. We set that state, apply the transition's action with the env
 - Hopper and Walker2d clip the observed velocities to [-10, 10]; HalfCheetah does not clip. An
   observation with a velocity at (or, for synthetic data, beyond) the bound does not say what the
   true velocity was, so the state cannot be restored exactly: such transitions are flagged
-  `restorable = False` and left out of the summary figures (their count is reported).
+  `restorable = False` and left out of the summary figures (their count is reported). A velocity
+  strictly beyond the bound, in the observation or the next observation, is one the environment
+  can never report: such transitions are also counted as `impossible` (real data has none).
 - Everything else is restored exactly up to float32 rounding of the stored observation, so real
   transitions come back with errors of about 1e-6 or less (see tests/test_dynamics.py).
 
@@ -65,14 +67,25 @@ def observation_names(env_id: str) -> List[str]:
     return [f"{name} pos" for name in joints[1:]] + [f"{name} vel" for name in joints]
 
 
+def _velocities(observations: np.ndarray) -> np.ndarray:
+    num_positions = (observations.shape[1] - 1) // 2  # nq - 1 positions, nv = nq velocities
+    return np.abs(observations[:, num_positions:])
+
+
 def restorable(env_id: str, observations: np.ndarray) -> np.ndarray:
     """(N,) bool: True where the observation fixes the simulator state exactly (no clipped velocity)."""
     clip = VELOCITY_CLIP[_family(env_id)]
     if clip is None:
         return np.ones(len(observations), dtype=bool)
-    num_positions = (observations.shape[1] - 1) // 2
-    velocities = observations[:, num_positions:]
-    return np.all(np.abs(velocities) < clip, axis=1)
+    return np.all(_velocities(observations) < clip, axis=1)
+
+
+def impossible(env_id: str, data: Transitions) -> np.ndarray:
+    """(N,) bool: True where the observation or next observation has a velocity beyond the clip."""
+    clip = VELOCITY_CLIP[_family(env_id)]
+    if clip is None:
+        return np.zeros(len(data), dtype=bool)
+    return np.any(_velocities(data.observations) > clip, axis=1) | np.any(_velocities(data.next_observations) > clip, axis=1)
 
 
 def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray, progress: bool = True) -> Dict[str, np.ndarray]:
@@ -105,11 +118,13 @@ class DynamicsErrors:
     reward_squared_error: np.ndarray
     terminal_agrees: np.ndarray    # the transition's terminal flag equals the simulator's
     restorable: np.ndarray         # False where a clipped velocity hides the true state
+    impossible: np.ndarray         # a velocity beyond the clip, which the environment never reports
 
     def summary(self) -> Dict[str, float]:
         """Means and medians over the restorable transitions, and how many were left out."""
         keep = self.restorable
-        summary = {"num_transitions": int(len(keep)), "num_not_restorable": int(np.sum(~keep))}
+        summary = {"num_transitions": int(len(keep)), "num_not_restorable": int(np.sum(~keep)),
+                   "num_impossible": int(np.sum(self.impossible))}
         if not np.any(keep):
             return summary
         for name in ("dynamics_mse", "next_observation_mse", "reward_squared_error"):
@@ -132,4 +147,5 @@ def dynamics_errors(env_id: str, data: Transitions, progress: bool = True) -> Dy
         reward_squared_error=reward_se,
         terminal_agrees=truth["terminals"] == (data.terminals > 0.5),
         restorable=restorable(env_id, data.observations),
+        impossible=impossible(env_id, data),
     )

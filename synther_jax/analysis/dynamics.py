@@ -85,10 +85,12 @@ def impossible(env_id: str, data: Transitions) -> np.ndarray:
     clip = VELOCITY_CLIP[_family(env_id)]
     if clip is None:
         return np.zeros(len(data), dtype=bool)
-    return np.any(_velocities(data.observations) > clip, axis=1) | np.any(_velocities(data.next_observations) > clip, axis=1)
+    return (np.any(_velocities(data.observations) > clip, axis=1)
+            | np.any(_velocities(data.next_observations) > clip, axis=1))
 
 
-def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray, progress: bool = True) -> Dict[str, np.ndarray]:
+def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray,
+             progress: bool = True) -> Dict[str, np.ndarray]:
     """What the simulator does from each observation's state under each action.
 
     Returns float64 `next_observations` (N, o), `rewards` (N,) and bool `terminals` (N,).

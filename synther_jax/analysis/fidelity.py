@@ -24,7 +24,8 @@ def _check_pair(real: np.ndarray, synthetic: np.ndarray) -> None:
         raise ValueError("Each side needs at least two rows to compare distributions.")
 
 
-def paired_subsample(real: np.ndarray, synthetic: np.ndarray, max_rows: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+def paired_subsample(real: np.ndarray, synthetic: np.ndarray, max_rows: int,
+                     seed: int) -> Tuple[np.ndarray, np.ndarray]:
     """Random rows, without replacement, so both sides have min(len(real), len(synthetic), max_rows)."""
     n = min(len(real), len(synthetic), max_rows)
     rng = np.random.default_rng(seed)

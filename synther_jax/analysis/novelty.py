@@ -7,7 +7,6 @@ device: a jitted function scans over blocks of the reference set keeping the run
 ||q||^2 - 2 q.r + ||r||^2 for a block of queries. That expansion loses precision for near
 duplicates, so the distance to the winning neighbour is then recomputed directly as ||q - r||.
 """
-import functools
 from typing import Tuple
 
 import jax
@@ -24,22 +23,18 @@ def standardize(real: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...]
     return tuple(((x - mean) / std).astype(np.float32) for x in (real, *others))
 
 
-@functools.partial(jax.jit, static_argnames="block_size")
-def _nearest_in_blocks(queries: jax.Array, references: jax.Array, block_size: int) -> jax.Array:
-    """Index of the nearest reference row for every query row (references padded to whole blocks)."""
-    num_refs = references.shape[0]
-    num_blocks = -(-num_refs // block_size)
-    padded = jnp.zeros((num_blocks * block_size, references.shape[1]), references.dtype).at[:num_refs].set(references)
-    valid = jnp.arange(num_blocks * block_size) < num_refs
-    blocks = padded.reshape(num_blocks, block_size, -1)
-    block_valid = valid.reshape(num_blocks, block_size)
+@jax.jit
+def _nearest_in_blocks(queries: jax.Array, blocks: jax.Array, block_valid: jax.Array) -> jax.Array:
+    """Index of the nearest reference row for every query row; `blocks` (num_blocks, block_size, D)
+    holds the references, padded to whole blocks, and `block_valid` marks the real (unpadded) rows."""
+    num_blocks, block_size, _ = blocks.shape
     query_norms = jnp.sum(queries ** 2, axis=1, keepdims=True)
 
     def scan_block(carry, inputs):
         best_dist, best_idx = carry
-        block, block_ok, offset = inputs
+        block, valid, offset = inputs
         dist = query_norms - 2.0 * queries @ block.T + jnp.sum(block ** 2, axis=1)[None, :]
-        dist = jnp.where(block_ok[None, :], dist, jnp.inf)
+        dist = jnp.where(valid[None, :], dist, jnp.inf)
         idx = jnp.argmin(dist, axis=1)
         dist = jnp.min(dist, axis=1)
         better = dist < best_dist
@@ -55,22 +50,29 @@ def nearest_neighbours(queries: np.ndarray, references: np.ndarray, query_chunk:
                        block_size: int = 8192, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
     """Exact nearest reference row for every query row: (distances (Q,), indices (Q,)).
 
-    Memory per step is query_chunk x block_size floats; the last query chunk is padded so the
-    jitted function compiles once.
+    Memory per step is query_chunk x block_size floats. The references go to the device once,
+    padded to whole blocks, and the last query chunk is padded, so the search compiles once.
     """
     if queries.ndim != 2 or references.ndim != 2 or queries.shape[1] != references.shape[1]:
         raise ValueError(f"Expected (Q, D) queries and (R, D) references, got {queries.shape} and {references.shape}.")
     queries = np.asarray(queries, np.float32)
-    references_device = jnp.asarray(references, jnp.float32)
     block_size = min(block_size, len(references))
+    num_blocks = -(-len(references) // block_size)
+    padded_references = np.zeros((num_blocks * block_size, references.shape[1]), np.float32)
+    padded_references[:len(references)] = references
+    blocks = jnp.asarray(padded_references.reshape(num_blocks, block_size, -1))
+    block_valid = jnp.asarray((np.arange(num_blocks * block_size) < len(references)).reshape(num_blocks, block_size))
     query_chunk = min(query_chunk, len(queries))
     indices = np.zeros(len(queries), np.int64)
-    for start in tqdm(range(0, len(queries), query_chunk), desc="nearest neighbours", disable=not progress, leave=False):
+    starts = range(0, len(queries), query_chunk)
+    for start in tqdm(starts, desc="nearest neighbours", disable=not progress, leave=False):
         chunk = queries[start:start + query_chunk]
         padded = np.zeros((query_chunk, queries.shape[1]), np.float32)
         padded[:len(chunk)] = chunk
-        indices[start:start + len(chunk)] = np.asarray(_nearest_in_blocks(padded, references_device, block_size))[:len(chunk)]
-    distances = np.linalg.norm(queries.astype(np.float64) - np.asarray(references, np.float64)[indices], axis=1)
+        nearest = _nearest_in_blocks(padded, blocks, block_valid)
+        indices[start:start + len(chunk)] = np.asarray(nearest)[:len(chunk)]
+    nearest_rows = np.asarray(references)[indices].astype(np.float64)
+    distances = np.linalg.norm(queries.astype(np.float64) - nearest_rows, axis=1)
     return distances, indices
 
 

@@ -18,7 +18,7 @@ The original's quirks are kept by default and can be switched off (spec section 
   critic step, and the alpha from before this update's temperature step.
 """
 import dataclasses
-from functools import partial
+from functools import lru_cache, partial
 from typing import Dict, Optional, Sequence, Tuple
 
 import flax
@@ -71,6 +71,13 @@ def critic_network(config: SACConfig, num: int) -> nn.Module:
     return ensemble(StateActionValue, num)(config.hidden_dims, kernel_init=xavier_uniform, bias_init=constant(0.0))
 
 
+@lru_cache(maxsize=None)
+def _definitions(config: SACConfig, action_dim: int, learning_rate: float):
+    """The networks and the optimiser, shared by learners with equal settings so that their states
+    have equal static parts and jitted functions compiled for one are reused for the next."""
+    return policy_network(config, action_dim), critic_network(config, config.num_qs), optax.adam(learning_rate)
+
+
 def init(key: jax.Array, obs_dim: int, action_dim: int, *, hidden_dims: Sequence[int] = (256, 256),
          learning_rate: float = 3e-4, num_qs: int = 2, num_min_qs: int = 2, utd_ratio: int = 1,
          policy_update_delay: int = 20, batch_size: int = 256, discount: float = 0.99, tau: float = 0.005,
@@ -88,13 +95,12 @@ def init(key: jax.Array, obs_dim: int, action_dim: int, *, hidden_dims: Sequence
                        policy_uses_updated_critic)
     actor_key, critic_key = jax.random.split(key)
     observations, actions = jnp.zeros((1, obs_dim)), jnp.zeros((1, action_dim))
-    actor_def, critic_def = policy_network(config, action_dim), critic_network(config, num_qs)
-    actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(actor_key, observations),
-                              tx=optax.adam(learning_rate))
+    actor_def, critic_def, adam = _definitions(config, action_dim, learning_rate)
+    actor = TrainState.create(apply_fn=actor_def.apply, params=actor_def.init(actor_key, observations), tx=adam)
     critic_params = critic_def.init(critic_key, observations, actions)
-    critic = TrainState.create(apply_fn=critic_def.apply, params=critic_params, tx=optax.adam(learning_rate))
+    critic = TrainState.create(apply_fn=critic_def.apply, params=critic_params, tx=adam)
     log_alpha = {"log_alpha": jnp.zeros((), jnp.float32)}
-    temperature = TrainState.create(apply_fn=None, params=log_alpha, tx=optax.adam(learning_rate))
+    temperature = TrainState.create(apply_fn=None, params=log_alpha, tx=adam)
     alpha = jnp.asarray(1.0 if initial_alpha is None else initial_alpha, jnp.float32)
     target_critic_params = jax.tree.map(jnp.copy, critic_params)  # its own buffers: `update` donates the state
     return SACState(actor, critic, target_critic_params, temperature, alpha, config)

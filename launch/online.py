@@ -137,7 +137,7 @@ class _Rollouts:
                                 "episode_ids")}
         for i, env in enumerate(self.envs):
             next_obs, reward, terminated, truncated, _ = env.step(actions[i])
-            for key, value in (("observations", self.observations[i]), ("actions", actions[i]),
+            for key, value in (("observations", self.observations[i].copy()), ("actions", actions[i]),
                                ("rewards", reward), ("next_observations", next_obs), ("terminals", terminated),
                                ("timeouts", truncated and not terminated), ("episode_ids", self.episode_ids[i])):
                 rows[key].append(value)
@@ -211,7 +211,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
     # --- resume ---
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     checkpoint = lambda: {"agent": states, "real": real, "synthetic": synthetic, "key": key,
-                          "env_step": np.int64(env_step), "episode_ids": rollouts.episode_ids,
+                          "env_step": np.array(env_step, np.int64), "episode_ids": rollouts.episode_ids,
                           "episode_lengths": rollouts.lengths, "timings": timer.as_array()}
     env_step, timer = 0, Timer()
     restored = checkpointer.restore_latest(checkpoint())

@@ -1,0 +1,118 @@
+"""The online loop: smoke run with a real diffusion retrain, rollout state untouched by generation,
+exact resume after a crash, early stopping, several seeds in one process."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs.online import get_config
+from launch import online
+
+
+def tiny_config(variant="synther", env="hopper", **overrides):
+    config = get_config(f"{env}-{variant},smoke")
+    config.total_steps, config.start_steps, config.replay_capacity = 300, 100, 1_000
+    config.eval_every, config.eval_episodes, config.log_every, config.checkpoint_every = 150, 1, 50, 150
+    config.agent.update(hidden_dims=(16, 16), batch_size=16, utd_ratio=2)
+    config.synther.update(retrain_every=200, num_samples=500, capacity=500)
+    config.synther.diffusion.update(width=32, depth=1, dim_t=8, num_train_steps=50, steps_per_call=50,
+                                    num_sample_steps=4, sample_chunk_size=500)
+    config.update(overrides)
+    return config
+
+
+def noisy_copy(real_rows, key):
+    """A stand-in generator: the real rows plus noise, deterministic in `key`."""
+    noise = np.asarray(jax.random.normal(key, real_rows.shape), np.float32)
+    return real_rows[np.arange(500) % len(real_rows)] + 0.01 * noise[np.arange(500) % len(real_rows)]
+
+
+def test_smoke_loop_with_one_diffusion_retrain_writes_every_output(tmp_path):
+    config = tiny_config(total_steps=250, eval_every=125, checkpoint_every=250)
+    synthesizer = online.make_synthesizer(config)
+    synthesizer.progress = False
+    result = online.train(config, str(tmp_path), synthesize=synthesizer)
+    assert result.env_steps == 250 and [e["env_step"] for e in result.evaluations] == [125, 250]
+    for name in ("config.json", "metrics.jsonl", "evaluations.json", "results.json", "timings.json",
+                 "learning_curve.png"):
+        assert os.path.getsize(tmp_path / name) > 0, name
+    assert os.listdir(tmp_path / "checkpoints")
+    timings = json.loads((tmp_path / "timings.json").read_text())["seconds"]
+    assert timings["synthesis/diffusion_training"] > 0 and timings["synthesis/generation"] > 0
+    assert all(timings[k] > 0 for k in ("env_stepping", "agent_updates", "evaluation"))
+    data = result.real_data[0]
+    assert len(data) == 250 and data.timeouts is not None
+    assert np.all(np.diff(data.episode_ids) >= 0)  # collection order
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"agent", "eval"} <= {r["stage"] for r in records}
+
+
+def test_generation_never_touches_the_rollout(tmp_path):
+    """The original's issue #9: storing generated rows overwrote the live observation. Here the
+    generator returns absurd rows; the real data must still chain obs[t + 1] == next_obs[t]."""
+    config = tiny_config(total_steps=260, eval_every=260, checkpoint_every=260)
+    garbage = lambda rows, key: np.full((500, rows.shape[1]), 1e3, np.float32)
+    result = online.train(config, str(tmp_path), synthesize=garbage)
+    data = result.real_data[0]
+    ended = (data.terminals + data.timeouts) > 0
+    continuing = ~ended[:-1]
+    np.testing.assert_array_equal(data.observations[1:][continuing], data.next_observations[:-1][continuing])
+    assert np.all(np.abs(data.observations) < 1e3)
+    synthetic = newest_checkpoint(tmp_path)["synthetic"]  # seed axis first
+    assert int(synthetic["size"][0]) == 500 and np.all(synthetic["rewards"][0] == 1e3)
+    assert np.all(synthetic["terminals"][0] == 1e3)  # raw, unthresholded terminals (the original's online code)
+
+
+def newest_checkpoint(workdir):
+    """The newest checkpoint as plain nested dicts of arrays."""
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+    return manager.restore(manager.latest_step())
+
+
+def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
+    config = tiny_config(total_steps=300, checkpoint_every=150, eval_every=100)
+    config.synther.retrain_every = 100  # retrains at 100, 200 and 300, on both sides of the checkpoint at 150
+    uninterrupted = online.train(config, str(tmp_path / "a"), synthesize=noisy_copy)
+
+    def crash(env_step, mean_return, states):
+        if env_step == 200:
+            raise KeyboardInterrupt("killed")
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        online.train(config, str(tmp_path / "b"), synthesize=noisy_copy, on_eval=crash)
+    resumed = online.train(config, str(tmp_path / "b"), synthesize=noisy_copy)
+
+    assert resumed.env_steps == 300
+    for a, b in zip(jax.tree.leaves(resumed.agent_state), jax.tree.leaves(uninterrupted.agent_state)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(resumed.real_data, uninterrupted.real_data):
+        for key in ("observations", "actions", "rewards", "terminals", "timeouts", "episode_ids"):
+            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    assert resumed.evaluations == uninterrupted.evaluations
+
+
+def test_on_eval_stops_training(tmp_path):
+    config = tiny_config("sac", total_steps=1_000, checkpoint_every=1_000)
+    seen = []
+    result = online.train(config, str(tmp_path), on_eval=lambda step, ret, states: seen.append(step) or True)
+    assert seen == [150] and result.env_steps == 150 and len(result.real_data[0]) == 150
+
+
+def test_seeds_are_a_vmapped_axis_with_their_own_environments(tmp_path):
+    config = tiny_config("sac", num_seeds=2, total_steps=200, eval_every=200)
+    result = online.train(config, str(tmp_path))
+    first, second = result.real_data
+    assert len(first) == len(second) == 200
+    assert not np.array_equal(first.observations, second.observations)
+    assert jax.tree.leaves(result.agent_state)[0].shape[0] == 2
+    assert len(result.evaluations[-1]["returns"]) == 2
+
+
+def test_synthesis_is_required_when_enabled(tmp_path):
+    with pytest.raises(ValueError, match="synthesize"):
+        online.train(tiny_config(), str(tmp_path))

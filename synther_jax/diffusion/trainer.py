@@ -9,11 +9,17 @@ Deviations from the original, all without effect on the model's behaviour:
 - minibatches are drawn uniformly with replacement instead of by a shuffled DataLoader with a
   partial batch at each epoch end;
 - optax's AdamW decays every parameter, torch's skips biases; SynthER uses weight decay 0.
+
+Every entry point takes an optional `mesh` (see `synther_jax.sharding`): parameters and data are
+then replicated on its devices and each minibatch, and each chunk of samples, is split across
+them. Without a mesh everything runs on the default device, exactly as before.
 """
 import dataclasses
 import json
 import os
 from typing import Callable, Dict, Iterator, Optional, Sequence
+
+from jax.sharding import Mesh
 
 import flax.struct
 import jax
@@ -22,6 +28,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
+from synther_jax import sharding
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
@@ -122,15 +129,31 @@ def update_ema(ema_params, params, k, config: DiffusionConfig):
     return jax.tree.map(leaf, ema_params, params)
 
 
-def _net(config: DiffusionConfig, params, constants):
+def _net(config: DiffusionConfig, params, constants, mesh: Optional[Mesh] = None):
+    """The denoiser as a function of (x, c_noise); with a mesh, its batch is split across the devices."""
     denoiser = config.denoiser()
-    return lambda x, c_noise: denoiser.apply({"params": params, "constants": constants}, x, c_noise)
+
+    def net(x, c_noise):
+        x, c_noise = sharding.constrain_leading_axis(x, mesh), sharding.constrain_leading_axis(c_noise, mesh)
+        return denoiser.apply({"params": params, "constants": constants}, x, c_noise)
+
+    return net
 
 
-@jax.jit(static_argnames=("config", "num_steps", "batch_size"), donate_argnames=("state",))
+def check_divisible(size: int, mesh: Optional[Mesh], what: str) -> None:
+    if mesh is not None and size % mesh.size:
+        raise ValueError(f"The {what} ({size}) must be a multiple of the number of devices ({mesh.size}) to be "
+                         f"split across them; change it or use a mesh of fewer devices.")
+
+
+@jax.jit(static_argnames=("config", "num_steps", "batch_size", "mesh"), donate_argnames=("state",))
 def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: DiffusionConfig, num_steps: int,
-                batch_size: int):
-    """`num_steps` optimisation steps in one scan over minibatches of the normalised `data`."""
+                batch_size: int, mesh: Optional[Mesh] = None):
+    """`num_steps` optimisation steps in one scan over minibatches of the normalised `data`.
+
+    With a `mesh`, pass `state` and `data` replicated on it (`sharding.replicate`): each minibatch
+    is split across its devices and the gradients are averaged over all of them.
+    """
     optimizer = make_optimizer(config)
 
     def loss_fn(params, batch, key):
@@ -138,7 +161,8 @@ def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: D
 
     def step(state, key):
         batch_key, loss_key = jax.random.split(key)
-        batch = data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])]
+        batch = sharding.constrain_leading_axis(data[jax.random.randint(batch_key, (batch_size,), 0, data.shape[0])],
+                                                mesh)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, batch, loss_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -151,23 +175,26 @@ def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: D
 
 def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_norm_dims: Sequence[int] = (),
                     workdir: Optional[str] = None, log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
-                    progress: bool = True) -> Diffusion:
+                    progress: bool = True, mesh: Optional[Mesh] = None) -> Diffusion:
     """Trains a denoiser on (N, d) transition rows and returns the EMA model.
 
     `skip_norm_dims` stay unnormalised (SynthER: the terminal column). With a `workdir`, a
     checkpoint is written every `checkpoint_every` steps and at the end, and a rerun resumes from
     the newest one (a finished run just loads). `log_fn(step, {"loss": ...})` is called after each
-    jitted chunk, with the loss averaged over the chunk.
+    jitted chunk, with the loss averaged over the chunk. With a `mesh`, each minibatch is split
+    across its devices (the batch size must be a multiple of their number).
     """
     rows = np.asarray(rows, np.float32)
     if rows.ndim != 2 or not np.all(np.isfinite(rows)):
         raise ValueError(f"Training rows must be a finite (N, d) array; got shape {rows.shape}"
                          f"{'' if rows.ndim != 2 else ' with NaN or inf values'}.")
+    batch_size = config.resolve_batch_size(len(rows))
+    check_divisible(batch_size, mesh, "batch size")
     normalizer = Normalizer.fit(rows, skip_norm_dims)
-    data = jax.device_put(normalizer.normalize(rows))
+    data = normalizer.normalize(rows)
+    data = jax.device_put(data) if mesh is None else sharding.replicate(data, mesh)
     init_key, train_key = jax.random.split(key)
     state = init_state(config, init_key, rows.shape[1])
-    batch_size = config.resolve_batch_size(len(rows))
 
     checkpointer = None
     if workdir is not None:
@@ -176,6 +203,8 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
         restored = checkpointer.restore_latest({"state": state, "normalizer": normalizer})
         if restored is not None:
             state = restored[1]["state"]
+    if mesh is not None:
+        state = sharding.replicate(state, mesh)
     calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
 
     step = int(state.step)
@@ -185,7 +214,7 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
         while step < config.num_train_steps:
             num_steps = min(config.steps_per_call, config.num_train_steps - step)
             state, loss = train_steps(state, data, jax.random.fold_in(train_key, step), config=config,
-                                      num_steps=num_steps, batch_size=batch_size)
+                                      num_steps=num_steps, batch_size=batch_size, mesh=mesh)
             step, calls = step + num_steps, calls + 1
             if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
                 checkpointer.save(step, {"state": state, "normalizer": normalizer})
@@ -224,35 +253,42 @@ def load_diffusion(workdir: str) -> Diffusion:
     return Diffusion(config, dim, state.ema_params, state.constants, normalizer)
 
 
-@jax.jit(static_argnames=("num",))
-def sample_rows(model: Diffusion, key: jax.Array, num: int) -> jax.Array:
-    """`num` un-normalised rows from the model, one jitted sampler call."""
-    x = edm.sample(_net(model.config, model.params, model.constants), key, num, model.dim, model.config)
-    return model.normalizer.unnormalize(x)
+@jax.jit(static_argnames=("num", "mesh"))
+def sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh] = None) -> jax.Array:
+    """`num` un-normalised rows from the model, one jitted sampler call.
+
+    With a `mesh`, pass the model replicated on it: the rows are split across its devices.
+    """
+    x = edm.sample(_net(model.config, model.params, model.constants, mesh), key, num, model.dim, model.config)
+    return sharding.constrain_leading_axis(model.normalizer.unnormalize(x), mesh)
 
 
 def iterate_samples(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
-                    progress: bool = True) -> Iterator[np.ndarray]:
+                    progress: bool = True, mesh: Optional[Mesh] = None) -> Iterator[np.ndarray]:
     """Yields host chunks of un-normalised rows, `num_samples` in all, deterministic for `key`.
 
     Chunk c uses fold_in(key, c); every call compiles one shape (the last chunk is cut), so only
-    one chunk at a time lives on the host beyond what the caller keeps.
+    one chunk at a time lives on the host beyond what the caller keeps. With a `mesh`, each chunk
+    is split across its devices; the chunk size is then rounded up to a multiple of their number.
     """
     chunk_size = min(chunk_size or model.config.sample_chunk_size, num_samples)
+    if mesh is not None:
+        chunk_size = -(-chunk_size // mesh.size) * mesh.size
+        model = sharding.replicate(model, mesh)
     with tqdm(total=num_samples, desc="generating", disable=not progress, unit="sample") as bar:
         for c, start in enumerate(range(0, num_samples, chunk_size)):
-            rows = np.asarray(sample_rows(model, jax.random.fold_in(key, c), chunk_size))
+            rows = sharding.to_host(sample_rows(model, jax.random.fold_in(key, c), chunk_size, mesh=mesh))
             rows = rows[: num_samples - start]
             bar.update(len(rows))
             yield rows
 
 
 def generate(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
-             progress: bool = True) -> np.ndarray:
+             progress: bool = True, mesh: Optional[Mesh] = None) -> np.ndarray:
     """(num_samples, d) float32 un-normalised rows, gathered chunk by chunk into one array."""
     out = np.empty((num_samples, model.dim), np.float32)
     start = 0
-    for rows in iterate_samples(model, num_samples, key, chunk_size, progress):
+    for rows in iterate_samples(model, num_samples, key, chunk_size, progress, mesh):
         out[start:start + len(rows)] = rows
         start += len(rows)
     return out

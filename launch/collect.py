@@ -1,31 +1,60 @@
-"""Makes a real offline dataset, D4RL's way, as a Minari dataset in the local store.
+"""Makes a real offline dataset the way D4RL did, as a Minari dataset in the local store.
 
-    python -m launch.collect --env=Walker2d-v5 --level=random --num_steps=100000 \
-        --dataset_id=synther/walker2d/random-v0
+    python -m launch.collect --env=Walker2d-v5 --level=random --num_steps=100000
+    python -m launch.collect --env=Walker2d-v5 --level=medium-replay --seed=0
 
-Levels (D4RL's): `random` rolls out uniform random actions. The others need a SAC behaviour policy
-trained here (`launch.online.train` with `configs/online.py:<env>-sac`); see `--help`.
-The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`) and loads with
-`synther_jax.data.load_dataset(dataset_id)`. `--bundle=PATH` also writes every step in D4RL's
-gzip-compressed HDF5 layout (how the bundled datasets were made).
+Levels (D4RL's):
+- `random`: uniform random actions for `--num_steps` steps;
+- `medium`: `--num_steps` steps of a SAC policy stopped when its evaluation return first reaches
+  `--medium_fraction` (a third) of the expert return (by default D4RL's reference expert return,
+  `synther_jax.data.scores`; `--medium_return` sets the threshold directly);
+- `medium-replay`: everything that SAC run collected up to that point (its replay buffer, random
+  warm-up included; `--num_steps` does not apply);
+- `expert`: `--num_steps` steps of the SAC policy at the end of its full training budget;
+- `medium-expert`: the medium and the expert rollouts together.
+
+The behaviour policy trains with `launch.online.train` and `configs/online.py:<env>-sac` (or
+`--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints (`policies/medium`,
+`policies/expert`, actor parameters) and the medium-replay buffer as `medium_replay.hdf5`, so a
+rerun with the same work directory regenerates any level without training again. Everything is
+a function of `--seed`. The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`)
+and loads with `synther_jax.data.load_dataset(dataset_id)`; `--bundle=PATH` also writes every step
+in D4RL's gzip-compressed HDF5 layout (how the bundled datasets were made).
 """
+import os
+import sys
 import time
+from typing import Dict, List, Optional
 
+import jax
+import numpy as np
 from absl import app, flags, logging
+from ml_collections import config_flags
 
-from synther_jax.data.collection import check_new_minari_id, rollout, uniform_random_policy, write_minari
+from agents import sac
+from configs import online
+from synther_jax.checkpoint import Checkpointer
+from synther_jax.data import KEYS, Transitions, load_dataset, reference_scores
+from synther_jax.data.collection import Policy, check_new_minari_id, rollout, uniform_random_policy, write_minari
 from synther_jax.data.d4rl_hdf5 import write_d4rl_hdf5
-from synther_jax.data.flatten import episodes_to_transitions
+from synther_jax.data.flatten import Episode, episodes_to_transitions, transitions_to_episodes
 from synther_jax.envs import make_env
 
-LEVELS = ("random",)
+LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
 flags.DEFINE_string("env", "Walker2d-v5", "Gymnasium id or DMC domain-task (see synther_jax.envs.make_env).")
 flags.DEFINE_enum("level", "random", LEVELS, "Which D4RL-style level to collect.")
-flags.DEFINE_integer("num_steps", 100_000, "Environment steps to roll out.")
+flags.DEFINE_integer("num_steps", 100_000, "Environment steps to roll out (per policy; not for medium-replay).")
 flags.DEFINE_string("dataset_id", None, "Minari id `namespace/name-vN`; default synther/<env>/<level>-v0.")
-flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and (for SAC levels) training.")
+flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behaviour policy's training.")
 flags.DEFINE_string("bundle", None, "Also write the steps to this D4RL-layout .hdf5 file.")
+# Not --workdir/--config: launch.online (imported when a SAC level needs it) defines those.
+flags.DEFINE_string("behaviour_workdir", None, "Behaviour-policy training and checkpoints; default "
+                    "runs/behaviour/<env>-seed<seed>.")
+config_flags.DEFINE_config_file("sac_config", None, "SAC config for the behaviour policy; default "
+                                "configs/online.py:<env>-sac with --env and --seed.")
+flags.DEFINE_float("medium_fraction", 1 / 3, "Medium policy: this fraction of the expert return.")
+flags.DEFINE_float("medium_return", None, "Medium policy: stop at this evaluation return (overrides the fraction).")
 FLAGS = flags.FLAGS
 
 
@@ -34,24 +63,161 @@ def default_dataset_id(env: str, level: str) -> str:
     return f"synther/{name}/{level}-v0"
 
 
+# --- SAC behaviour policies ----------------------------------------------------------------------
+
+def sac_config(env: str, seed: int):
+    """`--sac_config`, else `configs/online.py:<env>-sac` (environments without their own config get
+    the Gym SAC settings), for `env` and `seed`."""
+    config = FLAGS.sac_config
+    if config is None:
+        family = {v: k for k, v in online.GYM_ENVS.items()}.get(env, env.split("-v")[0].lower())
+        known = family in (*online.GYM_ENVS, *online.DMC_ENVS)
+        config = online.get_config(f"{family if known else 'walker2d'}-sac")
+    config.env_name = env
+    config.seed = seed
+    return config
+
+
+def medium_threshold(env: str) -> float:
+    """`--medium_return`, else `--medium_fraction` of D4RL's expert reference return for `env`."""
+    if FLAGS.medium_return is not None:
+        return FLAGS.medium_return
+    return FLAGS.medium_fraction * reference_scores(env).max_score  # Raises for envs without references.
+
+
+class BehaviourPolicies:
+    """Trains SAC once (or reuses what an earlier run saved in `workdir`) and serves the medium and
+    expert policies and the medium-replay buffer."""
+
+    def __init__(self, config, workdir: str, medium_return: float):
+        if config.synther.enabled or config.num_seeds != 1:
+            raise ValueError("Behaviour policies need a plain SAC config with one seed "
+                             "(e.g. configs/online.py:walker2d-sac).")
+        self.config, self.workdir, self.medium_return = config, workdir, medium_return
+        self.env, self.seed = config.env_name, config.seed
+        probe = make_env(self.env)
+        self.obs_dim, self.action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+        agent_kwargs = dict(self.config.agent)
+        agent_kwargs["hidden_dims"] = tuple(agent_kwargs["hidden_dims"])
+        self.template = sac.init(jax.random.PRNGKey(0), self.obs_dim, self.action_dim, **agent_kwargs)
+        self.replay_path = os.path.join(workdir, "medium_replay.hdf5")
+
+    def _policy_dir(self, name: str) -> str:
+        return os.path.join(self.workdir, "policies", name)
+
+    def _saved(self, name: str):
+        """(env_step, SAC state with the saved actor) of a saved policy, or None."""
+        checkpointer = Checkpointer(self._policy_dir(name))
+        restored = checkpointer.restore_latest(self.template.actor.params)
+        checkpointer.close()
+        if restored is None:
+            return None
+        return restored[0], self.template.replace(actor=self.template.actor.replace(params=restored[1]))
+
+    def _save(self, name: str, env_step: int, states) -> None:
+        """Saves seed 0's actor parameters (all a rollout needs) as an Orbax checkpoint."""
+        checkpointer = Checkpointer(self._policy_dir(name))
+        checkpointer.save(env_step, jax.tree.map(lambda x: x[0], states.actor.params))
+        checkpointer.close()
+
+    def train(self, need_expert: bool) -> None:
+        """Runs (or resumes) SAC in `workdir/sac`: saves the medium policy and the replay up to it when
+        the evaluation return first reaches the threshold, and the expert policy at the end of the
+        budget when `need_expert`."""
+        from launch.online import train  # Here, not at the top: it defines --config and --workdir flags.
+
+        threshold = self.medium_return
+        saved = self._saved("medium")
+        medium_step = None if saved is None else saved[0]
+
+        def on_eval(env_step, mean_return, states):
+            nonlocal medium_step
+            if medium_step is None and mean_return >= threshold:
+                medium_step = env_step
+                self._save("medium", env_step, states)
+                print(f"Medium policy at step {env_step}: evaluation return {mean_return:.1f} >= {threshold:.1f}.")
+                return not need_expert
+            return False
+
+        result = train(self.config, os.path.join(self.workdir, "sac"), on_eval=on_eval)
+        if medium_step is None:
+            raise RuntimeError(f"SAC never reached the medium return {threshold:.1f} in {result.env_steps} steps "
+                               f"(best {max(e['mean_return'] for e in result.evaluations):.1f}); raise the budget "
+                               "(--sac_config.total_steps) or lower --medium_fraction / --medium_return.")
+        if not os.path.exists(self.replay_path):
+            replay = result.real_data[0]
+            if len(replay) < medium_step or replay.episode_ids[0] != 0:
+                raise RuntimeError("The replay buffer no longer holds the start of training; raise "
+                                   "--sac_config.replay_capacity to at least the medium step.")
+            rows = slice(0, medium_step)  # One row per environment step, oldest first.
+            write_d4rl_hdf5(self.replay_path, Transitions(
+                *(getattr(replay, key)[rows] for key in KEYS), timeouts=replay.timeouts[rows],
+                episode_ids=replay.episode_ids[rows]),
+                {"env_id": self.env, "level": "medium-replay", "seed": self.seed, "medium_return": threshold,
+                 "env_steps": medium_step})
+        if need_expert:
+            self._save("expert", result.env_steps, result.agent_state)
+
+    def policy(self, name: str, seed: int) -> Policy:
+        """A sampling policy (D4RL rolled out stochastic SAC policies), training SAC if needed."""
+        if self._saved(name) is None:
+            self.train(need_expert=name == "expert")
+        state = self._saved(name)[1]
+        key = jax.random.PRNGKey(seed)
+
+        def sample(observation: np.ndarray) -> np.ndarray:
+            nonlocal key
+            key, step_key = jax.random.split(key)
+            return np.asarray(sac.act(state, observation[None], step_key)[0])
+
+        return sample
+
+    def medium_replay(self) -> List[Episode]:
+        if not os.path.exists(self.replay_path):
+            self.train(need_expert=False)
+        return transitions_to_episodes(load_dataset(self.replay_path, keep_timeouts=True))
+
+
+# --- the command -------------------------------------------------------------------------------
+
+def collect_episodes(level: str, env, behaviour: Optional[BehaviourPolicies]) -> List[Episode]:
+    seed, steps = FLAGS.seed, FLAGS.num_steps
+    if level == "random":
+        return rollout(env, uniform_random_policy(env.action_space, seed), steps, seed, f"random {FLAGS.env}")
+    if level == "medium-replay":
+        return behaviour.medium_replay()
+    episodes = []
+    for name in ("medium", "expert"):
+        if name in level.split("-"):
+            episodes += rollout(env, behaviour.policy(name, seed), steps, seed, f"{name} {FLAGS.env}")
+    return episodes
+
+
 def main(_):
+    logging.set_verbosity(logging.WARNING)  # Keep Orbax's per-checkpoint INFO lines off the console.
     dataset_id = FLAGS.dataset_id or default_dataset_id(FLAGS.env, FLAGS.level)
     check_new_minari_id(dataset_id)
     env = make_env(FLAGS.env, FLAGS.seed)
     start = time.time()
-    episodes = rollout(env, uniform_random_policy(env.action_space, FLAGS.seed), FLAGS.num_steps, FLAGS.seed,
-                       f"{FLAGS.level} {FLAGS.env}")
-    description = (f"D4RL-style `{FLAGS.level}` data on {FLAGS.env}: {FLAGS.num_steps} steps of uniform random "
-                   f"actions, seed {FLAGS.seed}, made by synther_jax's launch/collect.py.")
+    behaviour = None
+    if FLAGS.level != "random":
+        workdir = FLAGS.behaviour_workdir or os.path.join("runs", "behaviour", f"{FLAGS.env}-seed{FLAGS.seed}")
+        behaviour = BehaviourPolicies(sac_config(FLAGS.env, FLAGS.seed), workdir, medium_threshold(FLAGS.env))
+    episodes = collect_episodes(FLAGS.level, env, behaviour)
+    num_steps = sum(len(e.rewards) for e in episodes)
+    command = "python -m launch.collect " + " ".join(sys.argv[1:])
+    description = (f"D4RL-style `{FLAGS.level}` data on {FLAGS.env}: {num_steps} steps, seed {FLAGS.seed}, made "
+                   f"by synther_jax with `{command}`.")
     write_minari(dataset_id, episodes, FLAGS.env, env.observation_space, env.action_space, FLAGS.seed,
-                 algorithm_name="uniform-random", description=description)
-    logging.info("Wrote Minari dataset %s (%d episodes, %d steps) in %.1f s.", dataset_id, len(episodes),
-                 FLAGS.num_steps, time.time() - start)
+                 algorithm_name="uniform-random" if FLAGS.level == "random" else f"SAC ({FLAGS.level})",
+                 description=description)
+    print(f"Wrote Minari dataset {dataset_id} ({len(episodes)} episodes, {num_steps} steps) in "
+          f"{time.time() - start:.1f} s.")
     if FLAGS.bundle:
         steps = episodes_to_transitions(episodes, keep_timeouts=True)
         write_d4rl_hdf5(FLAGS.bundle, steps, {"env_id": FLAGS.env, "level": FLAGS.level, "seed": FLAGS.seed,
-                                              "num_steps": FLAGS.num_steps, "description": description})
-        logging.info("Wrote %s.", FLAGS.bundle)
+                                              "num_steps": num_steps, "command": command, "description": description})
+        print(f"Wrote {FLAGS.bundle} ({os.path.getsize(FLAGS.bundle) / 2 ** 20:.1f} MB).")
 
 
 if __name__ == "__main__":

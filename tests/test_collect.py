@@ -98,3 +98,37 @@ def test_command_line_writes_minari_and_a_matching_bundle(minari_store, tmp_path
     assert from_bundle.metadata["env_id"] == ENV and from_bundle.metadata["seed"] == 5
     _, episodes = collect(300, seed=5)  # The command is the library call with that seed.
     np.testing.assert_array_equal(from_minari.actions, episodes_to_transitions(episodes).actions)
+
+
+def test_sac_levels_come_from_one_saved_training_run(tmp_path):
+    """medium-replay is the SAC run's own data up to the medium policy (replayed here in a fresh
+    simulator); the medium and expert policies are saved and reused, and their rollouts are
+    deterministic for a seed."""
+    from configs import online
+    from launch.collect import BehaviourPolicies
+    from launch.online import episode_seed
+
+    config = online.get_config("walker2d-sac,smoke")  # Evaluations at 600 and 1200 steps.
+    workdir = str(tmp_path / "behaviour")
+    behaviour = BehaviourPolicies(config, workdir, medium_return=-1e9)  # Medium at the first evaluation.
+    episodes = behaviour.medium_replay()
+    assert sum(len(e.rewards) for e in episodes) == config.eval_every
+    assert os.listdir(os.path.join(workdir, "policies", "medium")) == [str(config.eval_every)]
+    env = make_env(ENV)
+    for episode_id in (0, len(episodes) - 1):
+        episode = episodes[episode_id]
+        observation, _ = env.reset(seed=episode_seed(config.seed, 0, episode_id))
+        np.testing.assert_array_equal(observation, episode.observations[0])
+        for t, action in enumerate(episode.actions):
+            observation, reward, terminated, _, _ = env.step(action)
+            np.testing.assert_array_equal(observation, episode.observations[t + 1])
+            assert terminated == episode.terminations[t]
+    assert episodes[-1].truncations[-1]  # Still running when training stopped.
+
+    # The expert policy needs the full budget: training resumes from the run's checkpoint.
+    first = rollout(make_env(ENV, 0), behaviour.policy("expert", seed=1), 200, seed=1)
+    assert os.listdir(os.path.join(workdir, "policies", "expert")) == [str(config.total_steps)]
+    again = rollout(make_env(ENV, 0), BehaviourPolicies(config, workdir, -1e9).policy("expert", seed=1), 200, seed=1)
+    np.testing.assert_array_equal(episodes_to_transitions(first).actions, episodes_to_transitions(again).actions)
+    medium = rollout(make_env(ENV, 0), behaviour.policy("medium", seed=1), 200, seed=1)
+    assert not np.array_equal(episodes_to_transitions(first).actions, episodes_to_transitions(medium).actions)

@@ -34,7 +34,7 @@ from ml_collections import config_flags
 from agents import sac
 from configs import online
 from synther_jax.checkpoint import Checkpointer
-from synther_jax.data import KEYS, Transitions, load_dataset, reference_scores
+from synther_jax.data import load_dataset, reference_scores
 from synther_jax.data.collection import Policy, check_new_minari_id, rollout, uniform_random_policy, write_minari
 from synther_jax.data.d4rl_hdf5 import write_d4rl_hdf5
 from synther_jax.data.flatten import Episode, episodes_to_transitions, transitions_to_episodes
@@ -48,6 +48,8 @@ flags.DEFINE_integer("num_steps", 100_000, "Environment steps to roll out (per p
 flags.DEFINE_string("dataset_id", None, "Minari id `namespace/name-vN`; default synther/<env>/<level>-v0.")
 flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behaviour policy's training.")
 flags.DEFINE_string("bundle", None, "Also write the steps to this D4RL-layout .hdf5 file.")
+flags.DEFINE_integer("bundle_size", None, "At most this many steps in the bundle: a uniform, seeded subsample (as the "
+                     "paper's reduced datasets, Section 4.1.1); the Minari dataset keeps them all.")
 # Not --workdir/--config: launch.online (imported when a SAC level needs it) defines those.
 flags.DEFINE_string("behaviour_workdir", None, "Behaviour-policy training and checkpoints; default "
                     "runs/behaviour/<env>-seed<seed>.")
@@ -149,12 +151,10 @@ class BehaviourPolicies:
             if len(replay) < medium_step or replay.episode_ids[0] != 0:
                 raise RuntimeError("The replay buffer no longer holds the start of training; raise "
                                    "--sac_config.replay_capacity to at least the medium step.")
-            rows = slice(0, medium_step)  # One row per environment step, oldest first.
-            write_d4rl_hdf5(self.replay_path, Transitions(
-                *(getattr(replay, key)[rows] for key in KEYS), timeouts=replay.timeouts[rows],
-                episode_ids=replay.episode_ids[rows]),
-                {"env_id": self.env, "level": "medium-replay", "seed": self.seed, "medium_return": threshold,
-                 "env_steps": medium_step})
+            # One row per environment step, oldest first.
+            write_d4rl_hdf5(self.replay_path, replay.subset(slice(0, medium_step)), {
+                "env_id": self.env, "level": "medium-replay", "seed": self.seed, "medium_return": threshold,
+                "env_steps": medium_step})
         if need_expert:
             self._save("expert", result.env_steps, result.agent_state)
 
@@ -215,8 +215,13 @@ def main(_):
           f"{time.time() - start:.1f} s.")
     if FLAGS.bundle:
         steps = episodes_to_transitions(episodes, keep_timeouts=True)
-        write_d4rl_hdf5(FLAGS.bundle, steps, {"env_id": FLAGS.env, "level": FLAGS.level, "seed": FLAGS.seed,
-                                              "num_steps": num_steps, "command": command, "description": description})
+        if FLAGS.bundle_size is not None and FLAGS.bundle_size < len(steps):
+            rows = np.random.default_rng(FLAGS.seed).choice(len(steps), FLAGS.bundle_size, replace=False)
+            steps = steps.subset(np.sort(rows))
+        write_d4rl_hdf5(FLAGS.bundle, steps, {
+            "env_id": FLAGS.env, "level": FLAGS.level, "seed": FLAGS.seed, "num_steps": len(steps),
+            "subsampled_from": num_steps if len(steps) < num_steps else None, "minari_dataset_id": dataset_id,
+            "command": command, "description": description})
         print(f"Wrote {FLAGS.bundle} ({os.path.getsize(FLAGS.bundle) / 2 ** 20:.1f} MB).")
 
 

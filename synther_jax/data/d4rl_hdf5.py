@@ -3,7 +3,8 @@
 Keys read: `observations`, `actions`, `rewards`, `terminals` (required), `timeouts` and
 `next_observations` (optional; v2 gym-mujoco files have both); `infos/*` and D4RL's `metadata/*`
 group are ignored. Files this project writes (the bundled datasets) use the same keys, gzip
-compressed, plus a JSON `metadata` attribute on the root (env id, how the data was made).
+compressed, plus `episode_ids` (so subsampled rows keep their episodes; D4RL readers ignore it)
+and a JSON `metadata` attribute on the root (env id, how the data was made).
 """
 import json
 import os
@@ -20,6 +21,7 @@ from synther_jax.data.scores import d4rl_family
 from synther_jax.data.transitions import Transitions
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
+OPTIONAL_KEYS = ("timeouts", "next_observations", "episode_ids")
 # D4RL-v2 data was made with mujoco-py v2/v3 environments; Gymnasium's v4 ones match their dynamics
 # (v5 changed Walker2d's foot friction), so v2 data is evaluated on v4.
 D4RL_EVAL_ENVS = {"hopper": "Hopper-v4", "halfcheetah": "HalfCheetah-v4", "walker2d": "Walker2d-v4"}
@@ -53,13 +55,13 @@ def read_d4rl_hdf5(path: str, keep_timeouts: bool = False) -> Transitions:
     names), `d4rl_name` when the file is named the D4RL way, `source` and `format`."""
     try:
         with h5py.File(path, "r") as file:
-            if any(key.startswith("episode_") for key in file.keys()):
+            if any(re.fullmatch(r"episode_\d+", key) for key in file.keys()):
                 raise InvalidDatasetError(
                     f"{path} is a Minari episode file, not D4RL's flat layout; load it by its Minari dataset id.")
             missing = [key for key in REQUIRED_KEYS if key not in file]
             if missing:
                 raise InvalidDatasetError(f"{path} lacks the D4RL keys {missing} (it has {sorted(file.keys())}).")
-            arrays = {key: file[key][()] for key in REQUIRED_KEYS + ("timeouts", "next_observations") if key in file}
+            arrays = {key: file[key][()] for key in REQUIRED_KEYS + OPTIONAL_KEYS if key in file}
             stored = json.loads(file.attrs["metadata"]) if "metadata" in file.attrs else {}
     except OSError as error:
         raise InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). "
@@ -72,7 +74,8 @@ def read_d4rl_hdf5(path: str, keep_timeouts: bool = False) -> Transitions:
     metadata.setdefault("env_id", None)
     metadata.update(source=os.path.abspath(path), format="d4rl-hdf5", keep_timeouts=keep_timeouts)
     return flat_to_transitions(arrays["observations"], arrays["actions"], arrays["rewards"], arrays["terminals"],
-                               arrays.get("timeouts"), arrays.get("next_observations"), keep_timeouts, metadata)
+                               arrays.get("timeouts"), arrays.get("next_observations"), keep_timeouts, metadata,
+                               arrays.get("episode_ids"))
 
 
 def write_d4rl_hdf5(path: str, steps: Transitions, metadata: Dict[str, Any], compression_level: int = 9) -> None:
@@ -82,6 +85,8 @@ def write_d4rl_hdf5(path: str, steps: Transitions, metadata: Dict[str, Any], com
     if steps.timeouts is None:
         raise ValueError("Writing D4RL's layout needs the timeouts of every step (flatten with keep_timeouts=True).")
     arrays = {**steps.as_dict(), "terminals": steps.terminals > 0.5, "timeouts": steps.timeouts.astype(bool)}
+    if steps.episode_ids is not None:
+        arrays["episode_ids"] = steps.episode_ids.astype(np.int32)
     with atomic_path(path) as temporary:
         with h5py.File(temporary, "w") as file:
             for key, value in arrays.items():

@@ -78,17 +78,20 @@ def episodes_to_transitions(episodes: Iterable[Any], keep_timeouts: bool = False
 def flat_to_transitions(observations: np.ndarray, actions: np.ndarray, rewards: np.ndarray,
                         terminals: np.ndarray, timeouts: Optional[np.ndarray] = None,
                         next_observations: Optional[np.ndarray] = None, keep_timeouts: bool = False,
-                        metadata: Optional[Dict[str, Any]] = None) -> Transitions:
+                        metadata: Optional[Dict[str, Any]] = None,
+                        episode_ids: Optional[np.ndarray] = None) -> Transitions:
     """Flattens D4RL's layout: one row per environment step in collection order, an episode ending
     at a terminal or timeout row. Without `next_observations` the successor is the following row
-    (D4RL's rule), so the last row has none and is dropped."""
+    (D4RL's rule), so the last row has none and is dropped. `episode_ids`, when stored, replace the
+    ones counted from episode ends (needed for subsampled rows)."""
     n = len(observations)
     timeouts = np.zeros(n, bool) if timeouts is None else np.asarray(timeouts, bool).reshape(-1)
     terminals = np.asarray(terminals, bool).reshape(-1)
     lengths = {"observations": n, "actions": len(actions), "rewards": len(rewards), "terminals": len(terminals),
                "timeouts": len(timeouts)}
-    if next_observations is not None:
-        lengths["next_observations"] = len(next_observations)
+    for key, value in (("next_observations", next_observations), ("episode_ids", episode_ids)):
+        if value is not None:
+            lengths[key] = len(value)
     if len(set(lengths.values())) != 1:
         raise InvalidDatasetError(f"The dataset's arrays have different lengths {lengths}; it is truncated or "
                                   "was written wrongly. Regenerate or re-download it.")
@@ -105,10 +108,11 @@ def flat_to_transitions(observations: np.ndarray, actions: np.ndarray, rewards: 
     else:
         has_successor = np.ones(n, bool)
     keep = has_successor & (np.ones(n, bool) if keep_timeouts else ~timeouts)
-    episode_ids = np.concatenate([[0], np.cumsum(terminals | timeouts)[:-1]])
+    if episode_ids is None:
+        episode_ids = np.concatenate([[0], np.cumsum(terminals | timeouts)[:-1]])
     return Transitions(np.asarray(observations)[keep], np.asarray(actions)[keep], np.asarray(rewards)[keep],
                        np.asarray(next_observations)[keep], terminals[keep], timeouts=timeouts[keep],
-                       episode_ids=episode_ids[keep], metadata=metadata)
+                       episode_ids=np.asarray(episode_ids)[keep], metadata=metadata)
 
 
 def transitions_to_episodes(transitions: Transitions) -> List[Episode]:

@@ -72,6 +72,12 @@ class Transitions:
     def action_dim(self) -> int:
         return self.actions.shape[-1]
 
+    def subset(self, index) -> "Transitions":
+        """The transitions at `index` (a slice, integer array or boolean mask), bookkeeping included."""
+        optional = {key: None if getattr(self, key) is None else getattr(self, key)[index]
+                    for key in ("timeouts", "episode_ids")}
+        return Transitions(*(getattr(self, key)[index] for key in KEYS), **optional, metadata=self.metadata)
+
     def as_dict(self) -> Dict[str, np.ndarray]:
         """The five model-visible arrays under the original code's keys."""
         return {key: getattr(self, key) for key in KEYS}

@@ -1,0 +1,146 @@
+"""Online loop throughput: environment steps per second for SAC (UTD 1), REDQ (UTD 20) and
+SAC(SynthER) (UTD 20), and several seeds vmapped in one process against separate processes.
+
+    python -m bench.online --env=hopper --steps=500 --out=bench/results/online_cpu_hopper.json
+
+Each variant runs the real loop (`launch.online.train`, paper-size networks and 1M-row buffers)
+for `--warmup` random steps and then `--steps` learning steps; compilation is done by a short run
+beforehand and excluded. A step's time is acting + environment + buffer insert + agent updates.
+For SynthER the synthetic buffer is filled once with resampled real rows ("diffusion excluded");
+"diffusion included" adds the measured cost of one retrain of the online denoiser (width 1024,
+depth 6, dim_t 256: 100K training steps at batch 256, then 1M samples with 128 sampler steps),
+extrapolated from timed chunks and spread over the 10K environment steps between retrains.
+"""
+import multiprocessing
+import os
+import tempfile
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+
+from bench.common import best_time, environment, write_json
+from configs.online import get_config
+from launch import online
+from synther_jax.diffusion import Diffusion, DiffusionConfig
+from synther_jax.diffusion.normalizer import Normalizer
+from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
+flags.DEFINE_integer("warmup", 1_000, "Random-action steps before learning starts (the paper: 5000).")
+flags.DEFINE_integer("steps", 500, "Learning steps timed per variant.")
+flags.DEFINE_integer("seeds", 2, "Seeds for the vmapped-vs-processes comparison (SAC UTD 1); 0 skips it.")
+flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_<platform>_<env>.json).")
+
+
+def bench_config(variant: str, steps: int, num_seeds: int = 1):
+    config = get_config(f"{FLAGS.env}-{variant}")
+    config.start_steps = FLAGS.warmup
+    config.total_steps = FLAGS.warmup + steps
+    config.eval_every = config.checkpoint_every = config.total_steps  # one of each, at the end, not timed
+    config.eval_episodes = 1
+    config.num_seeds = num_seeds
+    config.synther.retrain_every = FLAGS.warmup  # fill the synthetic buffer once, before learning starts
+    return config
+
+
+def resampled_real_rows(real_rows: np.ndarray, key: jax.Array) -> np.ndarray:
+    """Stand-in generator with the real one's output size: real rows drawn with replacement."""
+    index = np.asarray(jax.random.randint(key, (1_000_000,), 0, len(real_rows)))
+    return real_rows[index]
+
+
+def loop_seconds_per_step(variant: str, num_seeds: int = 1) -> float:
+    """Seconds per learning step of the loop (all seeds together), compilation excluded."""
+    synthesize = resampled_real_rows if variant == "synther" else None
+    with tempfile.TemporaryDirectory() as workdir:
+        online.train(bench_config(variant, 3, num_seeds), os.path.join(workdir, "compile"), synthesize)
+        config = bench_config(variant, FLAGS.steps, num_seeds)
+        seconds = online.train(config, os.path.join(workdir, "run"), synthesize).timings
+    per_step = sum(seconds[k] for k in ("acting", "env_stepping", "replay_insert")) / config.total_steps
+    return per_step + seconds["agent_updates"] / FLAGS.steps
+
+
+def diffusion_retrain_seconds(row_dim: int) -> dict:
+    """One online retrain of the paper's online denoiser, extrapolated from timed chunks."""
+    config = DiffusionConfig(width=1024, depth=6, dim_t=256, num_train_steps=100_000, batch_size=256)
+    state = init_state(config, jax.random.PRNGKey(0), row_dim)
+    data = jax.random.normal(jax.random.PRNGKey(1), (10_000, row_dim))
+    chunk = 10
+
+    def train():
+        nonlocal state
+        state, loss = train_steps(state, data, jax.random.PRNGKey(2), config=config, num_steps=chunk,
+                                  batch_size=config.batch_size)
+        loss.block_until_ready()
+
+    train()
+    step_seconds = best_time(train, 2) / chunk
+    model = Diffusion(config, row_dim, state.ema_params, state.constants,
+                      Normalizer(np.zeros(row_dim, np.float32), np.ones(row_dim, np.float32)))
+    num = 64
+    sample = lambda: sample_rows(model, jax.random.PRNGKey(3), num).block_until_ready()
+    sample()
+    sample_seconds = best_time(sample, 2) / num
+    return {"train_step_seconds": step_seconds, "sample_seconds": sample_seconds,
+            "training_seconds": step_seconds * config.num_train_steps, "generation_seconds": sample_seconds * 1e6}
+
+
+def _separate_process(variant: str, queue) -> None:
+    queue.put(loop_seconds_per_step(variant))
+
+
+def separate_processes_seconds_per_step(num: int) -> float:
+    """Wall seconds per learning step when `num` single-seed runs go side by side in processes
+    (each process times its own learning steps; they overlap, so the slowest sets the pace)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_separate_process, args=("sac", queue)) for _ in range(num)]
+    for p in processes:
+        p.start()
+    results = [queue.get() for _ in processes]
+    for p in processes:
+        p.join()
+    return max(results)
+
+
+def main(argv):
+    del argv
+    record = {"env": FLAGS.env, "warmup_steps": FLAGS.warmup, "timed_steps": FLAGS.steps, **environment()}
+    for variant, label in (("sac", "sac_utd1"), ("redq", "redq_utd20"), ("synther", "synther_utd20")):
+        start = time.perf_counter()
+        per_step = loop_seconds_per_step(variant)
+        record[f"{label}_env_steps_per_s"] = 1.0 / per_step
+        print(f"{label}: {1.0 / per_step:.1f} env steps/s ({time.perf_counter() - start:.0f} s to measure)")
+
+    config = get_config(f"{FLAGS.env}-synther")
+    probe = online.make_env(config.env_name)
+    obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    row_dim = 2 * obs_dim + action_dim + 1 + int(config.synther.modelled_terminals)
+    retrain = diffusion_retrain_seconds(row_dim)
+    amortised = (retrain["training_seconds"] + retrain["generation_seconds"]) / config.synther.retrain_every
+    record["diffusion_retrain"] = retrain
+    record["synther_utd20_with_diffusion_env_steps_per_s"] = 1.0 / (1.0 / record["synther_utd20_env_steps_per_s"]
+                                                                    + amortised)
+    print(f"synther_utd20 with diffusion: {record['synther_utd20_with_diffusion_env_steps_per_s']:.3f} env steps/s "
+          f"(one retrain: {retrain['training_seconds'] / 3600:.2f} h training + "
+          f"{retrain['generation_seconds'] / 3600:.2f} h generation)")
+
+    if FLAGS.seeds > 1:
+        vmapped = loop_seconds_per_step("sac", FLAGS.seeds)
+        processes = separate_processes_seconds_per_step(FLAGS.seeds)
+        record["seeds"] = {"num_seeds": FLAGS.seeds,
+                           "vmapped_seed_steps_per_s": FLAGS.seeds / vmapped,
+                           "separate_processes_seed_steps_per_s": FLAGS.seeds / processes,
+                           "one_seed_steps_per_s": record["sac_utd1_env_steps_per_s"]}
+        print(f"{FLAGS.seeds} seeds, SAC UTD 1: vmapped {FLAGS.seeds / vmapped:.1f} seed-steps/s, separate "
+              f"processes {FLAGS.seeds / processes:.1f} seed-steps/s")
+
+    out = FLAGS.out or f"bench/results/online_{jax.devices()[0].platform}_{FLAGS.env}.json"
+    write_json(out, record)
+
+
+if __name__ == "__main__":
+    app.run(main)

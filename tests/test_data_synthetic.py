@@ -1,7 +1,6 @@
 """Synthetic datasets: chunked atomic writes, the original's five keys, bad input leaves nothing."""
 import json
 import os
-import shutil
 import tracemalloc
 
 import numpy as np
@@ -100,16 +99,16 @@ def test_interrupted_write_leaves_the_previous_file_intact(tmp_path):
 def test_failure_while_assembling_the_file_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     path = str(tmp_path / "samples.npz")
     previous = write_previous(path)
-    real_copy = shutil.copyfileobj
+    real_header = np.lib.format.write_array_header_1_0
     calls = []
 
-    def copy_then_fail(source, target, length):
+    def header_then_fail(entry, header):
         calls.append(1)
         if len(calls) == 3:  # Two keys are in the archive already: the disk fills up on the third.
             raise OSError("No space left on device")
-        real_copy(source, target, length)
+        real_header(entry, header)
 
-    monkeypatch.setattr(synthetic_module.shutil, "copyfileobj", copy_then_fail)
+    monkeypatch.setattr(synthetic_module.np.lib.format, "write_array_header_1_0", header_then_fail)
     with pytest.raises(OSError, match="No space"):
         with SyntheticWriter(path, **METADATA) as writer:
             writer.write(make_chunk(np.random.default_rng(5), 50))

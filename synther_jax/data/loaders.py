@@ -19,6 +19,8 @@ import glob
 import os
 from typing import Optional
 
+import tqdm
+
 from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
 from synther_jax.data.env_check import check_fits_env
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
@@ -70,7 +72,9 @@ def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transi
     except (OSError, KeyError, ValueError) as error:  # Minari reports a missing metadata file as ValueError.
         raise InvalidDatasetError(f"{corrupt} ({error})") from error
     try:
-        return episodes_to_transitions(dataset.iterate_episodes(), keep_timeouts, metadata)
+        episodes = tqdm.tqdm(dataset.iterate_episodes(), total=dataset.total_episodes, unit="episode",
+                             desc=f"loading {dataset_id}", mininterval=2.0, leave=False)
+        return episodes_to_transitions(episodes, keep_timeouts, metadata)
     except (OSError, KeyError) as error:
         raise InvalidDatasetError(f"{corrupt} ({error!r})") from error
 

@@ -19,6 +19,7 @@ import zipfile
 from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
+import tqdm
 
 from synther_jax.data.atomic import atomic_path
 from synther_jax.data.env_check import env_dims
@@ -109,13 +110,18 @@ class SyntheticWriter:
         metadata = dict(self.metadata, num_transitions=self.num_transitions)
         with atomic_path(self.path) as temporary:
             with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-                for key in KEYS:
-                    shape = (self.num_transitions,) + self._dims[key]
-                    with archive.open(f"{key}.npy", "w", force_zip64=True) as entry, \
-                            open(os.path.join(self._folder, key), "rb") as source:
-                        np.lib.format.write_array_header_1_0(
-                            entry, {"descr": "<f4", "fortran_order": False, "shape": shape})
-                        shutil.copyfileobj(source, entry, _COPY_BYTES)
+                total = sum(os.path.getsize(os.path.join(self._folder, key)) for key in KEYS)
+                with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {os.path.basename(self.path)}",
+                               mininterval=2.0) as bar:
+                    for key in KEYS:
+                        shape = (self.num_transitions,) + self._dims[key]
+                        with archive.open(f"{key}.npy", "w", force_zip64=True) as entry, \
+                                open(os.path.join(self._folder, key), "rb") as source:
+                            np.lib.format.write_array_header_1_0(
+                                entry, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                            while block := source.read(_COPY_BYTES):
+                                entry.write(block)
+                                bar.update(len(block))
                 with archive.open("metadata.npy", "w") as entry:
                     np.lib.format.write_array(entry, np.array(json.dumps(metadata, sort_keys=True)))
 

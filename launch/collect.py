@@ -14,9 +14,10 @@ Levels (D4RL's):
 - `medium-expert`: the medium and the expert rollouts together.
 
 The behaviour policy trains with `launch.online.train` and `configs/online.py:<env>-sac` (or
-`--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints (`policies/medium`,
-`policies/expert`, actor parameters) and the medium-replay buffer as `medium_replay.hdf5`, so a
-rerun with the same work directory regenerates any level without training again. Everything is
+`--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints
+(`policies/medium`, `policies/expert`: actor parameters) and the medium-replay buffer as
+`medium_replay.hdf5`, so a rerun with the same work directory regenerates any level without
+training again. Everything is
 a function of `--seed`. The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`)
 and loads with `synther_jax.data.load_dataset(dataset_id)`; `--bundle=PATH` also writes every step
 in D4RL's gzip-compressed HDF5 layout (how the bundled datasets were made).
@@ -24,7 +25,7 @@ in D4RL's gzip-compressed HDF5 layout (how the bundled datasets were made).
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import jax
 import numpy as np

@@ -120,3 +120,12 @@ def test_episode_with_inconsistent_lengths_is_refused():
     broken = a._replace(observations=a.observations[:3])
     with pytest.raises(InvalidDatasetError, match="T\\+1 observations"):
         episodes_to_transitions([broken])
+
+
+def test_a_step_both_terminal_and_time_limited_counts_as_terminal():
+    a, _ = two_episodes()
+    both = a._replace(truncations=np.array([False, False, True]))  # Fell on the time limit's last step.
+    for keep_timeouts in (False, True):
+        data = episodes_to_transitions([both], keep_timeouts=keep_timeouts)
+        np.testing.assert_array_equal(data.terminals, [0, 0, 1])
+        np.testing.assert_array_equal(data.timeouts, [0, 0, 0])

@@ -44,7 +44,8 @@ def minari_dataset_dir() -> str:
 
 def bundled_names():
     """The datasets shipped with the package, as `bundled/<name>` ids."""
-    return sorted(f"bundled/{os.path.basename(p)[:-len('.hdf5')]}" for p in glob.glob(os.path.join(BUNDLED_DIR, "*.hdf5")))
+    paths = glob.glob(os.path.join(BUNDLED_DIR, "*.hdf5"))
+    return sorted(f"bundled/{os.path.basename(path)[:-len('.hdf5')]}" for path in paths)
 
 
 def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transitions:

@@ -415,10 +415,12 @@ def make_synthesizer(config: ml_collections.ConfigDict) -> Optional[DiffusionSyn
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "A config file and its argument, e.g. configs/online.py:hopper-synther.")
 flags.DEFINE_string("workdir", None, "Output folder; rerunning with the same folder resumes.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(_):
+    # Checked here rather than with mark_flags_as_required, so other programs can import `train`.
+    if FLAGS.config is None or FLAGS.workdir is None:
+        raise app.UsageError("Pass --config=configs/online.py:<env>-<variant>[,smoke] and --workdir=DIR.")
     config = FLAGS.config
     result = train(config, FLAGS.workdir, synthesize=make_synthesizer(config))
     final = result.evaluations[-1]

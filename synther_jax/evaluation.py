@@ -76,7 +76,11 @@ def evaluate(act: ActFn, states, env_id: str, num_episodes: int = 10, seed: int 
     own for wrapped or non-Gymnasium tasks; each episode must end, e.g. by a time limit).
     `score_fn(env_id, returns)` gives normalised scores; None skips them.
     """
-    num_seeds = jax.tree.leaves(states)[0].shape[0]
+    if getattr(states, "step", None) is None or jnp.ndim(states.step) != 1:
+        raise ValueError("evaluate needs learner states with a leading seed axis (a `step` of shape (num_seeds,)): "
+                         "build them with the learner's init_seeds, or add the axis with "
+                         "jax.tree.map(lambda x: x[None], state).")
+    num_seeds = states.step.shape[0]
     num_envs = num_seeds * num_episodes
     policy = _seed_batched_policy(act, deterministic)
     key = jax.random.PRNGKey(seed) if key is None else key

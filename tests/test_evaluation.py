@@ -2,6 +2,7 @@
 import gymnasium as gym
 import jax
 import numpy as np
+import pytest
 
 from agents import td3_bc
 from synther_jax.evaluation import evaluate
@@ -55,6 +56,12 @@ def test_normalised_scores_and_summary_over_seeds():
     per_seed = expected.mean(1)
     np.testing.assert_allclose([summary["score_mean"], summary["score_std"]], [per_seed.mean(), per_seed.std()])
     assert evaluate(td3_bc.act, states, ENV_ID, num_episodes=1, seed=SEED, score_fn=None).scores is None
+
+
+def test_states_without_a_seed_axis_are_refused():
+    state = td3_bc.init(jax.random.PRNGKey(0), 11, 3, hidden_dims=(16, 16))
+    with pytest.raises(ValueError, match="leading seed axis"):
+        evaluate(td3_bc.act, state, ENV_ID, num_episodes=1)
 
 
 def test_custom_environment_factory_with_time_limit():

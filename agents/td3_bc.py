@@ -130,7 +130,8 @@ def actor_loss(actor_params, critic_params, state: TD3BCState, batch: Batch):
     """-lambda * mean Q1(s, pi(s)) + mean squared error to the dataset actions (batch normalised)."""
     config = state.config
     pi = _actor(config).apply(actor_params, batch["observations"])
-    q = _critic(config).apply(critic_params, batch["observations"], pi)[0]
+    first_critic = jax.tree.map(lambda p: p[0], critic_params)  # Only Q1 trains the actor.
+    q = StateActionValue(config.hidden_dims).apply(first_critic, batch["observations"], pi)
     lmbda = config.alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
     bc_loss = ((pi - batch["actions"]) ** 2).mean()
     loss = -lmbda * q.mean() + bc_loss
@@ -151,22 +152,18 @@ def update(state: TD3BCState, batch: Batch, key: jax.Array) -> Tuple[TD3BCState,
     step = state.step + 1
 
     # --- Delayed actor and target updates (the actor sees the critics just updated, as CORL) ---
-    def update_actor(_):
-        grads, metrics = jax.grad(actor_loss, has_aux=True)(state.actor_params, critic_params, state, batch)
-        updates, actor_opt_state = optax.adam(config.actor_lr).update(grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, updates)
-        targets = (polyak(state.target_actor_params, actor_params, config.tau),
-                   polyak(state.target_critic_params, critic_params, config.tau))
-        return (actor_params, actor_opt_state, *targets), metrics
-
-    def keep_actor(_):
-        # The loss is still reported so that metrics averaged over many steps mean the same thing.
-        _, metrics = actor_loss(state.actor_params, critic_params, state, batch)
-        return (state.actor_params, state.actor_opt_state, state.target_actor_params,
-                state.target_critic_params), metrics
-
-    (actor_params, actor_opt_state, target_actor_params, target_critic_params), actor_metrics = jax.lax.cond(
-        step % config.policy_freq == 0, update_actor, keep_actor, None)
+    # Computed every step and kept only every `policy_freq` steps: a select, rather than lax.cond,
+    # because seeds are vmapped (where lax.cond becomes a slower select of both branches anyway);
+    # the reported actor loss is then defined on every step.
+    grads, actor_metrics = jax.grad(actor_loss, has_aux=True)(state.actor_params, critic_params, state, batch)
+    updates, new_actor_opt_state = optax.adam(config.actor_lr).update(grads, state.actor_opt_state)
+    new_actor_params = optax.apply_updates(state.actor_params, updates)
+    updated = (new_actor_params, new_actor_opt_state, polyak(state.target_actor_params, new_actor_params, config.tau),
+               polyak(state.target_critic_params, critic_params, config.tau))
+    kept = (state.actor_params, state.actor_opt_state, state.target_actor_params, state.target_critic_params)
+    is_actor_step = step % config.policy_freq == 0
+    actor_params, actor_opt_state, target_actor_params, target_critic_params = jax.tree.map(
+        lambda new, old: jnp.where(is_actor_step, new, old), updated, kept)
     state = state.replace(actor_params=actor_params, critic_params=critic_params,
                           target_actor_params=target_actor_params, target_critic_params=target_critic_params,
                           actor_opt_state=actor_opt_state, critic_opt_state=critic_opt_state, step=step)

@@ -28,11 +28,10 @@ from agents.networks import StateActionValue, TanhGaussianPolicy, ensemble
 from agents.training import Batch, dataset_key, polyak, scan_updates, scan_updates_over_seeds
 from synther_jax.nn import constant, uniform
 
-# Per-dataset changes to the defaults (CORL's yaml files), keyed by `agents.training.dataset_key`.
+# Per-dataset changes to the defaults (CORL's yaml files), keyed by task or by
+# `agents.training.dataset_key`; a task's entry applies to all its levels (hopper: 50 critics).
 DATASET_OVERRIDES = {
-    "hopper-medium": {"num_critics": 50},
-    "hopper-medium-replay": {"num_critics": 50},
-    "hopper-medium-expert": {"num_critics": 50},
+    "hopper": {"num_critics": 50},
     "halfcheetah-medium-expert": {"eta": 5.0},
     "walker2d-medium-expert": {"eta": 5.0},
 }
@@ -68,7 +67,8 @@ class EDACState(struct.PyTreeNode):
 
 def dataset_overrides(name: str) -> Dict:
     """Hyperparameters that differ from the defaults for the dataset `name` (D4RL or Minari id)."""
-    return dict(DATASET_OVERRIDES.get(dataset_key(name), {}))
+    key = dataset_key(name)
+    return {**DATASET_OVERRIDES.get(key.split("-")[0], {}), **DATASET_OVERRIDES.get(key, {})}
 
 
 def _vectorized_linear_kernel(key, shape, dtype, fan_in):

@@ -59,6 +59,14 @@ def perturbed_state():
                          log_alpha=jnp.asarray(-0.7))
 
 
+def test_dataset_overrides():
+    assert edac.dataset_overrides("hopper-medium-replay-v2") == {"num_critics": 50}
+    assert edac.dataset_overrides("mujoco/hopper/expert-v0") == {"num_critics": 50}
+    assert edac.dataset_overrides("walker2d-medium-expert-v2") == {"eta": 5.0}
+    assert edac.dataset_overrides("halfcheetah-medium-expert-v2") == {"eta": 5.0}
+    assert edac.dataset_overrides("walker2d-medium-v2") == {}
+
+
 def test_initialisation_follows_edac():
     state = edac.init(jax.random.PRNGKey(0), OBS_DIM, ACTION_DIM, num_critics=NUM_CRITICS)
     critic = state.critic_params["params"]["MLP_0"]

@@ -218,11 +218,12 @@ flags.DEFINE_string("python", sys.executable, "Interpreter that runs the jobs (o
 flags.DEFINE_string("module", "launch.offline", "The program each job runs (python -m MODULE).")
 flags.DEFINE_integer("max_parallel", 1, "Jobs at once with --launcher=local.")
 flags.DEFINE_bool("summarize_only", False, "Only write the summary table from the results already there.")
-flags.mark_flags_as_required(["sweep", "root"])
 
 
 def main(argv):
     del argv
+    if not FLAGS.sweep or not FLAGS.root:  # checked here, not at import, so tests can import this module
+        raise app.UsageError("--sweep and --root are required, e.g. --sweep=smoke --root=runs/sweep-smoke.")
     root = os.path.abspath(FLAGS.root) if "://" not in FLAGS.root else FLAGS.root
     jobs = get_sweep(FLAGS.sweep)
     if not FLAGS.summarize_only:

@@ -14,14 +14,15 @@ Levels (D4RL's):
 - `medium-expert`: the medium and the expert rollouts together.
 
 The behaviour policy trains with `launch.online.train` and `configs/online.py:<env>-sac` (or
-`--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints
-(`policies/medium`, `policies/expert`: actor parameters) and the medium-replay buffer as
-`medium_replay.hdf5`, so a rerun with the same work directory regenerates any level without
-training again. Everything is
+`--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints (actor
+parameters; `medium-<return>/policy`, `expert/policy`) and the medium-replay buffer as
+`medium-<return>/replay.hdf5`, so a rerun with the same work directory regenerates any level
+without training again. Everything is
 a function of `--seed`. The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`)
 and loads with `synther_jax.data.load_dataset(dataset_id)`; `--bundle=PATH` also writes every step
 in D4RL's gzip-compressed HDF5 layout (how the bundled datasets were made).
 """
+import json
 import os
 import sys
 import time
@@ -88,9 +89,18 @@ def medium_threshold(env: str) -> float:
     return FLAGS.medium_fraction * reference_scores(env).max_score  # Raises for envs without references.
 
 
+def first_reaching(evaluations: List[dict], threshold: float) -> Optional[int]:
+    """The environment step of the first evaluation whose mean return reaches `threshold`."""
+    return next((e["env_step"] for e in evaluations if e["mean_return"] >= threshold), None)
+
+
 class BehaviourPolicies:
     """Trains SAC once (or reuses what an earlier run saved in `workdir`) and serves the medium and
-    expert policies and the medium-replay buffer."""
+    expert policies and the medium-replay buffer.
+
+    `workdir/sac` is the SAC run; `workdir/medium-<return>/` holds the medium policy and replay for
+    that threshold (so one run serves several thresholds), `workdir/expert/` the final policy.
+    """
 
     def __init__(self, config, workdir: str, medium_return: float):
         if config.synther.enabled or config.num_seeds != 1:
@@ -103,10 +113,11 @@ class BehaviourPolicies:
         agent_kwargs = dict(self.config.agent)
         agent_kwargs["hidden_dims"] = tuple(agent_kwargs["hidden_dims"])
         self.template = sac.init(jax.random.PRNGKey(0), self.obs_dim, self.action_dim, **agent_kwargs)
-        self.replay_path = os.path.join(workdir, "medium_replay.hdf5")
+        self.medium_dir = os.path.join(workdir, f"medium-{medium_return:g}")
+        self.replay_path = os.path.join(self.medium_dir, "replay.hdf5")
 
     def _policy_dir(self, name: str) -> str:
-        return os.path.join(self.workdir, "policies", name)
+        return os.path.join(self.medium_dir if name == "medium" else os.path.join(self.workdir, name), "policy")
 
     def _saved(self, name: str):
         """(env_step, SAC state with the saved actor) of a saved policy, or None."""
@@ -124,25 +135,23 @@ class BehaviourPolicies:
         checkpointer.close()
 
     def train(self, need_expert: bool) -> None:
-        """Runs (or resumes) SAC in `workdir/sac`: saves the medium policy and the replay up to it when
-        the evaluation return first reaches the threshold, and the expert policy at the end of the
-        budget when `need_expert`."""
+        """Runs (or resumes) SAC in `workdir/sac`. At the first evaluation reaching the medium return
+        it saves the medium policy (and stops unless `need_expert`); the replay up to that step is
+        saved after the run, and the expert policy at the end of the budget when `need_expert`."""
         from launch.online import train  # Here, not at the top: it defines --config and --workdir flags.
 
-        threshold = self.medium_return
-        saved = self._saved("medium")
-        medium_step = None if saved is None else saved[0]
+        threshold, run_dir = self.medium_return, os.path.join(self.workdir, "sac")
 
         def on_eval(env_step, mean_return, states):
-            nonlocal medium_step
-            if medium_step is None and mean_return >= threshold:
-                medium_step = env_step
+            with open(os.path.join(run_dir, "evaluations.json")) as file:  # Written before on_eval runs.
+                medium_step = first_reaching(json.load(file), threshold)
+            if medium_step == env_step and self._saved("medium") is None:
                 self._save("medium", env_step, states)
                 print(f"Medium policy at step {env_step}: evaluation return {mean_return:.1f} >= {threshold:.1f}.")
-                return not need_expert
-            return False
+            return medium_step is not None and not need_expert
 
-        result = train(self.config, os.path.join(self.workdir, "sac"), on_eval=on_eval)
+        result = train(self.config, run_dir, on_eval=on_eval)
+        medium_step = first_reaching(result.evaluations, threshold)
         if medium_step is None:
             raise RuntimeError(f"SAC never reached the medium return {threshold:.1f} in {result.env_steps} steps "
                                f"(best {max(e['mean_return'] for e in result.evaluations):.1f}); raise the budget "
@@ -163,7 +172,12 @@ class BehaviourPolicies:
         """A sampling policy (D4RL rolled out stochastic SAC policies), training SAC if needed."""
         if self._saved(name) is None:
             self.train(need_expert=name == "expert")
-        state = self._saved(name)[1]
+        saved = self._saved(name)
+        if saved is None:
+            raise RuntimeError(f"The SAC run in {self.workdir} passed the medium return {self.medium_return:g} "
+                               "before a policy for it was saved (an earlier call used another threshold); use a "
+                               "fresh --behaviour_workdir for this threshold.")
+        state = saved[1]
         key = jax.random.PRNGKey(seed)
 
         def sample(observation: np.ndarray) -> np.ndarray:

@@ -113,7 +113,7 @@ def test_sac_levels_come_from_one_saved_training_run(tmp_path):
     behaviour = BehaviourPolicies(config, workdir, medium_return=-1e9)  # Medium at the first evaluation.
     episodes = behaviour.medium_replay()
     assert sum(len(e.rewards) for e in episodes) == config.eval_every
-    assert os.listdir(os.path.join(workdir, "policies", "medium")) == [str(config.eval_every)]
+    assert os.listdir(os.path.join(workdir, "medium--1e+09", "policy")) == [str(config.eval_every)]
     env = make_env(ENV)
     for episode_id in (0, len(episodes) - 1):
         episode = episodes[episode_id]
@@ -127,8 +127,16 @@ def test_sac_levels_come_from_one_saved_training_run(tmp_path):
 
     # The expert policy needs the full budget: training resumes from the run's checkpoint.
     first = rollout(make_env(ENV, 0), behaviour.policy("expert", seed=1), 200, seed=1)
-    assert os.listdir(os.path.join(workdir, "policies", "expert")) == [str(config.total_steps)]
+    assert os.listdir(os.path.join(workdir, "expert", "policy")) == [str(config.total_steps)]
     again = rollout(make_env(ENV, 0), BehaviourPolicies(config, workdir, -1e9).policy("expert", seed=1), 200, seed=1)
     np.testing.assert_array_equal(episodes_to_transitions(first).actions, episodes_to_transitions(again).actions)
     medium = rollout(make_env(ENV, 0), behaviour.policy("medium", seed=1), 200, seed=1)
     assert not np.array_equal(episodes_to_transitions(first).actions, episodes_to_transitions(medium).actions)
+
+    # Another threshold the finished run had already passed: its replay is cut from the same run, but
+    # no policy was saved for it when it happened.
+    other = BehaviourPolicies(config, workdir, medium_return=-1e8)
+    np.testing.assert_array_equal(episodes_to_transitions(other.medium_replay(), keep_timeouts=True).actions,
+                                  episodes_to_transitions(episodes, keep_timeouts=True).actions)
+    with pytest.raises(RuntimeError, match="fresh --behaviour_workdir"):
+        other.policy("medium", seed=1)

@@ -59,6 +59,7 @@ class SACState(flax.struct.PyTreeNode):
     target_critic_params: dict
     temperature: TrainState  # params: {"log_alpha": ()}
     alpha: jax.Array  # the temperature the losses use (see `initial_alpha`)
+    step: jax.Array  # critic updates done so far
     config: SACConfig = flax.struct.field(pytree_node=False)
 
 
@@ -103,7 +104,12 @@ def init(key: jax.Array, obs_dim: int, action_dim: int, *, hidden_dims: Sequence
     temperature = TrainState.create(apply_fn=None, params=log_alpha, tx=adam)
     alpha = jnp.asarray(1.0 if initial_alpha is None else initial_alpha, jnp.float32)
     target_critic_params = jax.tree.map(jnp.copy, critic_params)  # its own buffers: `update` donates the state
-    return SACState(actor, critic, target_critic_params, temperature, alpha, config)
+    return SACState(actor, critic, target_critic_params, temperature, alpha, jnp.zeros((), jnp.int32), config)
+
+
+def init_seeds(keys: jax.Array, obs_dim: int, action_dim: int, **kwargs) -> SACState:
+    """One learner per key, stacked along a leading seed axis."""
+    return jax.vmap(lambda key: init(key, obs_dim, action_dim, **kwargs))(keys)
 
 
 def sample_actions(state: SACState, actor_params: dict, observations: jax.Array, key: jax.Array):
@@ -180,7 +186,7 @@ def update_step(state: SACState, batch: Batch, key: jax.Array, update_policy: ja
         return state.actor, state.temperature, state.alpha, jax.tree.map(jnp.float32, zeros)
 
     actor, temperature, alpha, policy_metrics = jax.lax.cond(update_policy, policy_and_temperature, keep, None)
-    state = state.replace(actor=actor, critic=critic, temperature=temperature, alpha=alpha,
+    state = state.replace(actor=actor, critic=critic, temperature=temperature, alpha=alpha, step=state.step + 1,
                           target_critic_params=polyak(state.target_critic_params, critic.params, state.config.tau))
     metrics = {"critic_loss": q_loss, "q_mean": jnp.mean(qs), "alpha": alpha,
                "policy_updated": jnp.float32(update_policy), **policy_metrics}

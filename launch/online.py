@@ -201,8 +201,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
     init_key, key = jax.random.split(key)
     agent_kwargs = dict(config.agent)
     agent_kwargs["hidden_dims"] = tuple(agent_kwargs["hidden_dims"])
-    states = jax.vmap(lambda k: sac.init(k, obs_dim, action_dim, **agent_kwargs))(
-        jax.random.split(init_key, num_seeds))
+    states = sac.init_seeds(jax.random.split(init_key, num_seeds), obs_dim, action_dim, **agent_kwargs)
     stacked_buffer = lambda capacity: jax.vmap(lambda _: replay.create_buffer(capacity, obs_dim, action_dim))(
         jnp.arange(num_seeds))
     real = stacked_buffer(config.replay_capacity)

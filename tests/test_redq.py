@@ -63,4 +63,12 @@ def test_update_runs_twenty_critic_steps_and_one_policy_step():
                            {k: jnp.asarray(v, jnp.float32) for k, v in rows.items()})
     state, metrics = redq.update(state, buffer, None, jax.random.PRNGKey(1))
     assert int(state.critic.step) == 20 and int(state.actor.step) == 1 and int(state.temperature.step) == 1
+    assert int(state.step) == 20
     assert np.isfinite(float(metrics["critic_loss"]))
+
+
+def test_init_seeds_stacks_independent_learners():
+    states = redq.init_seeds(jax.random.split(jax.random.PRNGKey(0), 3), OBS_DIM, ACTION_DIM, hidden_dims=(4, 4))
+    kernels = states.critic.params["params"]["MLP_0"]["Linear_0"]["kernel"]
+    assert kernels.shape == (3, 10, OBS_DIM + ACTION_DIM, 4) and states.step.shape == (3,)
+    assert not np.allclose(kernels[0], kernels[1])

@@ -205,5 +205,5 @@ def test_scan_of_20_updates_equals_20_single_updates(delay):
     scanned, metrics = sac.update(state, real, synthetic, key, synthetic_ratio=0.5)
     assert policy_updates == 20 // delay
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), scanned, looped)
-    assert int(scanned.actor.step) == policy_updates and int(scanned.critic.step) == 20
+    assert int(scanned.actor.step) == policy_updates and int(scanned.critic.step) == int(scanned.step) == 20
     assert np.isfinite(float(metrics["critic_loss"])) and float(metrics["entropy"]) != 0.0

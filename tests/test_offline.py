@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import gymnasium as gym
 import jax
 import numpy as np
 import pytest
@@ -12,27 +11,14 @@ import pytest
 from configs.d4rl import get_config
 from launch import offline
 from synther_jax.checkpoint import Checkpointer
-from synther_jax.data import write_synthetic
-from synther_jax.data.collection import rollout, uniform_random_policy
-from synther_jax.data.flatten import episodes_to_transitions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def real_dataset(tmp_path_factory):
-    env = gym.make("Hopper-v5")
-    episodes = rollout(env, uniform_random_policy(env.action_space, 0), 2000, seed=0)
-    path = str(tmp_path_factory.mktemp("data") / "hopper_random.npz")
-    write_synthetic(path, episodes_to_transitions(episodes), source_dataset="random", config={}, seed=0,
-                    model_checkpoint=None, env_id="Hopper-v5")
-    return path
-
-
-def test_smoke_pipeline_writes_every_output(real_dataset, tmp_path):
+def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
     workdir = tmp_path / "run"
     command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper,smoke",
-               f"--config.dataset={real_dataset}", "--config.diffusion.num_train_steps=200",
+               f"--config.dataset={hopper_random_npz}", "--config.diffusion.num_train_steps=200",
                "--config.diffusion.steps_per_call=100", "--config.num_samples=3000",
                "--config.diffusion.sample_chunk_size=1500", "--config.agent_steps=200", "--config.eval_every=100",
                "--config.eval_episodes=1", f"--workdir={workdir}"]
@@ -57,8 +43,8 @@ def _resume_config(dataset):
     return config
 
 
-def test_resume_after_a_kill_in_the_agent_stage_is_exact(real_dataset, tmp_path, monkeypatch):
-    straight = offline.run(_resume_config(real_dataset), str(tmp_path / "straight"))
+def test_resume_after_a_kill_in_the_agent_stage_is_exact(hopper_random_npz, tmp_path, monkeypatch):
+    straight = offline.run(_resume_config(hopper_random_npz), str(tmp_path / "straight"))
 
     calls = []
     real_evaluate = offline.evaluate
@@ -71,9 +57,9 @@ def test_resume_after_a_kill_in_the_agent_stage_is_exact(real_dataset, tmp_path,
 
     monkeypatch.setattr(offline, "evaluate", evaluate_then_die)
     with pytest.raises(KeyboardInterrupt):
-        offline.run(_resume_config(real_dataset), str(tmp_path / "resumed"))
+        offline.run(_resume_config(hopper_random_npz), str(tmp_path / "resumed"))
     monkeypatch.setattr(offline, "evaluate", real_evaluate)
-    resumed = offline.run(_resume_config(real_dataset), str(tmp_path / "resumed"))
+    resumed = offline.run(_resume_config(hopper_random_npz), str(tmp_path / "resumed"))
 
     assert resumed["final_return"] == straight["final_return"]
     states = [Checkpointer(str(tmp_path / run / "agent")).restore_latest(None) for run in ("straight", "resumed")]

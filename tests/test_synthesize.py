@@ -3,25 +3,12 @@ import os
 import subprocess
 import sys
 
-import gymnasium as gym
 import numpy as np
 import pytest
 
-from synther_jax.data import KEYS, write_synthetic
-from synther_jax.data.collection import rollout, uniform_random_policy
-from synther_jax.data.flatten import episodes_to_transitions
+from synther_jax.data import KEYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def real_dataset(tmp_path_factory):
-    env = gym.make("Hopper-v5")
-    episodes = rollout(env, uniform_random_policy(env.action_space, 0), 2000, seed=0)
-    path = str(tmp_path_factory.mktemp("data") / "hopper_random.npz")
-    write_synthetic(path, episodes_to_transitions(episodes), source_dataset="random", config={}, seed=0,
-                    model_checkpoint=None, env_id="Hopper-v5")
-    return path
 
 
 def _synthesize(dataset, workdir, *overrides):
@@ -32,9 +19,9 @@ def _synthesize(dataset, workdir, *overrides):
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_synthesize_writes_samples_and_resumes(real_dataset, tmp_path):
+def test_synthesize_writes_samples_and_resumes(hopper_random_npz, tmp_path):
     workdir = tmp_path / "run"
-    result = _synthesize(real_dataset, workdir)
+    result = _synthesize(hopper_random_npz, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     with np.load(workdir / "samples.npz") as samples:
         assert all(samples[key].dtype == np.float32 for key in KEYS)
@@ -46,13 +33,13 @@ def test_synthesize_writes_samples_and_resumes(real_dataset, tmp_path):
     assert os.path.exists(workdir / "metrics.jsonl")
 
     # A rerun finds the finished stages and changes nothing.
-    rerun = _synthesize(real_dataset, workdir)
+    rerun = _synthesize(hopper_random_npz, workdir)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     with np.load(workdir / "samples.npz") as samples:
         np.testing.assert_array_equal(samples["observations"], first)
 
     # A different config in the same folder is refused, not mixed in.
-    other = _synthesize(real_dataset, workdir, "--config.seed=1")
+    other = _synthesize(hopper_random_npz, workdir, "--config.seed=1")
     assert other.returncode != 0 and "another config" in other.stderr
 
 

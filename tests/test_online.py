@@ -116,3 +116,13 @@ def test_seeds_are_a_vmapped_axis_with_their_own_environments(tmp_path):
 def test_synthesis_is_required_when_enabled(tmp_path):
     with pytest.raises(ValueError, match="synthesize"):
         online.train(tiny_config(), str(tmp_path))
+
+
+def test_raw_columns_follow_the_original_online_configs():
+    """Gym rows keep the terminal raw; DMC rows have no terminal and keep the reward raw (spec 3.2)."""
+    gym_config, dmc_config = get_config("walker2d-synther").synther, get_config("cheetah-run-synther").synther
+    assert gym_config.modelled_terminals and gym_config.normalise_reward
+    assert not dmc_config.modelled_terminals and not dmc_config.normalise_reward
+    assert online.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
+    assert online.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
+    assert gym_config.diffusion.width == 1024 and gym_config.diffusion.depth == 6 and gym_config.diffusion.dim_t == 256

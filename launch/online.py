@@ -39,6 +39,7 @@ from agents import sac
 from launch.common import prepare_workdir
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
+from synther_jax.curves import plot_learning_curve
 from synther_jax.data.transitions import Transitions
 from synther_jax.envs import make_env
 from synther_jax.evaluation import evaluate
@@ -339,26 +340,9 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: Trai
         "num_seeds": config.num_seeds, "final_mean_return": final and final["mean_return"],
         "final_std_return": final and final["std_return"], "evaluations": result.evaluations})
     if result.evaluations:
-        _plot_learning_curve(result.evaluations, config.name, os.path.join(workdir, "learning_curve.png"))
-
-
-def _plot_learning_curve(evaluations: Sequence[dict], title: str, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps = np.array([e["env_step"] for e in evaluations])
-    returns = np.array([e["returns"] for e in evaluations])  # (evaluations, seeds)
-    mean, std = returns.mean(1), returns.std(1)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot(steps, mean, marker="o", markersize=3)
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-    ax.set(xlabel="environment steps", ylabel="evaluation return", title=f"{title} ({returns.shape[1]} seeds)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+        plot_learning_curve([e["env_step"] for e in result.evaluations], [e["returns"] for e in result.evaluations],
+                            os.path.join(workdir, "learning_curve.png"), "environment steps", "evaluation return",
+                            config.name)
 
 
 # --- the diffusion model as `synthesize` ---------------------------------------------------------
@@ -412,7 +396,7 @@ def make_synthesizer(config: ml_collections.ConfigDict) -> Optional[DiffusionSyn
 
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "A config file and its argument, e.g. configs/online.py:hopper-synther.")
+config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/online.py:hopper-synther.")
 flags.DEFINE_string("workdir", None, "Output folder; rerunning with the same folder resumes.")
 
 

@@ -8,7 +8,9 @@ dataset (obs 17, action 6) of random rows held on the device. One seed runs the 
 `update_steps`; n seeds run `update_steps_seeds`. "updates/s" counts scan steps per second (each
 advances every seed once); "agent updates/s" multiplies by the number of seeds, and "vs 1 seed"
 divides that by the single-seed figure: how much more training one program gets done by vmapping.
-Compilation is excluded (one untimed call first); the fastest of `--repeats` calls counts.
+Compilation is excluded (one untimed call first); the fastest of `--repeats` calls counts. The
+JSON also records the device's measured matmul FLOP/s and the 1-minute load average: at batch 256
+a single seed already keeps a small CPU busy, so vmapping seeds pays off on accelerators.
 """
 import os
 
@@ -17,7 +19,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from agents import edac, iql, td3_bc
-from bench.common import best_time, environment, write_json
+from bench.common import best_time, environment, matmul_peak_flops, write_json
 
 LEARNERS = {"td3_bc": (td3_bc, {}), "td3_bc_large": (td3_bc, {"hidden_dims": td3_bc.LARGE_HIDDEN_DIMS}),
             "iql": (iql, {}), "edac": (edac, {})}
@@ -86,7 +88,8 @@ def main(argv):
         results[name] = rows
     record = {"batch_size": FLAGS.batch_size, "num_steps_per_call": FLAGS.num_steps, "repeats": FLAGS.repeats,
               "obs_dim": OBS_DIM, "action_dim": ACTION_DIM, "dataset_size": FLAGS.dataset_size,
-              "load_average_1min": os.getloadavg()[0], "results": results, **environment()}
+              "load_average_1min": os.getloadavg()[0], "matmul_peak_flops_per_s": matmul_peak_flops(2048),
+              "results": results, **environment()}
     write_json(FLAGS.out or f"bench/results/agents_{jax.devices()[0].platform}.json", record)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Optional
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
@@ -59,6 +60,11 @@ def data_mesh(num_devices: Optional[int] = None) -> Mesh:
     if not 1 <= num_devices <= len(devices):
         raise ValueError(f"Asked for a mesh of {num_devices} devices but only {len(devices)} exist.")
     return Mesh(np.asarray(devices[:num_devices]), (DATA_AXIS,))
+
+
+def auto_mesh() -> Optional[Mesh]:
+    """All devices when there are several, else None: what launchers pass as `mesh=` to the trainer."""
+    return data_mesh() if jax.device_count() > 1 else None
 
 
 def mesh_for_axis(size: int) -> Mesh:
@@ -121,6 +127,5 @@ def constrain_leading_axis(x: jax.Array, mesh: Optional[Mesh]) -> jax.Array:
 def to_host(x: jax.Array) -> np.ndarray:
     """The full value of a possibly sharded array as NumPy, on every process of a multi-host job."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)

@@ -69,14 +69,15 @@ def _rows(n=400, seed=0):
 
 
 @eight_devices
-def test_sharded_diffusion_training_matches_one_device():
+def test_sharded_diffusion_training_matches_one_device_and_resumes(tmp_path):
     from synther_jax.diffusion import DiffusionConfig, train_diffusion
     from synther_jax.diffusion.trainer import init_state
-    config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=40, steps_per_call=20, batch_size=64,
-                             num_sample_steps=8)
+    config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=40, steps_per_call=20, checkpoint_every=20,
+                             batch_size=64, num_sample_steps=8)
     mesh = sharding.data_mesh()
-    single = train_diffusion(_rows(), config, jax.random.PRNGKey(0), (4,), progress=False)
-    sharded = train_diffusion(_rows(), config, jax.random.PRNGKey(0), (4,), progress=False, mesh=mesh)
+    train = lambda **kwargs: train_diffusion(_rows(), config, jax.random.PRNGKey(0), (4,), progress=False, **kwargs)
+    single = train()
+    sharded = train(mesh=mesh, workdir=str(tmp_path / "straight"))
     for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(sharded.params)):
         _on_all_devices(b, split=False)
         # Same minibatches and noise; only the order of the gradient sums differs.
@@ -85,6 +86,17 @@ def test_sharded_diffusion_training_matches_one_device():
     moved = max(float(np.abs(np.asarray(p) - np.asarray(q)).max())
                 for p, q in zip(jax.tree.leaves(single.params), jax.tree.leaves(initial.params)))
     assert moved > 1e-3  # the tolerance above is far below what training changes
+
+    def crash_after_first_checkpoint(step, metrics):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(mesh=mesh, workdir=str(tmp_path / "resumed"), log_fn=crash_after_first_checkpoint)
+    resumed = train(mesh=mesh, workdir=str(tmp_path / "resumed"))
+    for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(resumed.params)):
+        _on_all_devices(b, split=False)
+        np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
 
     with pytest.raises(ValueError, match="multiple of the number of devices"):
         train_diffusion(_rows(), dataclasses.replace(config, batch_size=60), jax.random.PRNGKey(0), progress=False,

@@ -28,7 +28,7 @@ from agents import edac, iql, td3_bc
 from agents.training import dataset_key, normalization_stats
 from launch.common import define_flags, prepare_workdir, read_json, write_json
 from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
-from synther_jax import augment
+from synther_jax import augment, sharding
 from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -134,6 +134,10 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
         # Evaluations written after the last checkpoint belong to the crashed run's future.
         evaluations = [e for e in read_json(evaluations_path, []) if e["step"] <= step]
 
+    # Seeds are split across the local devices (data parallel over the seed axis), the data copied to each.
+    mesh = sharding.mesh_for_axis(config.num_seeds)
+    states, seed_keys = sharding.shard_leading_axis((states, seed_keys), mesh)
+    dataset = sharding.replicate(dataset, mesh)
     while step < num_updates:
         num_steps = min(config.eval_every, num_updates - step)
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
@@ -210,6 +214,7 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
+    sharding.initialize_distributed()
     results = run(FLAGS.config, FLAGS.workdir)
     score = results["final_normalized_score"] or results["final_return"]
     print(f"{results['algorithm']} on {results['data']} data ({results['name']}): final "

@@ -15,6 +15,7 @@ import ml_collections
 from absl import app, flags, logging
 
 from launch.common import define_flags, prepare_workdir
+from synther_jax import sharding
 from synther_jax.data import SyntheticWriter, Transitions, load_dataset
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
 from synther_jax.metrics import MetricsWriter
@@ -29,7 +30,7 @@ def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: s
     skip_norm_dims = (rows.shape[1] - 1,) if config.modelled_terminals else ()
     return train_diffusion(rows, DiffusionConfig(**config.diffusion), jax.random.PRNGKey(config.seed), skip_norm_dims,
                            workdir=os.path.join(workdir, "diffusion"),
-                           log_fn=lambda step, m: metrics.write("diffusion", step, m))
+                           log_fn=lambda step, m: metrics.write("diffusion", step, m), mesh=sharding.auto_mesh())
 
 
 def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str) -> str:
@@ -45,7 +46,7 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
     with SyntheticWriter(path, source_dataset=config.dataset, config=config, seed=config.seed,
                          model_checkpoint=os.path.join(workdir, "diffusion"),
                          env_id=real.metadata.get("env_id")) as writer:
-        for rows in iterate_samples(model, config.num_samples, sample_key):
+        for rows in iterate_samples(model, config.num_samples, sample_key, mesh=sharding.auto_mesh()):
             writer.write(Transitions.from_rows(rows, real.obs_dim, real.action_dim, config.modelled_terminals,
                                                config.terminal_threshold))
     return path
@@ -59,6 +60,7 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
+    sharding.initialize_distributed()
     config = FLAGS.config
     prepare_workdir(FLAGS.workdir, config)
     real = load_real(config)

@@ -19,7 +19,6 @@ so a resumed run ends identical to an uninterrupted one.
 Fixed relative to the original: generated rows never touch the live rollout state (its issue #9).
 """
 import dataclasses
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -32,11 +31,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
-from ml_collections import config_flags
 from tqdm.auto import tqdm
 
 from agents import sac
-from launch.common import prepare_workdir
+from launch.common import define_flags, prepare_workdir, read_json, write_json
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -223,7 +221,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
         for i in range(num_seeds):
             length = int(tree["episode_lengths"][i])
             rollouts.rebuild(i, int(tree["episode_ids"][i]), _last_rows(seed_slice(real, i), length))
-        evaluations = [e for e in _read_json(os.path.join(workdir, "evaluations.json"), [])
+        evaluations = [e for e in read_json(os.path.join(workdir, "evaluations.json"), [])
                        if e["env_step"] <= env_step]
         logging.info("Resumed %s at environment step %d.", workdir, env_step)
 
@@ -273,7 +271,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
                           "mean_return": float(result.seed_returns.mean()),
                           "std_return": float(result.seed_returns.std())}
                 evaluations.append(record)
-                _write_json(os.path.join(workdir, "evaluations.json"), evaluations)
+                write_json(os.path.join(workdir, "evaluations.json"), evaluations)
                 metrics.write("eval", env_step, {"return_mean": record["mean_return"],
                                                  "return_std": record["std_return"]})
                 bar.set_postfix(eval_return=f"{record['mean_return']:.1f}")
@@ -315,27 +313,14 @@ def _vector_env(env_name: str, num_envs: int) -> gym.vector.VectorEnv:
     return gym.vector.SyncVectorEnv([lambda: make_env(env_name) for _ in range(num_envs)])
 
 
-def _read_json(path: str, default):
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
-def _write_json(path: str, value) -> None:
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: TrainResult) -> None:
     """results.json, timings.json and learning_curve.png."""
     total = sum(v for k, v in result.timings.items() if "/" not in k)
-    _write_json(os.path.join(workdir, "timings.json"), {
+    write_json(os.path.join(workdir, "timings.json"), {
         "seconds": result.timings, "env_steps": result.env_steps, "num_seeds": config.num_seeds,
         "env_steps_per_second": result.env_steps / total if total else None})
     final = result.evaluations[-1] if result.evaluations else None
-    _write_json(os.path.join(workdir, "results.json"), {
+    write_json(os.path.join(workdir, "results.json"), {
         "name": config.name, "env_name": config.env_name, "env_steps": result.env_steps,
         "num_seeds": config.num_seeds, "final_mean_return": final and final["mean_return"],
         "final_std_return": final and final["std_return"], "evaluations": result.evaluations})
@@ -395,21 +380,16 @@ def make_synthesizer(config: ml_collections.ConfigDict) -> Optional[DiffusionSyn
     return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims)
 
 
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file and argument, e.g. configs/online.py:hopper-synther.")
-flags.DEFINE_string("workdir", None, "Output folder; rerunning with the same folder resumes.")
-
-
 def main(_):
-    # Checked here rather than with mark_flags_as_required, so other programs can import `train`.
-    if FLAGS.config is None or FLAGS.workdir is None:
-        raise app.UsageError("Pass --config=configs/online.py:<env>-<variant>[,smoke] and --workdir=DIR.")
+    FLAGS = flags.FLAGS
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     config = FLAGS.config
     result = train(config, FLAGS.workdir, synthesize=make_synthesizer(config))
     final = result.evaluations[-1]
-    logging.info("%s: %d environment steps, final return %.1f +- %.1f over %d seeds; outputs in %s.", config.name,
-                 result.env_steps, final["mean_return"], final["std_return"], config.num_seeds, FLAGS.workdir)
+    print("%s: %d environment steps, final return %.1f +- %.1f over %d seeds; outputs in %s."
+          % (config.name, result.env_steps, final["mean_return"], final["std_return"], config.num_seeds, FLAGS.workdir))
 
 
 if __name__ == "__main__":
+    define_flags("configs/online.py:hopper-synther")
     app.run(main)

@@ -2,11 +2,13 @@
 kind of bad input raising the documented error."""
 import os
 
+import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
 
-from synther_jax.data import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError, load_dataset
+from synther_jax.data import (DEFAULT_DATASET, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError,
+                              bundled_names, load_dataset)
 from synther_jax.data.d4rl_hdf5 import d4rl_file_name, d4rl_name_from_file
 
 
@@ -86,6 +88,25 @@ def test_d4rl_file_names():
     for name in ("walker2d-medium-replay-v2", "halfcheetah-medium-expert-v2", "maze2d-medium-v1",
                  "maze2d-umaze-dense-v1"):
         assert d4rl_name_from_file(d4rl_file_name(name)) == name
+
+
+def test_bundled_default_loads_offline_and_is_the_simulator():
+    assert DEFAULT_DATASET in bundled_names()
+    data = load_dataset()
+    assert data.metadata["env_id"] == "Walker2d-v5" and data.metadata["source"] == DEFAULT_DATASET
+    assert (data.obs_dim, data.action_dim) == (17, 6) and 10_000 <= len(data) <= 200_000
+    assert data.terminals.sum() > 0 and data.timeouts.sum() == 0  # Time-limit steps dropped by default.
+    # Walker2d's dynamics do not depend on its x position, and its observation is qpos[1:] and qvel
+    # (clipped to +-10): put MuJoCo in each sampled state, apply the action, compare.
+    env = gym.make("Walker2d-v5").unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    unclipped = np.flatnonzero(np.abs(data.observations[:, 8:]).max(1) < 9.9)
+    for row in rng.choice(unclipped, 40, replace=False):
+        env.set_state(np.concatenate([[0.0], data.observations[row, :8]]), data.observations[row, 8:])
+        observation, reward, terminated, _, _ = env.step(data.actions[row])
+        np.testing.assert_allclose(observation, data.next_observations[row], atol=2e-3, rtol=0)
+        assert abs(reward - data.rewards[row]) < 2e-3 and terminated == bool(data.terminals[row])
 
 
 @pytest.mark.parametrize("name", ["walker2d-nonexistent-v2", "nonexistent", "bundled/hopper-galactic",

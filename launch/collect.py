@@ -223,7 +223,9 @@ def main(_):
     command = "python -m launch.collect " + " ".join(sys.argv[1:])
     description = (f"D4RL-style `{FLAGS.level}` data on {FLAGS.env}: {num_steps} steps, seed {FLAGS.seed}, made "
                    f"by synther_jax with `{command}`.")
-    write_minari(dataset_id, episodes, FLAGS.env, env.observation_space, env.action_space, FLAGS.seed,
+    # The SAC run resets its episodes with seeds of its own (launch.online.episode_seed).
+    first_reset_seed = None if FLAGS.level == "medium-replay" else FLAGS.seed
+    write_minari(dataset_id, episodes, FLAGS.env, env.observation_space, env.action_space, first_reset_seed,
                  algorithm_name="uniform-random" if FLAGS.level == "random" else f"SAC ({FLAGS.level})",
                  description=description)
     print(f"Wrote Minari dataset {dataset_id} ({len(episodes)} episodes, {num_steps} steps) in "

@@ -73,9 +73,10 @@ def check_new_minari_id(dataset_id: str) -> None:
 
 
 def write_minari(dataset_id: str, episodes: Sequence[Episode], env_id: str, observation_space: gym.Space,
-                 action_space: gym.Space, seed: int, algorithm_name: str, description: str,
+                 action_space: gym.Space, seed: Optional[int], algorithm_name: str, description: str,
                  ref_min_score: Optional[float] = None, ref_max_score: Optional[float] = None):
     """Writes `episodes` as a Minari dataset in one go; on failure removes the half-written folder.
+    `seed` is recorded as the first episode's reset seed (None when unknown).
 
     `env_id` is recorded as the dataset's environment spec when Gymnasium knows it, so
     `recover_environment()` works; observations and actions are stored as the learners see them

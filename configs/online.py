@@ -39,7 +39,8 @@ def synther_config(enabled: bool, dmc: bool) -> ml_collections.ConfigDict:
                                                    batch_size=256))
     return ml_collections.ConfigDict(dict(
         enabled=enabled,
-        retrain_every=10_000,  # env steps between retrains (a fresh model each time, as the original)
+        retrain_every=10_000,  # env steps between retrains
+        warm_start=False,  # False: a fresh model at every retrain, as the original; True: continue the last one
         num_samples=1_000_000,  # the README's override of the gin file's 200K
         capacity=1_000_000,  # the synthetic buffer is emptied before each generation
         synthetic_ratio=0.5,  # fraction of every minibatch drawn from the synthetic buffer

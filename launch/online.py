@@ -39,6 +39,7 @@ from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data.transitions import Transitions
+from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
 from synther_jax.envs import make_env
 from synther_jax.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
@@ -333,26 +334,35 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: Trai
 # --- the diffusion model as `synthesize` ---------------------------------------------------------
 
 class DiffusionSynthesizer:
-    """Trains a fresh diffusion model on the real rows, then samples `num_samples` rows from it
-    (spec section 6.3: new weights, optimiser and EMA at every retrain, as the original)."""
+    """Trains a diffusion model on the real rows, then samples `num_samples` rows from it.
+
+    By default each retrain starts from new weights, optimiser and EMA, as the original (spec
+    section 6.3). With `warm_start`, each seed's model starts from that seed's previous model
+    (`train` calls the synthesizer once per seed, in seed order, at every refill); after a resume
+    the first retrain starts fresh, since models are not checkpointed.
+    """
 
     def __init__(self, diffusion: ml_collections.ConfigDict, num_samples: int, skip_norm_dims: Sequence[int],
-                 progress: bool = True):
-        from synther_jax.diffusion import DiffusionConfig
-
+                 num_seeds: int = 1, warm_start: bool = False, progress: bool = True):
         self.config = DiffusionConfig(**diffusion)
         self.num_samples = num_samples
         self.skip_norm_dims = tuple(skip_norm_dims)
+        self.num_seeds, self.warm_start = num_seeds, warm_start
         self.progress = progress
         self.seconds = {"diffusion_training": 0.0, "generation": 0.0}
+        self._previous: Dict[int, Diffusion] = {}
+        self._calls = 0
 
     def __call__(self, real_rows: np.ndarray, key: jax.Array) -> np.ndarray:
-        from synther_jax.diffusion import generate, train_diffusion
-
+        seed_index = self._calls % self.num_seeds
+        self._calls += 1
         train_key, sample_key = jax.random.split(key)
         start = time.perf_counter()
-        model = train_diffusion(real_rows, self.config, train_key, self.skip_norm_dims, progress=self.progress)
+        model = train_diffusion(real_rows, self.config, train_key, self.skip_norm_dims, progress=self.progress,
+                                warm_start=self._previous.get(seed_index) if self.warm_start else None)
         jax.block_until_ready(model)
+        if self.warm_start:
+            self._previous[seed_index] = model
         middle = time.perf_counter()
         rows = generate(model, self.num_samples, sample_key, progress=self.progress)
         self.seconds["diffusion_training"] += middle - start
@@ -377,7 +387,8 @@ def make_synthesizer(config: ml_collections.ConfigDict) -> Optional[DiffusionSyn
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
     dims = skip_norm_dims(obs_dim, action_dim, config.synther.modelled_terminals, config.synther.normalise_reward)
-    return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims)
+    return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.num_seeds,
+                                config.synther.warm_start)
 
 
 def main(_):

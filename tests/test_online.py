@@ -1,5 +1,6 @@
 """The online loop: smoke run with a real diffusion retrain, rollout state untouched by generation,
 exact resume after a crash, early stopping, several seeds in one process."""
+import dataclasses
 import json
 import os
 
@@ -9,6 +10,7 @@ import pytest
 
 from configs.online import get_config
 from launch import online
+from synther_jax.diffusion import DiffusionConfig
 
 
 def tiny_config(variant="synther", env="hopper", **overrides):
@@ -126,3 +128,18 @@ def test_raw_columns_follow_the_original_online_configs():
     assert online.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
     assert online.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
     assert gym_config.diffusion.width == 1024 and gym_config.diffusion.depth == 6 and gym_config.diffusion.dim_t == 256
+
+
+def test_warm_start_continues_each_seeds_previous_model():
+    diffusion = dict(dataclasses.asdict(DiffusionConfig(width=16, depth=1, dim_t=8, num_train_steps=20,
+                                                        steps_per_call=10, num_sample_steps=4)))
+    rows = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
+    synthesizer = online.DiffusionSynthesizer(diffusion, 8, (), num_seeds=2, warm_start=True, progress=False)
+    frequencies = lambda seed: np.asarray(
+        synthesizer._previous[seed].constants["RandomFourierFeatures_0"]["frequencies"])
+    synthesizer(rows, jax.random.PRNGKey(0))  # seed 0, first refill
+    synthesizer(rows, jax.random.PRNGKey(1))  # seed 1, first refill
+    first = frequencies(0)
+    assert not np.array_equal(first, frequencies(1))
+    synthesizer(rows, jax.random.PRNGKey(2))  # seed 0 again: starts from its own previous model
+    np.testing.assert_array_equal(frequencies(0), first)

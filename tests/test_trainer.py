@@ -1,4 +1,6 @@
-"""Diffusion training: EMA schedule, LR schedule, resume equality, generation contract."""
+"""Diffusion training: EMA schedule, LR schedule, resume equality, warm start, generation contract."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +95,21 @@ def test_generation_contract():
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     assert len(np.unique(a[:, 0])) == 150  # chunks use different keys
+
+
+def test_warm_start_continues_from_the_given_model():
+    rows = _rows()
+    first = train_diffusion(rows, TINY, jax.random.PRNGKey(1), skip_norm_dims=(4,), progress=False)
+    frozen = dataclasses.replace(TINY, learning_rate=1e-12, num_train_steps=20)
+    warm = train_diffusion(rows, frozen, jax.random.PRNGKey(2), skip_norm_dims=(4,), progress=False, warm_start=first)
+    cold = train_diffusion(rows, frozen, jax.random.PRNGKey(2), skip_norm_dims=(4,), progress=False)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), warm.params, first.params)
+    jax.tree.map(np.testing.assert_array_equal, warm.constants, first.constants)
+    assert not np.allclose(cold.constants["RandomFourierFeatures_0"]["frequencies"],
+                           first.constants["RandomFourierFeatures_0"]["frequencies"])
+    with pytest.raises(ValueError, match="architecture"):
+        train_diffusion(rows, dataclasses.replace(frozen, width=16), jax.random.PRNGKey(2), progress=False,
+                        warm_start=first)
 
 
 def test_rejects_non_finite_rows():

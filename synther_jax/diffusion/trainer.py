@@ -175,14 +175,17 @@ def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: D
 
 def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_norm_dims: Sequence[int] = (),
                     workdir: Optional[str] = None, log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
-                    progress: bool = True, mesh: Optional[Mesh] = None) -> Diffusion:
+                    progress: bool = True, mesh: Optional[Mesh] = None,
+                    warm_start: Optional[Diffusion] = None) -> Diffusion:
     """Trains a denoiser on (N, d) transition rows and returns the EMA model.
 
     `skip_norm_dims` stay unnormalised (SynthER: the terminal column). With a `workdir`, a
     checkpoint is written every `checkpoint_every` steps and at the end, and a rerun resumes from
     the newest one (a finished run just loads). `log_fn(step, {"loss": ...})` is called after each
     jitted chunk, with the loss averaged over the chunk. With a `mesh`, each minibatch is split
-    across its devices (the batch size must be a multiple of their number).
+    across its devices (the batch size must be a multiple of their number). `warm_start` starts
+    from another model's EMA weights and Fourier frequencies instead of a fresh draw (online
+    SynthER's option; the original retrains from scratch); optimiser, schedule and EMA restart.
     """
     rows = np.asarray(rows, np.float32)
     if rows.ndim != 2 or not np.all(np.isfinite(rows)):
@@ -195,6 +198,12 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
     data = jax.device_put(data) if mesh is None else sharding.replicate(data, mesh)
     init_key, train_key = jax.random.split(key)
     state = init_state(config, init_key, rows.shape[1])
+    if warm_start is not None:
+        if jax.tree.map(jnp.shape, warm_start.params) != jax.tree.map(jnp.shape, state.params):
+            raise ValueError("warm_start has another architecture or row size than this config; start fresh instead.")
+        copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the train step donates the state
+        state = state.replace(params=copy(warm_start.params), ema_params=copy(warm_start.params),
+                              constants=copy(warm_start.constants))
 
     checkpointer = None
     if workdir is not None:

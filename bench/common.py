@@ -16,6 +16,7 @@ def environment() -> Dict[str, str]:
         "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],  # other work on a shared machine slows every figure
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__},
     }

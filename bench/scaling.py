@@ -61,7 +61,6 @@ def main(argv):
         "runs": runs,
         "train_speedup": full["train_steps_per_s"] / one["train_steps_per_s"],
         "sample_speedup": full["samples_per_s"] / one["samples_per_s"],
-        "load_average_1min": os.getloadavg()[0],  # other work on a shared machine slows every figure
         **environment(),
     }
     print(f"{counts[-1]} vs 1 device(s): training x{record['train_speedup']:.2f}, "

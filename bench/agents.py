@@ -12,7 +12,6 @@ Compilation is excluded (one untimed call first); the fastest of `--repeats` cal
 JSON also records the device's measured matmul FLOP/s and the 1-minute load average: at batch 256
 a single seed already keeps a small CPU busy, so vmapping seeds pays off on accelerators.
 """
-import os
 
 import jax
 import jax.numpy as jnp

@@ -10,7 +10,6 @@ batch split across the mesh (strong scaling: the same batch size, so the same tr
 count. Forced CPU devices share the machine's cores, so on a CPU the figures show the overhead of
 sharding rather than a speed-up; real speed-ups need real devices.
 """
-import os
 
 import jax
 import numpy as np

@@ -11,6 +11,7 @@ Names are Gymnasium ids (`Hopper-v5`, `Walker2d-v4`, ...) or DMC `domain-task` p
 (`cheetah-run`, `quadruped-walk`, `reacher-hard`). DMC tasks go through dm_control's suite and
 shimmy's Gymnasium wrapper. dm_control 1.0.50 needs mujoco 3.x: mujoco 4.0 breaks `suite.load`.
 """
+import warnings
 from typing import List, Optional
 
 import gymnasium as gym
@@ -69,7 +70,9 @@ def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
                          f"DeepMind Control tasks: {', '.join(dmc_task_names())}.")
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
         raise ValueError(f"{name!r} has action space {env.action_space}; only flat continuous actions are supported.")
-    env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+    with warnings.catch_warnings():  # Gymnasium computes the rescaled float32 box in float64 and warns about it
+        warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
     env = ClipToUnitBox(env)
     env = gym.wrappers.DtypeObservation(env, np.float32)
     env.reset(seed=seed)

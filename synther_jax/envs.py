@@ -70,10 +70,10 @@ def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
                          f"DeepMind Control tasks: {', '.join(dmc_task_names())}.")
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
         raise ValueError(f"{name!r} has action space {env.action_space}; only flat continuous actions are supported.")
-    env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
-    env = ClipToUnitBox(env)
-    with warnings.catch_warnings():  # casting the float64 observation box to float32 is the point here
+    with warnings.catch_warnings():  # Gymnasium warns that float64 box bounds become float32: intended here
         warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
+        env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
+        env = ClipToUnitBox(env)
         env = gym.wrappers.DtypeObservation(env, np.float32)
     env.reset(seed=seed)
     return env

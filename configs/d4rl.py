@@ -79,8 +79,8 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
         config.batch_size = td3_bc.LARGE_BATCH_SIZE
     if "smoke" in options:
         config.num_samples = 20_000
-        config.diffusion.update(width=128, depth=2, dim_t=32, num_train_steps=3_000, steps_per_call=500,
-                                checkpoint_every=1_000, sample_chunk_size=10_000)
+        config.diffusion.update(width=256, depth=3, dim_t=64, num_train_steps=15_000, steps_per_call=1_000,
+                                checkpoint_every=5_000, sample_chunk_size=10_000)
         config.num_seeds = 2
         config.agent_steps = 4_000
         config.eval_every = 2_000

@@ -13,7 +13,8 @@ import json
 
 from absl import app, flags
 
-from synther_jax.analysis.report import analyze, denoiser_parameter_count
+from synther_jax.analysis.report import analyze
+from synther_jax.diffusion.denoiser import parameter_count
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import Transitions, load_dataset, read_synthetic
 
@@ -44,7 +45,7 @@ def count_denoiser_params(real: Transitions, samples_metadata: dict) -> int:
     depth = denoiser.get("depth", FLAGS.denoiser_depth)
     dim_t = denoiser.get("dim_t", FLAGS.denoiser_dim_t)
     row_dim = 2 * real.obs_dim + real.action_dim + 1 + int(config.get("modelled_terminals", True))
-    return denoiser_parameter_count(row_dim, width, depth, dim_t, denoiser.get("layer_norm", False))
+    return parameter_count(row_dim, width, depth, dim_t, denoiser.get("layer_norm", False))
 
 
 def main(_):

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synther_jax.diffusion.denoiser import RandomFourierFeatures, ResidualMLPDenoiser
+from synther_jax.diffusion.denoiser import RandomFourierFeatures, ResidualMLPDenoiser, parameter_count
 
 
 def _variables(dim, **kwargs):
@@ -24,7 +24,7 @@ def _count(tree):
 ])
 def test_trainable_parameter_count_matches_the_original(dim, kwargs, expected):
     variables = _variables(dim, **kwargs)
-    assert _count(variables["params"]) == expected
+    assert _count(variables["params"]) == expected == parameter_count(dim, **kwargs)
     # The 8 Fourier frequencies are fixed, outside the trainable parameters.
     assert _count(variables["constants"]) == 8
 

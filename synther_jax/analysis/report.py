@@ -26,17 +26,6 @@ DISTANCE_VS_DYNAMICS_PNG = "distance_vs_dynamics.png"
 COMPRESSION_PNG = "compression.png"
 
 
-def denoiser_parameter_count(input_dim: int, width: int = 1024, depth: int = 6, dim_t: int = 128,
-                             layer_norm: bool = False) -> int:
-    """Trainable parameters of SynthER's residual-MLP denoiser: time MLP (17 -> t -> t), input
-    projection (d -> t), t -> w, `depth` residual w -> w layers, w -> d, plus (depth + 1)
-    LayerNorms of 2w when enabled. The 8 fixed random Fourier frequencies are not trained and not
-    counted."""
-    t, w, d = dim_t, width, input_dim
-    count = (17 * t + t) + (t * t + t) + (d * t + t) + (t * w + w) + depth * (w * w + w) + (w * d + d)
-    return count + (depth + 1) * 2 * w if layer_norm else count
-
-
 def dimension_names(obs_dim: int, action_dim: int, env_id: Optional[str]) -> List[str]:
     """Names of the row layout [obs, action, reward, next_obs, terminal]."""
     obs = dynamics.observation_names(env_id) if dynamics.supports(env_id) else None

@@ -13,6 +13,7 @@ The Fourier frequencies are drawn once at initialisation and never trained; they
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from synther_jax.nn import Linear, activation
 
@@ -50,3 +51,10 @@ class ResidualMLPDenoiser(nn.Module):
         for _ in range(self.depth):
             h = h + Linear(self.width)(act(norm()(h)))
         return Linear(x.shape[-1])(act(norm()(h)))
+
+
+def parameter_count(dim: int, width: int = 1024, depth: int = 6, dim_t: int = 128, layer_norm: bool = False) -> int:
+    """Trainable parameters of the denoiser for rows of `dim` columns (the fixed frequencies excluded)."""
+    model = ResidualMLPDenoiser(width, depth, dim_t, layer_norm=layer_norm)
+    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, dim)), jnp.zeros((1,)))
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes["params"]))

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from agents.networks import StateActionValue, TanhGaussianPolicy, ensemble
-from agents.training import Batch, dataset_key, polyak, scan_updates, scan_updates_over_seeds
+from agents.training import Batch, dataset_key, jitted_scans, polyak, stack_seeds
 from synther_jax.nn import constant, uniform
 
 # Per-dataset changes to the defaults (CORL's yaml files), keyed by task or by
@@ -200,17 +200,12 @@ def update(state: EDACState, batch: Batch, key: jax.Array) -> Tuple[EDACState, D
     return state, {**alpha_metrics, **actor_metrics, **critic_metrics, "alpha": jnp.exp(state.log_alpha)}
 
 
-update_steps = jax.jit(functools.partial(scan_updates, update), static_argnames=("num_steps", "batch_size"))
-update_steps.__doc__ = "update_steps(state, dataset, key, num_steps, batch_size): `num_steps` updates in one scan."
-
-update_steps_seeds = jax.jit(functools.partial(scan_updates_over_seeds, update),
-                             static_argnames=("num_steps", "batch_size"))
-update_steps_seeds.__doc__ = "update_steps for states and keys with a leading seed axis (the dataset is shared)."
+update_steps, update_steps_seeds = jitted_scans(update)
 
 
 def init_seeds(keys: jax.Array, obs_dim: int, action_dim: int, **kwargs) -> EDACState:
     """One learner per key, stacked along a leading seed axis."""
-    return jax.vmap(lambda key: init(key, obs_dim, action_dim, **kwargs))(keys)
+    return stack_seeds(init, keys, obs_dim, action_dim, **kwargs)
 
 
 @functools.partial(jax.jit, static_argnames="deterministic")

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from agents.networks import MLP, DeterministicPolicy, StateActionValue, StateValue, ensemble
-from agents.training import Batch, dataset_key, polyak, scan_updates, scan_updates_over_seeds
+from agents.training import Batch, dataset_key, jitted_scans, polyak, stack_seeds
 
 EXP_ADV_MAX = 100.0
 
@@ -238,17 +238,12 @@ def update(state: IQLState, batch: Batch, key: jax.Array) -> Tuple[IQLState, Dic
     return state, {**value_metrics, **critic_metrics, **actor_metrics}
 
 
-update_steps = jax.jit(functools.partial(scan_updates, update), static_argnames=("num_steps", "batch_size"))
-update_steps.__doc__ = "update_steps(state, dataset, key, num_steps, batch_size): `num_steps` updates in one scan."
-
-update_steps_seeds = jax.jit(functools.partial(scan_updates_over_seeds, update),
-                             static_argnames=("num_steps", "batch_size"))
-update_steps_seeds.__doc__ = "update_steps for states and keys with a leading seed axis (the dataset is shared)."
+update_steps, update_steps_seeds = jitted_scans(update)
 
 
 def init_seeds(keys: jax.Array, obs_dim: int, action_dim: int, **kwargs) -> IQLState:
     """One learner per key, stacked along a leading seed axis."""
-    return jax.vmap(lambda key: init(key, obs_dim, action_dim, **kwargs))(keys)
+    return stack_seeds(init, keys, obs_dim, action_dim, **kwargs)
 
 
 @functools.partial(jax.jit, static_argnames="deterministic")

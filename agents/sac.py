@@ -29,7 +29,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from agents.networks import StateActionValue, TanhGaussianPolicy, ensemble
-from agents.training import Batch, polyak
+from agents.training import Batch, polyak, stack_seeds
 from synther_jax import replay
 from synther_jax.nn import constant, xavier_uniform
 
@@ -109,7 +109,7 @@ def init(key: jax.Array, obs_dim: int, action_dim: int, *, hidden_dims: Sequence
 
 def init_seeds(keys: jax.Array, obs_dim: int, action_dim: int, **kwargs) -> SACState:
     """One learner per key, stacked along a leading seed axis."""
-    return jax.vmap(lambda key: init(key, obs_dim, action_dim, **kwargs))(keys)
+    return stack_seeds(init, keys, obs_dim, action_dim, **kwargs)
 
 
 def sample_actions(state: SACState, actor_params: dict, observations: jax.Array, key: jax.Array):

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from agents.networks import DeterministicPolicy, StateActionValue, ensemble
-from agents.training import Batch, polyak, scan_updates, scan_updates_over_seeds
+from agents.training import Batch, jitted_scans, polyak, stack_seeds
 
 # Paper Table 3's "larger network": three hidden layers of 512 units, trained with batches of 1024.
 LARGE_HIDDEN_DIMS = (512, 512, 512)
@@ -170,17 +170,12 @@ def update(state: TD3BCState, batch: Batch, key: jax.Array) -> Tuple[TD3BCState,
     return state, {**critic_metrics, **actor_metrics}
 
 
-update_steps = jax.jit(functools.partial(scan_updates, update), static_argnames=("num_steps", "batch_size"))
-update_steps.__doc__ = "update_steps(state, dataset, key, num_steps, batch_size): `num_steps` updates in one scan."
-
-update_steps_seeds = jax.jit(functools.partial(scan_updates_over_seeds, update),
-                             static_argnames=("num_steps", "batch_size"))
-update_steps_seeds.__doc__ = "update_steps for states and keys with a leading seed axis (the dataset is shared)."
+update_steps, update_steps_seeds = jitted_scans(update)
 
 
 def init_seeds(keys: jax.Array, obs_dim: int, action_dim: int, **kwargs) -> TD3BCState:
     """One learner per key, stacked along a leading seed axis."""
-    return jax.vmap(lambda key: init(key, obs_dim, action_dim, **kwargs))(keys)
+    return stack_seeds(init, keys, obs_dim, action_dim, **kwargs)
 
 
 @functools.partial(jax.jit, static_argnames="deterministic")

@@ -4,6 +4,7 @@ A batch is a dict with the keys `observations`, `actions`, `rewards`, `next_obse
 `terminals` (float32; rewards and terminals of shape (B,)). `terminals` is 1 only where the episode
 really ended, so the bootstrap mask is 1 - terminals; time-limit truncations are never terminal.
 """
+import functools
 from typing import Callable, Dict, Tuple
 
 import jax
@@ -60,6 +61,19 @@ def scan_updates_over_seeds(update: UpdateFn, states, dataset: Batch, keys: jax.
     step_keys = jax.vmap(lambda key: jax.random.split(key, num_steps), out_axes=1)(keys)  # (steps, seeds)
     states, metrics = jax.lax.scan(step, states, step_keys)
     return states, jax.tree.map(lambda m: m.mean(0), metrics)
+
+
+def jitted_scans(update: UpdateFn):
+    """A learner's two multi-step entry points, jitted: `update_steps(state, dataset, key, num_steps,
+    batch_size)` and `update_steps_seeds`, the same for states and keys with a leading seed axis."""
+    static = ("num_steps", "batch_size")
+    return (jax.jit(functools.partial(scan_updates, update), static_argnames=static),
+            jax.jit(functools.partial(scan_updates_over_seeds, update), static_argnames=static))
+
+
+def stack_seeds(init: Callable, keys: jax.Array, *args, **kwargs):
+    """`init(key, *args, **kwargs)` for every key, stacked along a leading seed axis."""
+    return jax.vmap(lambda key: init(key, *args, **kwargs))(keys)
 
 
 def dataset_key(name: str) -> str:

@@ -87,7 +87,7 @@ def main(argv):
         results[name] = rows
     record = {"batch_size": FLAGS.batch_size, "num_steps_per_call": FLAGS.num_steps, "repeats": FLAGS.repeats,
               "obs_dim": OBS_DIM, "action_dim": ACTION_DIM, "dataset_size": FLAGS.dataset_size,
-              "matmul_peak_flops_per_s": matmul_peak_flops(2048),
+              "matmul_peak_flops_per_s": matmul_peak_flops(),
               "results": results, **environment()}
     write_json(FLAGS.out or f"bench/results/agents_{jax.devices()[0].platform}.json", record)
 

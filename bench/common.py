@@ -32,13 +32,17 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def matmul_peak_flops(size: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of a large float32 matmul on the default device: the ceiling a dense MLP can reach."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+def matmul_peak_flops(sizes=(1024, 2048, 4096), repeats: int = 5) -> float:
+    """FLOP/s of the fastest large float32 square matmul on the default device: the ceiling a dense
+    MLP can reach. Several sizes, since the fastest one depends on the device's caches."""
     matmul = jax.jit(lambda a, b: a @ b)
-    matmul(a, b).block_until_ready()
-    return 2.0 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats)
+    best = 0.0
+    for size in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+        b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+        matmul(a, b).block_until_ready()
+        best = max(best, 2.0 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats))
+    return best
 
 
 def write_json(path: str, record: dict) -> None:

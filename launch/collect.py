@@ -52,7 +52,7 @@ flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behav
 flags.DEFINE_string("bundle", None, "Also write the steps to this D4RL-layout .hdf5 file.")
 flags.DEFINE_integer("bundle_size", None, "At most this many steps in the bundle: a uniform, seeded subsample (as the "
                      "paper's reduced datasets, Section 4.1.1); the Minari dataset keeps them all.")
-# Not --workdir/--config: launch.online (imported when a SAC level needs it) defines those.
+# Named apart from the pipelines' --workdir/--config: they configure the behaviour policy's SAC run.
 flags.DEFINE_string("behaviour_workdir", None, "Behaviour-policy training and checkpoints; default "
                     "runs/behaviour/<env>-seed<seed>.")
 config_flags.DEFINE_config_file("sac_config", None, "SAC config for the behaviour policy; default "

@@ -22,6 +22,7 @@ from typing import Dict, Tuple
 import flax.struct as struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from agents.networks import StateActionValue, TanhGaussianPolicy, ensemble
@@ -69,6 +70,13 @@ def dataset_overrides(name: str) -> Dict:
     """Hyperparameters that differ from the defaults for the dataset `name` (D4RL or Minari id)."""
     key = dataset_key(name)
     return {**DATASET_OVERRIDES.get(key.split("-")[0], {}), **DATASET_OVERRIDES.get(key, {})}
+
+
+def data_statistics(observations: np.ndarray, rewards: np.ndarray, terminals: np.ndarray, name: str,
+                    num_updates: int) -> Dict:
+    """`init` arguments computed from the real data: none, EDAC normalises nothing (as CORL)."""
+    del observations, rewards, terminals, name, num_updates
+    return {}
 
 
 def _vectorized_linear_kernel(key, shape, dtype, fan_in):

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from agents.networks import MLP, DeterministicPolicy, StateActionValue, StateValue, ensemble
-from agents.training import Batch, dataset_key, jitted_scans, polyak, stack_seeds
+from agents.training import Batch, dataset_key, jitted_scans, normalization_stats, polyak, stack_seeds
 
 EXP_ADV_MAX = 100.0
 
@@ -97,6 +97,17 @@ class IQLState(struct.PyTreeNode):
 def dataset_overrides(name: str) -> Dict:
     """Hyperparameters that differ from the defaults for the dataset `name` (D4RL or Minari id)."""
     return dict(DATASET_OVERRIDES.get(dataset_key(name), {}))
+
+
+def data_statistics(observations: np.ndarray, rewards: np.ndarray, terminals: np.ndarray, name: str,
+                    num_updates: int) -> Dict:
+    """`init` arguments computed from the real data and the run: CORL's state statistics, its
+    reward scale for the datasets that use one, and an actor LR decay spanning all updates."""
+    obs_mean, obs_std = normalization_stats(observations)
+    statistics = {"obs_mean": obs_mean, "obs_std": obs_std, "max_steps": num_updates}
+    if dataset_key(name) in REWARD_NORMALIZED_DATASETS:
+        statistics["reward_scale"] = locomotion_reward_scale(rewards, terminals)
+    return statistics
 
 
 def locomotion_reward_scale(rewards: np.ndarray, terminals: np.ndarray, max_episode_steps: int = 1000) -> float:

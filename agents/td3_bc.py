@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from agents.networks import DeterministicPolicy, StateActionValue, ensemble
-from agents.training import Batch, jitted_scans, polyak, stack_seeds
+from agents.training import Batch, jitted_scans, normalization_stats, polyak, stack_seeds
 
 # Paper Table 3's "larger network": three hidden layers of 512 units, trained with batches of 1024.
 LARGE_HIDDEN_DIMS = (512, 512, 512)
@@ -67,6 +67,14 @@ def dataset_overrides(name: str) -> Dict:
     """Per-dataset changes to the defaults: none for TD3+BC (CORL uses one setting everywhere)."""
     del name
     return {}
+
+
+def data_statistics(observations: np.ndarray, rewards: np.ndarray, terminals: np.ndarray, name: str,
+                    num_updates: int) -> Dict:
+    """`init` arguments computed from the real data: CORL's state normalisation statistics."""
+    del rewards, terminals, name, num_updates
+    obs_mean, obs_std = normalization_stats(observations)
+    return {"obs_mean": obs_mean, "obs_std": obs_std}
 
 
 def _actor(config: TD3BCConfig) -> DeterministicPolicy:

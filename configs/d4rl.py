@@ -16,11 +16,9 @@ import dataclasses
 
 import ml_collections
 
-from agents import edac, iql, td3_bc
+from agents import OFFLINE_LEARNERS, td3_bc
 from synther_jax.data.loaders import DEFAULT_DATASET
 from synther_jax.diffusion import DiffusionConfig
-
-LEARNERS = {"td3_bc": (td3_bc, td3_bc.TD3BCConfig), "iql": (iql, iql.IQLConfig), "edac": (edac, edac.EDACConfig)}
 
 ENVS = ("walker2d", "hopper", "halfcheetah")
 LEVELS = ("random", "medium", "medium-replay", "medium-expert")
@@ -68,7 +66,7 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     config.batch_size = 256
     config.eval_every = 5_000
     config.eval_episodes = 10
-    for algorithm, (module, config_cls) in LEARNERS.items():
+    for algorithm, (module, config_cls) in OFFLINE_LEARNERS.items():
         # Set by the pipeline: the action dim from the data, IQL's actor LR decay length from agent_steps.
         fields = {f.name: f.default for f in dataclasses.fields(config_cls) if f.name not in ("action_dim", "max_steps")}
         fields.update(module.dataset_overrides(name))

@@ -1,7 +1,9 @@
 """What every entry point does with its work directory."""
 import json
 import os
-from typing import Any
+import time
+from contextlib import contextmanager
+from typing import Any, Dict, Optional
 
 import ml_collections
 from absl import flags
@@ -50,3 +52,25 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     with open(path + ".tmp", "w") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
+
+
+class StageTimer:
+    """Wall-clock seconds per named stage, summed over `with timer("stage"):` blocks.
+
+    A resumed run passes the sums it saved (`seconds`), or a JSON `path` that the sums are read
+    from and written back to after every block, so its timings add up across interruptions.
+    """
+
+    def __init__(self, seconds: Optional[Dict[str, float]] = None, path: Optional[str] = None):
+        self.path = path
+        self.seconds: Dict[str, float] = {**(read_json(path, {}) if path else {}), **(seconds or {})}
+
+    @contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+            if self.path:
+                write_json(self.path, self.seconds)

@@ -15,8 +15,7 @@ finished stage (and inside the diffusion and agent stages from their last checkp
       learning_curve.png.
 """
 import os
-import time
-from typing import Dict, List
+from typing import List
 
 import jax
 import jax.numpy as jnp
@@ -24,9 +23,8 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from agents import edac, iql, td3_bc
-from agents.training import dataset_key, normalization_stats
-from launch.common import define_flags, prepare_workdir, read_json, write_json
+from agents import OFFLINE_LEARNERS
+from launch.common import StageTimer, define_flags, prepare_workdir, read_json, write_json
 from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
 from synther_jax import augment, sharding
 from synther_jax.analysis.report import REPORT_FILE, analyze
@@ -37,25 +35,8 @@ from synther_jax.data.scores import reference_scores
 from synther_jax.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
 
-LEARNERS = {"td3_bc": td3_bc, "iql": iql, "edac": edac}
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
 DATA_CHOICES = ("synthetic", "real", "mixed")
-
-
-class StageClock:
-    """Wall seconds per stage, kept in `stage_seconds.json` so resumed runs add up."""
-
-    def __init__(self, workdir: str):
-        self.path = os.path.join(workdir, "stage_seconds.json")
-        self.seconds: Dict[str, float] = read_json(self.path, {})
-
-    def timed(self, stage: str, fn, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-            write_json(self.path, self.seconds)
 
 
 def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
@@ -69,7 +50,7 @@ def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
     return Transitions(**arrays, metadata=dict(real.metadata or {}, real_fraction=fraction))
 
 
-def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir: str, clock: StageClock,
+def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir: str, timer: StageTimer,
                   metrics: MetricsWriter) -> Transitions:
     """Stages (b) and (c): the transitions the agents learn from."""
     if config.data not in DATA_CHOICES:
@@ -80,19 +61,22 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
     denoiser_params = None
     if config.augmentation != "none":
         if not os.path.exists(path):
-            augmented = clock.timed("generate", augment.augment, real, config.augmentation, config.seed,
-                                    config.num_samples)
+            with timer("generate"):
+                augmented = augment.augment(real, config.augmentation, config.seed, config.num_samples)
             write_synthetic(path, augmented, source_dataset=config.dataset, config=config, seed=config.seed,
                             model_checkpoint=None, env_id=real.metadata.get("env_id"))
     else:
-        model = clock.timed("diffusion", train_model, config, real, workdir, metrics)
+        with timer("diffusion"):
+            model = train_model(config, real, workdir, metrics)
         denoiser_params = sum(x.size for x in jax.tree.leaves(model.params))
-        clock.timed("generate", write_samples, config, real, model, workdir)
+        with timer("generate"):
+            write_samples(config, real, model, workdir)
     synthetic = read_synthetic(path)
     analysis_dir = os.path.join(workdir, "analysis")
     if config.analyze and not os.path.exists(os.path.join(analysis_dir, REPORT_FILE)):
-        clock.timed("analyze", analyze, real, synthetic, real.metadata.get("env_id"), analysis_dir,
-                    denoiser_params=denoiser_params, seed=config.seed)
+        with timer("analyze"):
+            analyze(real, synthetic, real.metadata.get("env_id"), analysis_dir, denoiser_params=denoiser_params,
+                    seed=config.seed)
     if config.data == "mixed":  # real and synthetic pooled into one dataset, sampled uniformly
         arrays = {key: np.concatenate([getattr(real, key), getattr(synthetic, key)]) for key in real.as_dict()}
         return Transitions(**arrays, metadata=real.metadata)
@@ -102,24 +86,19 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
 def init_agents(config: ml_collections.ConfigDict, real: Transitions, num_updates: int):
     """`num_seeds` fresh learners stacked on a leading seed axis; state and reward statistics come
     from the real data, as CORL computes them, whatever the agents then train on."""
-    if config.algorithm not in LEARNERS:
-        raise ValueError(f"Unknown algorithm {config.algorithm!r}; choose one of {sorted(LEARNERS)}.")
-    hyperparameters = dict(config[config.algorithm])
-    if config.algorithm in ("td3_bc", "iql"):
-        hyperparameters["obs_mean"], hyperparameters["obs_std"] = normalization_stats(real.observations)
-    if config.algorithm == "iql":
-        hyperparameters["max_steps"] = num_updates  # the actor's cosine LR decay spans the whole run
-        if dataset_key(config.name) in iql.REWARD_NORMALIZED_DATASETS:
-            hyperparameters["reward_scale"] = iql.locomotion_reward_scale(real.rewards, real.terminals)
+    if config.algorithm not in OFFLINE_LEARNERS:
+        raise ValueError(f"Unknown algorithm {config.algorithm!r}; choose one of {sorted(OFFLINE_LEARNERS)}.")
+    learner = OFFLINE_LEARNERS[config.algorithm][0]
+    statistics = learner.data_statistics(real.observations, real.rewards, real.terminals, config.name, num_updates)
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), config.num_seeds)
-    return LEARNERS[config.algorithm].init_seeds(keys, real.obs_dim, real.action_dim, **hyperparameters)
+    return learner.init_seeds(keys, real.obs_dim, real.action_dim, **config[config.algorithm], **statistics)
 
 
 def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Transitions, env_id: str,
-                 workdir: str, metrics: MetricsWriter, clock: StageClock) -> List[dict]:
+                 workdir: str, metrics: MetricsWriter, timer: StageTimer) -> List[dict]:
     """Stages (d) and (e): updates in jitted chunks of `eval_every`, each followed by an evaluation
     of every seed and a checkpoint. Returns the evaluation history."""
-    learner = LEARNERS[config.algorithm]
+    learner = OFFLINE_LEARNERS[config.algorithm][0]
     num_updates = config.agent_steps or DEFAULT_AGENT_STEPS[config.algorithm]
     states = init_agents(config, real, num_updates)
     dataset = {key: jnp.asarray(value) for key, value in data.as_dict().items()}
@@ -141,18 +120,19 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
     while step < num_updates:
         num_steps = min(config.eval_every, num_updates - step)
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
-        states, update_metrics = clock.timed("agent", _block, learner.update_steps_seeds, states, dataset, keys,
-                                             num_steps=num_steps, batch_size=config.batch_size)
+        with timer("agent"):
+            states, update_metrics = jax.block_until_ready(learner.update_steps_seeds(
+                states, dataset, keys, num_steps=num_steps, batch_size=config.batch_size))
         step += num_steps
-        result = clock.timed("evaluate", evaluate, learner.act, states, env_id, config.eval_episodes,
-                             seed=config.seed * 1_000_003 + step)
+        with timer("evaluate"):
+            result = evaluate(learner.act, states, env_id, config.eval_episodes, seed=config.seed * 1_000_003 + step)
         evaluations.append({"step": step, "returns": result.seed_returns.tolist(),
                             "scores": None if result.seed_scores is None else result.seed_scores.tolist()})
         write_json(evaluations_path, evaluations)
         checkpointer.save(step, {"states": states})
         metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()})
-        metrics.write("eval", step, result.summary())
         summary = result.summary()
+        metrics.write("eval", step, summary)
         logging.warning("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
                         summary["return_std"], "" if result.scores is None else
                         f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
@@ -160,12 +140,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
     return evaluations
 
 
-def _block(fn, *args, **kwargs):
-    """Calls a jitted function and waits for it, so stage timings measure the work itself."""
-    return jax.block_until_ready(fn(*args, **kwargs))
-
-
-def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: List[dict], clock: StageClock,
+def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: List[dict], timer: StageTimer,
                   workdir: str) -> dict:
     """Stage (f): results.json and learning_curve.png."""
     final = evaluations[-1]
@@ -183,7 +158,7 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
         "data": config.data, "augmentation": config.augmentation, "real_fraction": config.real_fraction,
         "num_seeds": config.num_seeds, "num_updates": final["step"], "score_table": score_table,
         "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
-        "stage_seconds": clock.seconds,
+        "stage_seconds": timer.seconds,
     }
     write_json(os.path.join(workdir, "results.json"), results)
     scores = final["scores"] is not None
@@ -197,17 +172,18 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """The whole pipeline; returns what it writes to results.json."""
     prepare_workdir(workdir, config)
-    clock = StageClock(workdir)
+    timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
     metrics = MetricsWriter(workdir)
-    real = clock.timed("load", lambda: subsample(load_real(config), config.real_fraction, config.seed))
+    with timer("load"):
+        real = subsample(load_real(config), config.real_fraction, config.seed)
     env_id = real.metadata.get("env_id")
     if env_id is None:
         raise ValueError(f"The dataset {config.dataset!r} does not say which environment it comes from; "
                          "set --config.env_id (e.g. Walker2d-v4 for D4RL v2 data).")
-    data = training_data(config, real, workdir, clock, metrics)
-    evaluations = train_agents(config, real, data, env_id, workdir, metrics, clock)
+    data = training_data(config, real, workdir, timer, metrics)
+    evaluations = train_agents(config, real, data, env_id, workdir, metrics, timer)
     metrics.close()
-    return write_results(config, env_id, evaluations, clock, workdir)
+    return write_results(config, env_id, evaluations, timer, workdir)
 
 
 def main(argv):

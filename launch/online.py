@@ -21,7 +21,6 @@ Fixed relative to the original: generated rows never touch the live rollout stat
 import dataclasses
 import os
 import time
-from contextlib import contextmanager
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -34,7 +33,7 @@ from absl import app, flags, logging
 from tqdm.auto import tqdm
 
 from agents import sac
-from launch.common import define_flags, prepare_workdir, read_json, write_json
+from launch.common import StageTimer, define_flags, prepare_workdir, read_json, write_json
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -49,7 +48,8 @@ Synthesize = Callable[[np.ndarray, jax.Array], np.ndarray]
 # on_eval(env_step, mean_return, agent_states) -> True to stop training.
 OnEval = Callable[[int, float, sac.SACState], bool]
 
-TIMERS = ("acting", "env_stepping", "replay_insert", "agent_updates", "synthesis", "evaluation", "checkpointing")
+TIMERS = (  # the stages whose seconds a checkpoint keeps, in this order
+    "acting", "env_stepping", "replay_insert", "agent_updates", "synthesis", "evaluation", "checkpointing")
 
 
 @dataclasses.dataclass
@@ -59,22 +59,6 @@ class TrainResult:
     evaluations: List[dict]  # {"env_step", "returns" (per seed), "mean_return", "std_return"}
     timings: Dict[str, float]  # seconds per stage
     env_steps: int
-
-
-class Timer:
-    """Wall-clock seconds per stage, accumulated over `with timer("stage"):` blocks."""
-
-    def __init__(self, seconds: Optional[np.ndarray] = None):
-        self.seconds = dict(zip(TIMERS, np.zeros(len(TIMERS)) if seconds is None else np.asarray(seconds, float)))
-
-    @contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.seconds[name] += time.perf_counter() - start
-
-    def as_array(self) -> np.ndarray:
-        return np.array([self.seconds[name] for name in TIMERS])
 
 
 # --- jitted pieces, vmapped over seeds -----------------------------------------------------------
@@ -211,14 +195,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     checkpoint = lambda: {"agent": states, "real": real, "synthetic": synthetic, "key": key,
                           "env_step": np.array(env_step, np.int64), "episode_ids": rollouts.episode_ids,
-                          "episode_lengths": rollouts.lengths, "timings": timer.as_array()}
-    env_step, timer = 0, Timer()
+                          "episode_lengths": rollouts.lengths, "timings": np.array([timer.seconds.get(name, 0.0) for name in TIMERS])}
+    env_step, timer = 0, StageTimer()
     restored = checkpointer.restore_latest(checkpoint())
     evaluations: List[dict] = []
     if restored is not None:
         tree = restored[1]
         states, real, synthetic, key = tree["agent"], tree["real"], tree["synthetic"], tree["key"]
-        env_step, timer = int(tree["env_step"]), Timer(tree["timings"])
+        env_step, timer = int(tree["env_step"]), StageTimer(dict(zip(TIMERS, tree["timings"].tolist())))
         for i in range(num_seeds):
             length = int(tree["episode_lengths"][i])
             rollouts.rebuild(i, int(tree["episode_ids"][i]), _last_rows(seed_slice(real, i), length))

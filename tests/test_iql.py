@@ -120,3 +120,17 @@ def test_clones_a_linear_policy(deterministic_actor):
     state, _ = iql.update_steps(state, dataset, jax.random.PRNGKey(11), num_steps=2000, batch_size=128)
     after = error(state)
     assert after < 0.1 * before and after < 0.01, (before, after)
+
+
+def test_data_statistics_follow_corl():
+    rng = np.random.default_rng(3)
+    observations, rewards = rng.normal(size=(40, OBS_DIM)), rng.normal(size=40)
+    terminals = np.zeros(40)
+    terminals[[9, 24]] = 1.0
+    hopper = iql.data_statistics(observations, rewards, terminals, "hopper-medium-v2", 500)
+    walker = iql.data_statistics(observations, rewards, terminals, "walker2d-medium-v2", 500)
+    np.testing.assert_allclose(hopper["obs_mean"], observations.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(hopper["obs_std"], observations.std(0) + 1e-3, rtol=1e-5)
+    assert hopper["max_steps"] == walker["max_steps"] == 500
+    assert hopper["reward_scale"] == pytest.approx(iql.locomotion_reward_scale(rewards, terminals))
+    assert "reward_scale" not in walker

@@ -3,11 +3,13 @@ import json
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Optional
+from typing import Dict, Optional
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
+
+from synther_jax.atomic import read_json, write_json
 
 
 def define_flags(example: str) -> None:
@@ -18,21 +20,6 @@ def define_flags(example: str) -> None:
     flags.mark_flags_as_required(["config", "workdir"])
 
 
-def read_json(path: str, default: Any) -> Any:
-    """The JSON value stored at `path`, or `default` when there is no file."""
-    if not os.path.exists(path):
-        return default
-    with open(path) as f:
-        return json.load(f)
-
-
-def write_json(path: str, value: Any) -> None:
-    """Writes `value` as JSON atomically: readers see the old file or the new one, never half of one."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Creates `workdir` and records the config in `config.json`.
 
@@ -41,17 +28,12 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     """
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "config.json")
-    text = config.to_json_best_effort(indent=2, sort_keys=True)
-    if os.path.exists(path):
-        with open(path) as f:
-            previous = f.read()
-        if json.loads(previous) != json.loads(text):
-            raise ValueError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
-                             "or delete the folder to start over.")
-        return
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
+    recorded, current = read_json(path, None), json.loads(config.to_json_best_effort())
+    if recorded is None:
+        write_json(path, current)
+    elif recorded != current:
+        raise ValueError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
+                         "or delete the folder to start over.")
 
 
 class StageTimer:

@@ -9,7 +9,6 @@ multiplicative and dynamics noise) it measures
   match the one that produced the data and the physical-validity figures mean little;
 - compression: floats in the real data against the denoiser's parameter count (paper Table 5).
 """
-import json
 import os
 import time
 from typing import Dict, List, Optional, Sequence
@@ -17,6 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from synther_jax.analysis import dynamics, fidelity, novelty, plots
+from synther_jax.atomic import write_json
 from synther_jax.augment import AUGMENTATIONS, augment
 from synther_jax.data.transitions import Transitions
 
@@ -145,6 +145,5 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
     timings["plots_s"] = time.time() - start
     report["plots"] = plot_files
     report["timings"] = timings
-    with open(os.path.join(out_dir, REPORT_FILE), "w") as f:
-        json.dump(report, f, indent=2)
+    write_json(os.path.join(out_dir, REPORT_FILE), report)  # atomic: launch.offline takes it as the stage's end
     return report

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 import h5py
 import numpy as np
 
-from synther_jax.data.atomic import atomic_path
+from synther_jax.atomic import atomic_path
 from synther_jax.data.errors import InvalidDatasetError
 from synther_jax.data.flatten import flat_to_transitions
 from synther_jax.data.scores import d4rl_family

@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 import tqdm
 
-from synther_jax.data.atomic import atomic_path
+from synther_jax.atomic import atomic_path
 from synther_jax.data.env_check import env_dims
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
 from synther_jax.data.transitions import KEYS, Transitions

@@ -15,7 +15,6 @@ then replicated on its devices and each minibatch, and each chunk of samples, is
 them. Without a mesh everything runs on the default device, exactly as before.
 """
 import dataclasses
-import json
 import os
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
@@ -29,6 +28,7 @@ import optax
 from tqdm.auto import tqdm
 
 from synther_jax import sharding
+from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
@@ -239,18 +239,15 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
 
 def _write_config(workdir: str, config: DiffusionConfig, dim: int) -> None:
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "diffusion_config.json"), "w") as f:
-        json.dump({"dim": dim, **dataclasses.asdict(config)}, f, indent=2)
+    write_json(os.path.join(workdir, "diffusion_config.json"), {"dim": dim, **dataclasses.asdict(config)})
 
 
 def load_diffusion(workdir: str) -> Diffusion:
     """The EMA model of the newest checkpoint that `train_diffusion(..., workdir=workdir)` wrote."""
-    path = os.path.join(workdir, "diffusion_config.json")
-    if not os.path.exists(path):
+    fields = read_json(os.path.join(workdir, "diffusion_config.json"), None)
+    if fields is None:
         raise FileNotFoundError(f"No diffusion model in {workdir!r} (missing diffusion_config.json); train one "
                                 "with launch.synthesize first.")
-    with open(path) as f:
-        fields = json.load(f)
     dim = fields.pop("dim")
     config = DiffusionConfig(**fields)
     target = {"state": init_state(config, jax.random.PRNGKey(0), dim),

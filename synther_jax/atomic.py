@@ -4,9 +4,10 @@ A rename within one folder is atomic, so readers see either the previous file or
 one, never a half-written file, even if the writer is killed.
 """
 import contextlib
+import json
 import os
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
@@ -27,3 +28,17 @@ def atomic_path(path: str) -> Iterator[str]:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes `value` as JSON atomically: readers see the old file or the new one, never half of one."""
+    with atomic_path(path) as temporary, open(temporary, "w") as f:
+        json.dump(value, f, indent=2)
+
+
+def read_json(path: str, default: Any) -> Any:
+    """The JSON value stored at `path`, or `default` when there is no file."""
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)

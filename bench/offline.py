@@ -1,0 +1,178 @@
+"""The offline pipeline end to end, stage by stage: TD3+BC on the real data against TD3+BC on
+synthetic data from one or more denoisers, with the wall time of every stage.
+
+    python -m bench.offline --workdir=runs/bench_offline                    # the paper's setting (a GPU job)
+    python -m bench.offline --config=walker2d --dataset=synther/walker2d/medium-v0 --env_id=Walker2d-v5 \\
+        --denoisers=512x4:20000,512x4:100000,1024x6:100000 --num_samples=100000 --num_seeds=2 \\
+        --agent_steps=50000 --eval_every=10000 --eval_episodes=5 --sample_chunk_size=20000 \\
+        --workdir=runs/bench_offline_cpu                                  # what a 2-core CPU affords
+
+Each run is one `launch.offline` run in `<workdir>/real` or `<workdir>/synthetic-<denoiser>`, so a
+rerun resumes, and finished runs are only read back. A denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none
+given means the config's own (the paper's width, depth 6, 100K steps). Only the flags that concern
+a run are applied to it: the real-data run has no diffusion stage and no fidelity report.
+
+The JSON records the device and versions, the mean normalised return of the dataset's own episodes
+(the behaviour policy), and per run the final scores (per seed, mean, std over seeds), the seconds
+per stage, and the fidelity report's headline figures. A bar chart of the scores goes beside it.
+"""
+import copy
+import os
+from typing import List, Optional, Tuple
+
+import gymnasium
+import matplotlib
+import ml_collections
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from bench.common import environment, write_json  # noqa: E402
+from configs import d4rl  # noqa: E402
+from launch import offline  # noqa: E402
+from launch.synthesize import SAMPLES_FILE, load_real  # noqa: E402
+from synther_jax.analysis.report import REPORT_FILE  # noqa: E402
+from synther_jax.atomic import read_json  # noqa: E402
+from synther_jax.data import Transitions, read_synthetic  # noqa: E402
+from synther_jax.data.scores import normalized_score  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", "walker2d-medium", "Argument of configs/d4rl.py, e.g. walker2d-medium.")
+flags.DEFINE_string("dataset", None, "Dataset id or path (default: the config's).")
+flags.DEFINE_string("env_id", None, "Environment to evaluate in (default: the config's).")
+flags.DEFINE_list("denoisers", [], "WIDTHxDEPTH:TRAIN_STEPS per synthetic run (default: the config's denoiser).")
+flags.DEFINE_integer("num_samples", None, "Synthetic transitions per run (default: the config's, 5M).")
+flags.DEFINE_integer("sample_chunk_size", None, "Samples per jitted sampler call (default: the config's).")
+flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4).")
+flags.DEFINE_integer("agent_steps", None, "TD3+BC updates (default: 1M).")
+flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
+flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
+flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
+flags.DEFINE_string("out", None, "JSON file (default: bench/results/offline_<config>_<platform>.json); "
+                                 "the plot is written beside it as .png.")
+flags.mark_flag_as_required("workdir")
+
+
+def parse_denoiser(spec: str) -> Tuple[int, int, int]:
+    try:
+        size, steps = spec.split(":")
+        width, depth = size.split("x")
+        return int(width), int(depth), int(steps)
+    except ValueError:
+        raise ValueError(f"A denoiser is WIDTHxDEPTH:TRAIN_STEPS, e.g. 1024x6:100000; got {spec!r}.") from None
+
+
+def base_config() -> ml_collections.ConfigDict:
+    config = d4rl.get_config(FLAGS.config)
+    for field in ("dataset", "env_id", "num_seeds", "agent_steps", "eval_every", "eval_episodes"):
+        if getattr(FLAGS, field) is not None:
+            config[field] = getattr(FLAGS, field)
+    return config
+
+
+def run_configs() -> List[Tuple[str, ml_collections.ConfigDict]]:
+    """(name, config) of the real-data run and of one synthetic run per denoiser."""
+    base = base_config()
+    real = copy.deepcopy(base)
+    real.data, real.analyze = "real", False
+    runs = [("real", real)]
+    for spec in FLAGS.denoisers or [None]:
+        config = copy.deepcopy(base)
+        config.data = "synthetic"
+        if spec is not None:
+            width, depth, steps = parse_denoiser(spec)
+            config.diffusion.update(width=width, depth=depth, num_train_steps=steps)
+        if FLAGS.num_samples is not None:
+            config.num_samples = FLAGS.num_samples
+        if FLAGS.sample_chunk_size is not None:
+            config.diffusion.sample_chunk_size = FLAGS.sample_chunk_size
+        d = config.diffusion
+        runs.append((f"synthetic-{d.width}x{d.depth}-{d.num_train_steps}", config))
+    return runs
+
+
+def dataset_episode_score(real: Transitions, env_id: str) -> Optional[float]:
+    """Mean normalised return of the dataset's episodes (the behaviour policy's score), when it
+    holds whole episodes: each one but the last ends in a terminal or runs to the time limit (less
+    the timeout row, which D4RL's rules drop). A subsampled dataset does not."""
+    if real.episode_ids is None:
+        return None
+    ends = np.flatnonzero(np.diff(real.episode_ids) != 0)
+    lengths = np.bincount(real.episode_ids)[real.episode_ids[ends]]
+    if not np.all((real.terminals[ends] > 0) | (lengths >= gymnasium.spec(env_id).max_episode_steps - 1)):
+        return None
+    returns = np.bincount(real.episode_ids, weights=real.rewards)[np.unique(real.episode_ids)]
+    try:
+        return float(np.mean(normalized_score(env_id, returns)))
+    except ValueError:  # no reference scores for this environment
+        return None
+
+
+def fidelity(workdir: str) -> Optional[dict]:
+    """Headline figures of the run's fidelity report, and its terminal count."""
+    report = read_json(os.path.join(workdir, "analysis", REPORT_FILE), None)
+    if report is None:
+        return None
+    synthetic = report["sources"]["synthetic"]
+    dynamics = synthetic["dynamics"]
+    return {"marginal_score": synthetic["marginal_score"], "correlation_score": synthetic["correlation_score"],
+            "dynamics_mse_mean": dynamics["dynamics_mse_mean"], "dynamics_mse_median": dynamics["dynamics_mse_median"],
+            "denoiser_params": report["compression"]["denoiser_params"],
+            "terminals": int(read_synthetic(os.path.join(workdir, SAMPLES_FILE)).terminals.sum())}
+
+
+def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.3 * len(runs)), 3.8))
+    for i, run in enumerate(runs):
+        score = run["final_normalized_score"]
+        ax.bar(i, score["mean"], yerr=score["std"], color="tab:gray" if run["name"] == "real" else "tab:blue",
+               capsize=4, alpha=0.8)
+        ax.scatter(np.full(len(score["per_seed"]), i), score["per_seed"], color="black", s=12, zorder=3)
+    if behaviour is not None:
+        ax.axhline(behaviour, color="tab:red", linestyle="--", label=f"dataset episodes ({behaviour:.1f})")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_xticks(range(len(runs)), [run["name"].replace("synthetic-", "synthetic\n") for run in runs], fontsize=8)
+    ax.set_ylabel("D4RL-normalised score")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    configs = run_configs()
+    real_config, runs = configs[0][1], []
+    for name, config in configs:
+        workdir = os.path.join(FLAGS.workdir, name)
+        print(f"== {name} ({workdir})", flush=True)
+        results = offline.run(config, workdir)
+        runs.append({"name": name, "diffusion": None if name == "real" else config.diffusion.to_dict(),
+                     "num_samples": None if name == "real" else config.num_samples,
+                     "final_normalized_score": results["final_normalized_score"],
+                     "stage_seconds": results["stage_seconds"], "fidelity": fidelity(workdir)})
+        score = results["final_normalized_score"]
+        print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}; seconds per stage "
+              + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in results["stage_seconds"].items()))
+
+    real = load_real(real_config)
+    env_id = real_config.env_id or real.metadata.get("env_id")
+    behaviour = dataset_episode_score(real, env_id)
+    record = {**environment(), "config": FLAGS.config, "dataset": real_config.dataset, "env_id": env_id,
+              "algorithm": real_config.algorithm, "num_real": len(real), "real_terminals": int(real.terminals.sum()),
+              "dataset_episode_score": behaviour, "num_seeds": real_config.num_seeds,
+              "agent_steps": real_config.agent_steps or offline.DEFAULT_AGENT_STEPS[real_config.algorithm],
+              "runs": runs}
+    out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}.json"
+    write_json(out, record)
+    plot(runs, behaviour, os.path.splitext(out)[0] + ".png",
+         f"{real_config.algorithm} on {real_config.dataset}\n"
+         f"{record['num_seeds']} seeds, {record['agent_steps']} updates, mean ± std over seeds")
+    print(f"wrote {os.path.splitext(out)[0]}.png")
+
+
+if __name__ == "__main__":
+    app.run(main)

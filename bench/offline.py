@@ -15,6 +15,13 @@ a run are applied to it: the real-data run has no diffusion stage and no fidelit
 The JSON records the device and versions, the mean normalised return of the dataset's own episodes
 (the behaviour policy), and per run the final scores (per seed, mean, std over seeds), the seconds
 per stage, and the fidelity report's headline figures. A bar chart of the scores goes beside it.
+
+The committed CPU figures (`bench/results/offline_walker2d_medium_cpu*.json`) come from the second
+command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=medium --num_steps=100000
+--seed=0 --sac_config=configs/online.py:walker2d-sac --sac_config.total_steps=300000
+--behaviour_workdir=DIR --dataset_id=synther/walker2d/medium-v0`; the 4-seed file reruns it with
+`--num_seeds=4 --denoisers=1024x6:100000` in a work directory given a copy of the 2-seed run's
+`diffusion/`, `samples.npz` and `analysis/`, which do not depend on the number of seeds.
 """
 import copy
 import os

@@ -1,6 +1,5 @@
 """What every benchmark reports: the device, versions, date, and the measured matmul peak."""
 import datetime
-import json
 import os
 import platform
 import time
@@ -8,6 +7,8 @@ from typing import Callable, Dict
 
 import jax
 import jax.numpy as jnp
+
+from synther_jax import atomic
 
 
 def environment() -> Dict[str, str]:
@@ -46,7 +47,5 @@ def matmul_peak_flops(sizes=(1024, 2048, 4096), repeats: int = 5) -> float:
 
 
 def write_json(path: str, record: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
+    atomic.write_json(path, record)
     print(f"wrote {path}")

@@ -39,10 +39,10 @@ from absl import app, flags, logging  # noqa: E402
 from bench.common import environment, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import offline  # noqa: E402
-from launch.synthesize import SAMPLES_FILE, load_real  # noqa: E402
+from launch.synthesize import load_real  # noqa: E402
 from synther_jax.analysis.report import REPORT_FILE  # noqa: E402
 from synther_jax.atomic import read_json  # noqa: E402
-from synther_jax.data import Transitions, read_synthetic  # noqa: E402
+from synther_jax.data import Transitions  # noqa: E402
 from synther_jax.data.scores import normalized_score  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -118,7 +118,7 @@ def dataset_episode_score(real: Transitions, env_id: str) -> Optional[float]:
 
 
 def fidelity(workdir: str) -> Optional[dict]:
-    """Headline figures of the run's fidelity report, and its terminal count."""
+    """Headline figures of the run's fidelity report."""
     report = read_json(os.path.join(workdir, "analysis", REPORT_FILE), None)
     if report is None:
         return None
@@ -126,8 +126,7 @@ def fidelity(workdir: str) -> Optional[dict]:
     dynamics = synthetic["dynamics"]
     return {"marginal_score": synthetic["marginal_score"], "correlation_score": synthetic["correlation_score"],
             "dynamics_mse_mean": dynamics["dynamics_mse_mean"], "dynamics_mse_median": dynamics["dynamics_mse_median"],
-            "denoiser_params": report["compression"]["denoiser_params"],
-            "terminals": int(read_synthetic(os.path.join(workdir, SAMPLES_FILE)).terminals.sum())}
+            "denoiser_params": report["compression"]["denoiser_params"], "terminals": report.get("synthetic_terminals")}
 
 
 def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:
@@ -157,6 +156,8 @@ def main(argv):
         workdir = os.path.join(FLAGS.workdir, name)
         print(f"== {name} ({workdir})", flush=True)
         results = offline.run(config, workdir)
+        if name == "real":
+            real_results = results
         runs.append({"name": name, "diffusion": None if name == "real" else config.diffusion.to_dict(),
                      "num_samples": None if name == "real" else config.num_samples,
                      "final_normalized_score": results["final_normalized_score"],
@@ -165,13 +166,12 @@ def main(argv):
         print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}; seconds per stage "
               + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in results["stage_seconds"].items()))
 
-    real = load_real(real_config)
-    env_id = real_config.env_id or real.metadata.get("env_id")
+    real, env_id = load_real(real_config), real_results["env_id"]
     behaviour = dataset_episode_score(real, env_id)
     record = {**environment(), "config": FLAGS.config, "dataset": real_config.dataset, "env_id": env_id,
               "algorithm": real_config.algorithm, "num_real": len(real), "real_terminals": int(real.terminals.sum()),
               "dataset_episode_score": behaviour, "num_seeds": real_config.num_seeds,
-              "agent_steps": real_config.agent_steps or offline.DEFAULT_AGENT_STEPS[real_config.algorithm],
+              "agent_steps": real_results["num_updates"],
               "runs": runs}
     out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}.json"
     write_json(out, record)

@@ -63,9 +63,8 @@ def loop_seconds_per_step(env: str, variant: str, warmup: int, steps: int, num_s
     return per_step + seconds["agent_updates"] / steps
 
 
-def diffusion_retrain_seconds(row_dim: int) -> dict:
-    """One online retrain of the paper's online denoiser, extrapolated from timed chunks."""
-    config = DiffusionConfig(width=1024, depth=6, dim_t=256, num_train_steps=100_000, batch_size=256)
+def diffusion_retrain_seconds(config: DiffusionConfig, row_dim: int, num_samples: int) -> dict:
+    """One online retrain (training and `num_samples` samples), extrapolated from timed chunks."""
     state = init_state(config, jax.random.PRNGKey(0), row_dim)
     data = jax.random.normal(jax.random.PRNGKey(1), (10_000, row_dim))
     chunk = 10
@@ -85,7 +84,7 @@ def diffusion_retrain_seconds(row_dim: int) -> dict:
     sample()
     sample_seconds = best_time(sample, 2) / num
     return {"train_step_seconds": step_seconds, "sample_seconds": sample_seconds,
-            "training_seconds": step_seconds * config.num_train_steps, "generation_seconds": sample_seconds * 1e6}
+            "training_seconds": step_seconds * config.num_train_steps, "generation_seconds": sample_seconds * num_samples}
 
 
 def _separate_process(queue, *args) -> None:
@@ -119,8 +118,10 @@ def main(argv):
     config = get_config(f"{FLAGS.env}-synther")
     probe = online.make_env(config.env_name)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
+    probe.close()
     row_dim = 2 * obs_dim + action_dim + 1 + int(config.synther.modelled_terminals)
-    retrain = diffusion_retrain_seconds(row_dim)
+    retrain = diffusion_retrain_seconds(DiffusionConfig(**config.synther.diffusion), row_dim,
+                                        config.synther.num_samples)
     amortised = (retrain["training_seconds"] + retrain["generation_seconds"]) / config.synther.retrain_every
     record["diffusion_retrain"] = retrain
     record["synther_utd20_with_diffusion_env_steps_per_s"] = 1.0 / (1.0 / record["synther_utd20_env_steps_per_s"]

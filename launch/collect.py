@@ -170,9 +170,10 @@ class BehaviourPolicies:
 
     def policy(self, name: str, seed: int) -> Policy:
         """A sampling policy (D4RL rolled out stochastic SAC policies), training SAC if needed."""
-        if self._saved(name) is None:
-            self.train(need_expert=name == "expert")
         saved = self._saved(name)
+        if saved is None:
+            self.train(need_expert=name == "expert")
+            saved = self._saved(name)
         if saved is None:
             raise RuntimeError(f"The SAC run in {self.workdir} passed the medium return {self.medium_return:g} "
                                "before a policy for it was saved (an earlier call used another threshold); use a "

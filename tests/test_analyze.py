@@ -36,6 +36,7 @@ def test_real_data_as_its_own_synthetic_data_is_perfect(hopper, tmp_path):
                             progress=False)
     assert result["env_id"] == "Hopper-v5"  # taken from the data's metadata
     assert result["marginal_score"] == 1.0 and result["correlation_score"] == pytest.approx(1.0)
+    assert result["real_terminals"] == result["synthetic_terminals"] == int(hopper.terminals.sum()) > 0
     synthetic = result["sources"]["synthetic"]
     assert synthetic["min_distance_mean"] == pytest.approx(0.0, abs=1e-5)
     assert synthetic["dynamics"]["dynamics_mse_mean"] < 1e-8

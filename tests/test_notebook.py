@@ -19,35 +19,26 @@ SHRINK = ("--config.num_samples=2000 --config.diffusion.num_train_steps=300 --co
           "--config.eval_episodes=1")
 
 
-def _dataset_overrides(tmp_path) -> str:
+def _dataset_overrides(request) -> str:
+    """Nothing when the bundled dataset is present; else the small Hopper dataset of conftest.py."""
     from synther_jax.data import load_dataset
     from synther_jax.data.errors import DatasetNotFoundError
     try:
         load_dataset()
         return ""
     except DatasetNotFoundError:
-        import gymnasium as gym
-
-        from synther_jax.data import write_synthetic
-        from synther_jax.data.collection import rollout, uniform_random_policy
-        from synther_jax.data.flatten import episodes_to_transitions
-        env = gym.make("Hopper-v5")
-        episodes = rollout(env, uniform_random_policy(env.action_space, 0), 2000, seed=0)
-        path = str(tmp_path / "hopper_random.npz")
-        write_synthetic(path, episodes_to_transitions(episodes), source_dataset="random", config={}, seed=0,
-                        model_checkpoint=None, env_id="Hopper-v5")
-        return f" --config.dataset={path}"
+        return f" --config.dataset={request.getfixturevalue('hopper_random_npz')}"
 
 
 def _text(cell) -> str:
     return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
 
 
-def test_notebook_runs_the_pipeline_and_shows_its_plots(tmp_path, monkeypatch):
+def test_notebook_runs_the_pipeline_and_shows_its_plots(tmp_path, monkeypatch, request):
     workdir = tmp_path / "run"
     monkeypatch.setenv("SYNTHER_NOTEBOOK_INSTALL", "0")
     monkeypatch.setenv("SYNTHER_NOTEBOOK_WORKDIR", str(workdir))
-    monkeypatch.setenv("SYNTHER_NOTEBOOK_OVERRIDES", SHRINK + _dataset_overrides(tmp_path))
+    monkeypatch.setenv("SYNTHER_NOTEBOOK_OVERRIDES", SHRINK + _dataset_overrides(request))
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",

@@ -36,8 +36,7 @@ def dimension_names(obs_dim: int, action_dim: int, env_id: Optional[str]) -> Lis
 
 
 def _subset(data: Transitions, num_rows: int, rng: np.random.Generator) -> Transitions:
-    idx = rng.choice(len(data), min(num_rows, len(data)), replace=False)
-    return Transitions(**{key: value[idx] for key, value in data.as_dict().items()})
+    return data.subset(rng.choice(len(data), min(num_rows, len(data)), replace=False))
 
 
 def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], out_dir: str, *,
@@ -105,6 +104,9 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
         "env_id": env_id,
         "num_real": len(real),
         "num_synthetic": len(synthetic),
+        # Falls are rare rows that a small denoiser under-samples, and they decide what an agent learns.
+        "real_terminals": int(np.sum(real.terminals > 0.5)),
+        "synthetic_terminals": int(np.sum(synthetic.terminals > 0.5)),
         "marginal_score": results["synthetic"]["marginal_score"],
         "correlation_score": results["synthetic"]["correlation_score"],
         "correlation_method": correlation_method,

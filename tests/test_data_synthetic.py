@@ -30,7 +30,7 @@ def test_chunks_round_trip_with_metadata_and_the_original_keys(tmp_path):
     with SyntheticWriter(path, env_id="Walker2d-v5", **METADATA) as writer:
         for chunk in chunks:
             writer.write(chunk)
-    assert folder_listing(path) == ["samples.npz"]  # No temporary files left.
+    assert folder_listing(path) == ["samples.json", "samples.npz"]  # No temporary files left.
     loaded = load_dataset(path)
     for key in KEYS:
         np.testing.assert_array_equal(getattr(loaded, key), np.concatenate([getattr(c, key) for c in chunks]))
@@ -38,11 +38,34 @@ def test_chunks_round_trip_with_metadata_and_the_original_keys(tmp_path):
     assert loaded.metadata["seed"] == 7 and loaded.metadata["config"] == METADATA["config"]
     assert loaded.metadata["model_checkpoint"] == METADATA["model_checkpoint"]
     assert loaded.metadata["num_transitions"] == 158
-    # What a CORL-style script sees: the five keys, rewards and terminals of shape (N,), plus metadata.
+    # What a CORL-style script sees: exactly the five keys, rewards and terminals of shape (N,).
     with np.load(path) as archive:
-        assert sorted(archive.files) == sorted(KEYS + ("metadata",))
+        assert sorted(archive.files) == sorted(KEYS)
         assert archive["rewards"].shape == (158,) and archive["observations"].dtype == np.float32
-        assert json.loads(str(archive["metadata"]))["source_dataset"] == METADATA["source_dataset"]
+    with open(synthetic_module.metadata_path(path)) as file:
+        assert json.load(file)["source_dataset"] == METADATA["source_dataset"]
+
+
+def test_every_entry_slices_like_the_original_loader_with_a_sample_limit(tmp_path):
+    """SynthER's CORL loader with `sample_limit` cuts every entry of the file to `[:limit]`, then
+    reshapes rewards and terminals to (N, 1); each prefix must be a consistent smaller dataset."""
+    chunk = make_chunk(np.random.default_rng(3), 1500)
+    path = str(tmp_path / "samples.npz")
+    write_synthetic(path, chunk, **METADATA)
+    with np.load(path) as archive:
+        limited = {key: archive[key][:1000] for key in archive.files}
+    limited["rewards"], limited["terminals"] = limited["rewards"].reshape(-1, 1), limited["terminals"].reshape(-1, 1)
+    assert sorted(limited) == sorted(KEYS)
+    for key in KEYS:
+        np.testing.assert_array_equal(limited[key].reshape(1000, -1), getattr(chunk, key)[:1000].reshape(1000, -1))
+
+
+def test_reads_files_with_the_embedded_metadata_entry_of_earlier_versions(tmp_path):
+    chunk = make_chunk(np.random.default_rng(4), 10)
+    path = str(tmp_path / "old.npz")
+    np.savez_compressed(path, **chunk.as_dict(), metadata=np.array(json.dumps({"env_id": "Walker2d-v5", "seed": 3})))
+    loaded = read_synthetic(path)
+    assert loaded.metadata["seed"] == 3 and loaded.metadata["env_id"] == "Walker2d-v5"
 
 
 def test_reads_the_original_savez_compressed_file(tmp_path):
@@ -75,15 +98,14 @@ def test_streaming_keeps_about_one_chunk_in_memory(tmp_path):
 
 
 def write_previous(path):
+    """Writes a small dataset at `path`; returns the bytes of it and of its metadata file."""
     write_synthetic(path, make_chunk(np.random.default_rng(3), 10), **METADATA)
-    with open(path, "rb") as file:
-        return file.read()
+    return [open(name, "rb").read() for name in (path, synthetic_module.metadata_path(path))]
 
 
 def assert_untouched(path, previous):
-    with open(path, "rb") as file:
-        assert file.read() == previous
-    assert folder_listing(path) == [os.path.basename(path)]
+    assert [open(name, "rb").read() for name in (path, synthetic_module.metadata_path(path))] == previous
+    assert folder_listing(path) == sorted([os.path.basename(path), os.path.basename(path)[:-4] + ".json"])
 
 
 def test_interrupted_write_leaves_the_previous_file_intact(tmp_path):

@@ -1,9 +1,11 @@
-"""Synthetic datasets on disk: `samples.npz`, written in chunks, atomically, with metadata.
+"""Synthetic datasets on disk: `samples.npz`, written in chunks, atomically, with metadata beside it.
 
-The file is what the original writes (`np.savez_compressed` of observations, actions, rewards,
-next_observations, terminals; rewards and terminals of shape (N,)), so CORL-style scripts read it
-with `np.load(path)[key]`. It has one more entry, `metadata`: a JSON string (a 0-d unicode array)
-recording the source dataset, config, seed, model checkpoint and environment.
+The file is exactly what the original writes (`np.savez_compressed` of observations, actions,
+rewards, next_observations, terminals; rewards and terminals of shape (N,)): five arrays of equal
+length, so CORL-style scripts read it with `np.load(path)[key]` and SynthER's loader may cut every
+entry to `[:sample_limit]`. The metadata (source dataset, config, seed, model checkpoint,
+environment) is a JSON file beside it, `samples.json` for `samples.npz`; files from before that
+change carry it as a sixth `metadata` entry, which `read_synthetic` still reads.
 
 5M transitions do not fit twice in memory, and a zip entry must be written in one go, so
 `SyntheticWriter` appends each chunk to one raw file per key in a temporary folder beside the target,
@@ -21,13 +23,18 @@ from typing import Any, Dict, Mapping, Optional, Union
 import numpy as np
 import tqdm
 
-from synther_jax.atomic import atomic_path
+from synther_jax.atomic import atomic_path, read_json
 from synther_jax.data.env_check import env_dims
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
 from synther_jax.data.transitions import KEYS, Transitions
 
 FORMAT = "synther_jax-synthetic-v1"
 _COPY_BYTES = 1 << 20
+
+
+def metadata_path(path: str) -> str:
+    """The JSON file that holds the metadata of the synthetic dataset at `path` (`x.npz` -> `x.json`)."""
+    return os.path.splitext(path)[0] + ".json"
 
 
 def _to_transitions(chunk: Union[Transitions, Mapping[str, np.ndarray]]) -> Transitions:
@@ -107,8 +114,11 @@ class SyntheticWriter:
     def _finish(self) -> None:
         if self.num_transitions == 0:
             raise InvalidDatasetError("No synthetic transitions were written; nothing was saved.")
-        metadata = dict(self.metadata, num_transitions=self.num_transitions)
-        with atomic_path(self.path) as temporary:
+        # Both files are written under temporary names and renamed into place at the end, the .npz
+        # first: a crash never leaves a half-written file.
+        with atomic_path(metadata_path(self.path)) as metadata_file, atomic_path(self.path) as temporary:
+            with open(metadata_file, "w") as handle:
+                json.dump(dict(self.metadata, num_transitions=self.num_transitions), handle, indent=2, sort_keys=True)
             with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
                 total = sum(os.path.getsize(os.path.join(self._folder, key)) for key in KEYS)
                 with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {os.path.basename(self.path)}",
@@ -122,8 +132,6 @@ class SyntheticWriter:
                             while block := source.read(_COPY_BYTES):
                                 entry.write(block)
                                 bar.update(len(block))
-                with archive.open("metadata.npy", "w") as entry:
-                    np.lib.format.write_array(entry, np.array(json.dumps(metadata, sort_keys=True)))
 
 
 def write_synthetic(path: str, transitions: Transitions, **metadata) -> None:
@@ -143,12 +151,13 @@ def read_synthetic(path: str) -> Transitions:
             if missing:
                 raise InvalidDatasetError(f"{path} lacks {missing}; a synthetic dataset needs {list(KEYS)}.")
             arrays = {key: archive[key] for key in KEYS}
-            metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+            legacy_metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         if isinstance(error, InvalidDatasetError):
             raise
         raise InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). "
                                   "Generate it again.") from error
+    metadata = read_json(metadata_path(path), None) or legacy_metadata
     for key in ("rewards", "terminals"):
         if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
             arrays[key] = arrays[key][:, 0]

@@ -26,11 +26,13 @@ import numpy as np
 import optax
 
 from agents.networks import DeterministicPolicy, StateActionValue, ensemble
-from agents.training import Batch, jitted_scans, normalization_stats, polyak, stack_seeds
+from agents.training import Batch, dataset_key, jitted_scans, normalization_stats, polyak, stack_seeds
 
 # Paper Table 3's "larger network": three hidden layers of 512 units, trained with batches of 1024.
 LARGE_HIDDEN_DIMS = (512, 512, 512)
 LARGE_BATCH_SIZE = 1024
+# Per-dataset changes to the defaults, by `<env>-<level>`: none, CORL uses one setting everywhere.
+DATASET_OVERRIDES: Dict[str, Dict] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +66,8 @@ class TD3BCState(struct.PyTreeNode):
 
 
 def dataset_overrides(name: str) -> Dict:
-    """Per-dataset changes to the defaults: none for TD3+BC (CORL uses one setting everywhere)."""
-    del name
-    return {}
+    """Hyperparameters that differ from the defaults for the dataset `name` (D4RL or Minari id)."""
+    return dict(DATASET_OVERRIDES.get(dataset_key(name), {}))
 
 
 def data_statistics(observations: np.ndarray, rewards: np.ndarray, terminals: np.ndarray, name: str,

@@ -11,20 +11,44 @@ Defaults are the paper's: denoiser width 1024 (2048 for halfcheetah medium-exper
 and medium-expert, Appendix B.1), 100K training steps, 5M synthetic transitions that replace the
 real data, 4 seeds, CORL's hyperparameters with its per-dataset overrides, evaluation every 5000
 updates on 10 episodes.
+
+The per-dataset values (denoiser width, CORL's overrides) are left unset here and filled in by
+`validate` from the dataset actually loaded (`synther_jax.data.dataset_task`), so that
+`--config.dataset=hopper-medium-v2` gets hopper's settings whatever the config is called; a value
+set on the command line is kept. Every launcher that takes this config calls `validate` first.
 """
 import dataclasses
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from agents import OFFLINE_LEARNERS, td3_bc
-from synther_jax.data.loaders import DEFAULT_DATASET
+from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_positive, defaults,
+                            require)
+from synther_jax.augment import AUGMENTATIONS
+from synther_jax.data import bundled_names, dataset_task
 from synther_jax.diffusion import DiffusionConfig
 
 ENVS = ("walker2d", "hopper", "halfcheetah")
 LEVELS = ("random", "medium", "medium-replay", "medium-expert")
 WIDE_DENOISER = {"halfcheetah-medium-expert", "hopper-medium", "hopper-medium-expert"}
+DEFAULT_WIDTH, WIDE_WIDTH = 1024, 2048
 # D4RL-v2 data is evaluated on the -v4 environments, whose dynamics match it (v5 changed Walker2d).
 D4RL_EVAL_ENVS = {"walker2d": "Walker2d-v4", "hopper": "Hopper-v4", "halfcheetah": "HalfCheetah-v4"}
+DATA_CHOICES = ("synthetic", "real", "mixed")
+# Learner fields that must be positive, or lie in (0, 1], wherever a learner has them.
+POSITIVE_FIELDS = ("actor_lr", "critic_lr", "value_lr", "alpha_lr", "num_critics", "policy_freq", "max_action", "beta")
+FRACTION_FIELDS = ("discount", "tau", "expectile")
+
+
+def bundled_dataset(env: str):
+    """The bundled dataset of `env`'s data (`bundled/<env>-<level>`), or None."""
+    return next((name for name in bundled_names() if dataset_task(name).startswith(f"{env}-")), None)
+
+
+def per_dataset_fields(module) -> set:
+    """The learner's hyperparameters that CORL sets per dataset (any key of its override table)."""
+    return {field for overrides in module.DATASET_OVERRIDES.values() for field in overrides}
 
 
 def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
@@ -32,24 +56,29 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     unknown = set(options) - {"smoke", "large"}
     env, _, level = name.partition("-")
     if env not in ENVS or (level and level not in LEVELS) or unknown:
-        raise ValueError(f"Unknown config {arg!r}: use '<env>[-<level>][,smoke]' with env in {ENVS} and level in "
-                         f"{LEVELS} (no level: the bundled {DEFAULT_DATASET}); options: smoke, large.")
+        raise ValueError(f"Unknown config {arg!r}: use '<env>[-<level>][,smoke][,large]' with env in {ENVS} and "
+                         f"level in {LEVELS}; options: smoke, large.")
+    bundled = bundled_dataset(env)
+    if not level and bundled is None:
+        raise ValueError(f"configs/d4rl.py:{arg} names no level, and no dataset of {env} is bundled (bundled: "
+                         f"{', '.join(bundled_names())}): name one, e.g. configs/d4rl.py:{env}-medium for D4RL's "
+                         f"{env}-medium-v2 file, with a level in {LEVELS}.")
 
     config = ml_collections.ConfigDict()
     config.name = name
     config.seed = 0
     # The data: a dataset id or path (see synther_jax.data.load_dataset) and the env to evaluate on
     # (None: the one the dataset names).
-    config.dataset = f"{env}-{level}-v2" if level else DEFAULT_DATASET
-    config.env_id = ml_collections.config_dict.placeholder(str)
+    config.dataset = f"{env}-{level}-v2" if level else bundled
+    config.env_id = placeholder(str)
     if level:
         config.env_id = D4RL_EVAL_ENVS[env]
     config.modelled_terminals = True
     config.terminal_threshold = 0.5
     config.num_samples = 5_000_000
 
-    width = 2048 if name in WIDE_DENOISER else 1024
-    config.diffusion = ml_collections.ConfigDict(dataclasses.asdict(DiffusionConfig(width=width)))
+    config.diffusion = ml_collections.ConfigDict(dataclasses.asdict(DiffusionConfig()))
+    config.diffusion.width = placeholder(int)  # None: the paper's width for the loaded dataset (see validate)
 
     # What the agent trains on: "synthetic" (replaces the real data, as the paper), "real" or "mixed"
     # (both pooled). `augmentation` replaces the diffusion model by an explicit augmentation of the
@@ -62,15 +91,17 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
 
     config.algorithm = "td3_bc"
     config.num_seeds = 4
-    config.agent_steps = ml_collections.config_dict.placeholder(int)  # None: 1M (TD3+BC, IQL), 3M (EDAC)
+    config.agent_steps = placeholder(int)  # None: 1M (TD3+BC, IQL), 3M (EDAC)
     config.batch_size = 256
     config.eval_every = 5_000
     config.eval_episodes = 10
     for algorithm, (module, config_cls) in OFFLINE_LEARNERS.items():
         # Set by the pipeline: the action dim from the data, IQL's actor LR decay length from agent_steps.
-        fields = {f.name: f.default for f in dataclasses.fields(config_cls) if f.name not in ("action_dim", "max_steps")}
-        fields.update(module.dataset_overrides(name))
-        config[algorithm] = ml_collections.ConfigDict(fields)
+        fields = {k: v for k, v in defaults(config_cls).items() if k != "max_steps"}
+        section = ml_collections.ConfigDict(fields)
+        for field in per_dataset_fields(module):  # None: CORL's value for the loaded dataset (see validate)
+            section[field] = placeholder(type(fields[field]))
+        config[algorithm] = section
 
     if "large" in options:
         config.td3_bc.hidden_dims = td3_bc.LARGE_HIDDEN_DIMS
@@ -83,5 +114,54 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
         config.agent_steps = 4_000
         config.eval_every = 2_000
         config.eval_episodes = 2
-        config.edac.num_critics = min(config.edac.num_critics, 4)
+        config.edac.num_critics = 4
+    return config
+
+
+def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Checks the whole config before any work and returns a copy with its per-dataset values filled
+    in from the dataset it names. Raises ConfigError with what to change; reads no data beyond a
+    synthetic file's metadata."""
+    config = ml_collections.ConfigDict(config.to_dict())  # a copy; the caller's config is left as it is
+    require(isinstance(config.dataset, str) and config.dataset != "", "--config.dataset must name a dataset id or file.")
+    check_choice(config, "algorithm", OFFLINE_LEARNERS)
+    check_choice(config, "data", DATA_CHOICES)
+    check_choice(config, "augmentation", ("none", *AUGMENTATIONS))
+    require(config.augmentation == "none" or config.data != "real",
+            f"--config.augmentation={config.augmentation} replaces the diffusion model, but --config.data=real trains "
+            "on the real data alone: use --config.data=synthetic or mixed, or --config.augmentation=none.")
+    check_positive(config, "num_seeds", "batch_size", "eval_every", "eval_episodes", "num_samples")
+    if config.agent_steps is not None:
+        check_positive(config, "agent_steps")
+    require(isinstance(config.seed, int) and config.seed >= 0, f"--config.seed must be >= 0, got {config.seed!r}.")
+    check_fraction(config, "real_fraction", low_open=True)
+    check_fraction(config, "terminal_threshold", low_open=False)
+
+    task = dataset_task(config.dataset)
+    unknown = (f"The dataset {config.dataset!r} names no D4RL task (<env>-<level> or maze2d-<maze>), so its "
+               "per-dataset settings are unknown: ")
+    trains_denoiser = config.data != "real" and config.augmentation == "none"
+    if config.diffusion.width is None:
+        require(task is not None or not trains_denoiser,
+                unknown + f"set --config.diffusion.width (the paper's {DEFAULT_WIDTH}; {WIDE_WIDTH} for "
+                f"{', '.join(sorted(WIDE_DENOISER))}).")
+        config.diffusion.width = WIDE_WIDTH if task in WIDE_DENOISER else DEFAULT_WIDTH
+    check_dataclass(config.diffusion, DiffusionConfig, "diffusion.")
+
+    module, config_cls = OFFLINE_LEARNERS[config.algorithm]
+    section, prefix = config[config.algorithm], f"{config.algorithm}."
+    unset = sorted(field for field, value in section.items() if value is None)
+    if unset and task is None:
+        default_values = defaults(config_cls)
+        raise ConfigError(unknown + "set " + " ".join(f"--config.{prefix}{field}={default_values[field]}"
+                                                       for field in unset) +
+                          f" (CORL's defaults; agents/{config.algorithm}.py lists its per-dataset values).")
+    section.update({field: module.dataset_overrides(task).get(field, defaults(config_cls)[field]) for field in unset})
+    check_positive(section, *(field for field in POSITIVE_FIELDS if field in section), prefix=prefix)
+    for field in FRACTION_FIELDS:
+        if field in section:
+            check_fraction(section, field, low_open=True, prefix=prefix)
+    require(len(section.hidden_dims) > 0 and all(isinstance(d, int) and d > 0 for d in section.hidden_dims),
+            f"--config.{prefix}hidden_dims must be positive layer widths, got {section.hidden_dims!r}.")
+    check_dataclass(section, config_cls, prefix, action_dim=1)
     return config

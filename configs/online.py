@@ -9,13 +9,16 @@
 Environments: Gymnasium walker2d, halfcheetah, hopper (v5, 100K steps) and DMC cheetah-run,
 quadruped-walk, reacher-hard (200K steps); any other `make_env` name works through
 `--config.env_name`. `config.agent` holds `agents.sac.init`'s keyword arguments as they are.
+`validate` checks a config before any work; `launch.online` calls it first.
 """
 import dataclasses
 
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from configs.checks import ConfigError, check_choice, check_dataclass, check_fraction, check_positive, require
 from synther_jax.diffusion import DiffusionConfig
+from synther_jax.envs import make_env
 
 GYM_ENVS = {"walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5"}
 DMC_ENVS = ("cheetah-run", "quadruped-walk", "reacher-hard")
@@ -86,3 +89,36 @@ def get_config(arg: str = "hopper-synther") -> ml_collections.ConfigDict:
         config.synther.diffusion.update(width=64, depth=2, dim_t=16, num_train_steps=1_000, steps_per_call=500,
                                         checkpoint_every=1_000, sample_chunk_size=5_000, num_sample_steps=16)
     return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks the whole config before any work; raises ConfigError with what to change."""
+    check_positive(config, "num_seeds", "total_steps", "replay_capacity", "eval_every", "eval_episodes", "log_every",
+                   "checkpoint_every")
+    require(isinstance(config.start_steps, int) and 0 <= config.start_steps < config.total_steps,
+            f"--config.start_steps must lie in [0, total_steps={config.total_steps}), got {config.start_steps!r}.")
+    require(isinstance(config.seed, int) and config.seed >= 0, f"--config.seed must be >= 0, got {config.seed!r}.")
+    agent = config.agent
+    check_positive(agent, "learning_rate", "num_qs", "num_min_qs", "utd_ratio", "policy_update_delay", "batch_size",
+                   prefix="agent.")
+    require(agent.num_min_qs <= agent.num_qs,
+            f"--config.agent.num_min_qs ({agent.num_min_qs}) cannot exceed --config.agent.num_qs ({agent.num_qs}).")
+    require(len(agent.hidden_dims) > 0 and all(isinstance(d, int) and d > 0 for d in agent.hidden_dims),
+            f"--config.agent.hidden_dims must be positive layer widths, got {agent.hidden_dims!r}.")
+    check_fraction(agent, "discount", low_open=True, prefix="agent.")
+    check_fraction(agent, "tau", low_open=True, prefix="agent.")
+    check_choice(agent, "policy_q_reduction", ("mean", "min"), prefix="agent.")
+    synther = config.synther
+    if synther.enabled:
+        check_positive(synther, "retrain_every", "num_samples", "capacity", prefix="synther.")
+        check_fraction(synther, "synthetic_ratio", low_open=False, prefix="synther.")
+        require(synther.capacity >= synther.num_samples,
+                f"--config.synther.capacity ({synther.capacity}) must hold the --config.synther.num_samples "
+                f"({synther.num_samples}) generated at each retrain.")
+        if synther.terminal_threshold is not None:
+            check_fraction(synther, "terminal_threshold", low_open=False, prefix="synther.")
+        check_dataclass(synther.diffusion, DiffusionConfig, "synther.diffusion.")
+    try:
+        make_env(config.env_name).close()
+    except ValueError as error:
+        raise ConfigError(f"--config.env_name: {error}") from None

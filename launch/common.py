@@ -1,15 +1,20 @@
 """What every entry point does with its work directory."""
+import fcntl
 import json
 import os
+import socket
+import sys
 import time
 from contextlib import contextmanager
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from configs.checks import ConfigError
 from synther_jax.atomic import read_json, write_json
+from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
 
 
 def define_flags(example: str) -> None:
@@ -20,20 +25,46 @@ def define_flags(example: str) -> None:
     flags.mark_flags_as_required(["config", "workdir"])
 
 
-def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Creates `workdir` and records the config in `config.json`.
+class WorkdirBusyError(RuntimeError):
+    """Another live process is running in the work directory."""
 
-    A rerun in the same folder resumes, which is only meaningful with the same config: a folder
-    holding another config's run is refused rather than silently mixed.
+
+# Errors in what the user asked for: entry points print them as one line, without a traceback, and exit.
+INPUT_ERRORS = (ConfigError, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError, WorkdirBusyError)
+
+
+@contextmanager
+def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[None]:
+    """Owns `workdir` for the block: creates it, locks it, and records the config in `config.json`.
+
+    One run per folder: the lock is an exclusive `flock` on `workdir/.lock`, held while the block
+    runs. A second run on a live folder raises WorkdirBusyError at once, naming the process in
+    the lock file. The kernel drops the lock when its process dies, however it dies, so the folder
+    of a killed run is free again and a rerun takes it over and resumes.
+
+    A rerun resumes, which is only meaningful with the same config: a folder holding another
+    config's run is refused rather than silently mixed.
     """
     os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, "config.json")
-    recorded, current = read_json(path, None), json.loads(config.to_json_best_effort())
-    if recorded is None:
-        write_json(path, current)
-    elif recorded != current:
-        raise ValueError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
-                         "or delete the folder to start over.")
+    with open(os.path.join(workdir, ".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise WorkdirBusyError(f"{workdir} is in use by another run ({lock.read().strip() or 'unknown process'}); "
+                                   "wait for it to finish or stop it, or use another --workdir.") from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: "
+                   f"{' '.join(sys.argv)}\n")
+        lock.flush()
+        path = os.path.join(workdir, "config.json")
+        recorded, current = read_json(path, None), json.loads(config.to_json_best_effort())
+        if recorded is None:
+            write_json(path, current)
+        elif recorded != current:
+            raise ConfigError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
+                             "or delete the folder to start over.")
+        yield
 
 
 class StageTimer:
@@ -53,6 +84,10 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
-            if self.path:
-                write_json(self.path, self.seconds)
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        """Adds `seconds` to the stage's sum (and saves the sums when the timer has a path)."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+        if self.path:
+            write_json(self.path, self.seconds)

@@ -15,6 +15,7 @@ finished stage (and inside the diffusion and agent stages from their last checkp
       learning_curve.png.
 """
 import os
+import sys
 from typing import List
 
 import jax
@@ -24,19 +25,20 @@ import numpy as np
 from absl import app, flags, logging
 
 from agents import OFFLINE_LEARNERS
-from launch.common import StageTimer, define_flags, prepare_workdir, read_json, write_json
+from configs import d4rl
+from configs.checks import ConfigError
+from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, read_json, write_json
 from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
 from synther_jax import augment, sharding
 from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
-from synther_jax.data import Transitions, read_synthetic, write_synthetic
+from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
 from synther_jax.data.scores import reference_scores
 from synther_jax.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
-DATA_CHOICES = ("synthetic", "real", "mixed")
 
 
 def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
@@ -53,8 +55,6 @@ def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
 def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir: str, timer: StageTimer,
                   metrics: MetricsWriter) -> Transitions:
     """Stages (b) and (c): the transitions the agents learn from."""
-    if config.data not in DATA_CHOICES:
-        raise ValueError(f"config.data must be one of {DATA_CHOICES}, got {config.data!r}.")
     if config.data == "real":
         return real
     path = os.path.join(workdir, SAMPLES_FILE)
@@ -86,10 +86,9 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
 def init_agents(config: ml_collections.ConfigDict, real: Transitions, num_updates: int):
     """`num_seeds` fresh learners stacked on a leading seed axis; state and reward statistics come
     from the real data, as CORL computes them, whatever the agents then train on."""
-    if config.algorithm not in OFFLINE_LEARNERS:
-        raise ValueError(f"Unknown algorithm {config.algorithm!r}; choose one of {sorted(OFFLINE_LEARNERS)}.")
     learner = OFFLINE_LEARNERS[config.algorithm][0]
-    statistics = learner.data_statistics(real.observations, real.rewards, real.terminals, config.name, num_updates)
+    statistics = learner.data_statistics(real.observations, real.rewards, real.terminals,
+                                         dataset_task(config.dataset) or "", num_updates)
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), config.num_seeds)
     return learner.init_seeds(keys, real.obs_dim, real.action_dim, **config[config.algorithm], **statistics)
 
@@ -170,20 +169,27 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The whole pipeline; returns what it writes to results.json."""
-    prepare_workdir(workdir, config)
-    timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
-    metrics = MetricsWriter(workdir)
-    with timer("load"):
+    """The whole pipeline; returns what it writes to results.json.
+
+    The config is checked (`configs.d4rl.validate`) and the real data loaded before the work
+    directory is touched, so a bad config or a missing dataset leaves nothing behind.
+    """
+    config = d4rl.validate(config)
+    load_timer = StageTimer()
+    with load_timer("load"):
         real = subsample(load_real(config), config.real_fraction, config.seed)
     env_id = real.metadata.get("env_id")
     if env_id is None:
-        raise ValueError(f"The dataset {config.dataset!r} does not say which environment it comes from; "
+        raise ConfigError(f"The dataset {config.dataset!r} does not say which environment it comes from; "
                          "set --config.env_id (e.g. Walker2d-v4 for D4RL v2 data).")
-    data = training_data(config, real, workdir, timer, metrics)
-    evaluations = train_agents(config, real, data, env_id, workdir, metrics, timer)
-    metrics.close()
-    return write_results(config, env_id, evaluations, timer, workdir)
+    with claim_workdir(workdir, config):
+        timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
+        timer.add("load", load_timer.seconds["load"])
+        metrics = MetricsWriter(workdir)
+        data = training_data(config, real, workdir, timer, metrics)
+        evaluations = train_agents(config, real, data, env_id, workdir, metrics, timer)
+        metrics.close()
+        return write_results(config, env_id, evaluations, timer, workdir)
 
 
 def main(argv):
@@ -191,7 +197,10 @@ def main(argv):
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     sharding.initialize_distributed()
-    results = run(FLAGS.config, FLAGS.workdir)
+    try:
+        results = run(FLAGS.config, FLAGS.workdir)
+    except INPUT_ERRORS as error:
+        sys.exit(f"launch.offline: {error}")
     score = results["final_normalized_score"] or results["final_return"]
     print(f"{results['algorithm']} on {results['data']} data ({results['name']}): final "
           f"{'normalised score' if results['final_normalized_score'] else 'return'} "

@@ -20,6 +20,7 @@ Fixed relative to the original: generated rows never touch the live rollout stat
 """
 import dataclasses
 import os
+import sys
 import time
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence
@@ -33,7 +34,8 @@ from absl import app, flags, logging
 from tqdm.auto import tqdm
 
 from agents import sac
-from launch.common import StageTimer, define_flags, prepare_workdir, read_json, write_json
+from configs import online as online_config
+from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, read_json, write_json
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -172,11 +174,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
     agent_states)` runs after every evaluation (mean over seeds and episodes) and may stop training
     by returning True.
     """
-    synther = config.synther
-    if synther.enabled and synthesize is None:
+    online_config.validate(config)
+    if config.synther.enabled and synthesize is None:
         raise ValueError("config.synther.enabled needs a `synthesize` function (launch.online.main builds one "
                          "from the diffusion model); pass one or use a sac/redq config.")
-    prepare_workdir(workdir, config)
+    with claim_workdir(workdir, config):
+        return _train_in_claimed_workdir(config, workdir, synthesize, on_eval)
+
+
+def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[Synthesize],
+                              on_eval: Optional[OnEval]) -> TrainResult:
+    synther = config.synther
     num_seeds = config.num_seeds
     rollouts = _Rollouts(config.env_name, config.seed, num_seeds)
     obs_dim, action_dim = rollouts.observations.shape[1], rollouts.envs[0].action_space.shape[0]
@@ -379,7 +387,11 @@ def main(_):
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     config = FLAGS.config
-    result = train(config, FLAGS.workdir, synthesize=make_synthesizer(config))
+    try:
+        online_config.validate(config)  # before the synthesizer is built from it
+        result = train(config, FLAGS.workdir, synthesize=make_synthesizer(config))
+    except INPUT_ERRORS as error:
+        sys.exit(f"launch.online: {error}")
     final = result.evaluations[-1]
     print("%s: %d environment steps, final return %.1f +- %.1f over %d seeds; outputs in %s."
           % (config.name, result.env_steps, final["mean_return"], final["std_return"], config.num_seeds, FLAGS.workdir))

@@ -9,12 +9,14 @@ thresholded). Rerunning the command resumes training from the last checkpoint an
 already finished.
 """
 import os
+import sys
 
 import jax
 import ml_collections
 from absl import app, flags, logging
 
-from launch.common import define_flags, prepare_workdir
+from configs import d4rl
+from launch.common import INPUT_ERRORS, claim_workdir, define_flags
 from synther_jax import sharding
 from synther_jax.data import SyntheticWriter, Transitions, load_dataset
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
@@ -61,13 +63,16 @@ def main(argv):
     FLAGS = flags.FLAGS
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     sharding.initialize_distributed()
-    config = FLAGS.config
-    prepare_workdir(FLAGS.workdir, config)
-    real = load_real(config)
-    metrics = MetricsWriter(FLAGS.workdir)
-    model = train_model(config, real, FLAGS.workdir, metrics)
-    path = write_samples(config, real, model, FLAGS.workdir)
-    metrics.close()
+    try:
+        config = d4rl.validate(FLAGS.config)
+        real = load_real(config)
+        with claim_workdir(FLAGS.workdir, config):
+            metrics = MetricsWriter(FLAGS.workdir)
+            model = train_model(config, real, FLAGS.workdir, metrics)
+            path = write_samples(config, real, model, FLAGS.workdir)
+            metrics.close()
+    except INPUT_ERRORS as error:
+        sys.exit(f"launch.synthesize: {error}")
     print(f"Wrote {config.num_samples} synthetic transitions to {path}")
 
 

@@ -17,6 +17,6 @@ def hopper_random_npz(tmp_path_factory):
     env = gym.make("Hopper-v5")
     episodes = rollout(env, uniform_random_policy(env.action_space, 0), 2000, seed=0)
     path = str(tmp_path_factory.mktemp("data") / "hopper_random.npz")
-    write_synthetic(path, episodes_to_transitions(episodes), source_dataset="random", config={}, seed=0,
+    write_synthetic(path, episodes_to_transitions(episodes), source_dataset="hopper-random", config={}, seed=0,
                     model_checkpoint=None, env_id="Hopper-v5")
     return path

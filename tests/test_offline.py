@@ -17,8 +17,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper,smoke",
-               f"--config.dataset={hopper_random_npz}", "--config.diffusion.num_train_steps=200",
+    command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
+               "--config.env_id=Hopper-v5", f"--config.dataset={hopper_random_npz}", "--config.diffusion.num_train_steps=200",
                "--config.diffusion.steps_per_call=100", "--config.num_samples=3000",
                "--config.diffusion.sample_chunk_size=1500", "--config.agent_steps=200", "--config.eval_every=100",
                "--config.eval_episodes=1", f"--workdir={workdir}"]
@@ -37,8 +37,8 @@ def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
 
 
 def _resume_config(dataset):
-    config = get_config("hopper,smoke")
-    config.dataset, config.data, config.analyze = dataset, "real", False
+    config = get_config("hopper-random,smoke")
+    config.dataset, config.env_id, config.data, config.analyze = dataset, "Hopper-v5", "real", False
     config.agent_steps, config.eval_every, config.eval_episodes = 30, 10, 1
     return config
 

@@ -17,6 +17,7 @@ dimensions are checked against that environment.
 """
 import glob
 import os
+import re
 from typing import Optional
 
 import tqdm
@@ -25,7 +26,7 @@ from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
 from synther_jax.data.env_check import check_fits_env
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
 from synther_jax.data.flatten import episodes_to_transitions
-from synther_jax.data.synthetic import read_synthetic
+from synther_jax.data.synthetic import read_synthetic, read_synthetic_metadata
 from synther_jax.data.transitions import Transitions
 
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled")
@@ -46,6 +47,25 @@ def bundled_names():
     """The datasets shipped with the package, as `bundled/<name>` ids."""
     paths = glob.glob(os.path.join(BUNDLED_DIR, "*.hdf5"))
     return sorted(f"bundled/{os.path.basename(path)[:-len('.hdf5')]}" for path in paths)
+
+
+_TASK = re.compile(r"(walker2d|hopper|halfcheetah)-(medium-replay|medium-expert|full-replay|random|medium|expert)"
+                   r"|maze2d-(umaze|medium|large)")
+
+
+def dataset_task(id_or_path: str) -> Optional[str]:
+    """The D4RL task a dataset holds, as `<env>-<level>` (`hopper-medium-replay`) or `maze2d-<maze>`,
+    read from its id or file name; a synthetic `.npz` answers for the dataset it was made from. None
+    when the name does not say. Per-dataset hyperparameters (CORL's, the paper's denoiser widths)
+    are looked up by this name, so they follow the data actually loaded, whatever the config is called.
+    """
+    id_or_path = os.fspath(id_or_path)
+    if id_or_path.endswith(".npz") and os.path.isfile(id_or_path):
+        source = read_synthetic_metadata(id_or_path).get("source_dataset")
+        return dataset_task(source) if source else None
+    name = os.path.basename(id_or_path) if os.path.isfile(id_or_path) else id_or_path
+    match = _TASK.search(name.lower().replace("/", "-").replace("_", "-"))
+    return None if match is None else match.group(0)
 
 
 def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transitions:

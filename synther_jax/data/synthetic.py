@@ -140,6 +140,16 @@ def write_synthetic(path: str, transitions: Transitions, **metadata) -> None:
         writer.write(transitions)
 
 
+def read_synthetic_metadata(path: str) -> Dict[str, Any]:
+    """The metadata of the synthetic dataset at `path` without reading its arrays: its JSON file,
+    else the `metadata` entry of files from earlier versions, else {} (the original's files)."""
+    metadata = read_json(metadata_path(path), None)
+    if metadata is not None:
+        return metadata
+    with np.load(path, allow_pickle=False) as archive:
+        return json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+
+
 def read_synthetic(path: str) -> Transitions:
     """Reads a synthetic `.npz` (ours, or the original's without metadata). Rewards and terminals of
     shape (N, 1), as CORL reshapes them, are accepted too."""
@@ -151,13 +161,12 @@ def read_synthetic(path: str) -> Transitions:
             if missing:
                 raise InvalidDatasetError(f"{path} lacks {missing}; a synthetic dataset needs {list(KEYS)}.")
             arrays = {key: archive[key] for key in KEYS}
-            legacy_metadata = json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+        metadata = read_synthetic_metadata(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         if isinstance(error, InvalidDatasetError):
             raise
         raise InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). "
                                   "Generate it again.") from error
-    metadata = read_json(metadata_path(path), None) or legacy_metadata
     for key in ("rewards", "terminals"):
         if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
             arrays[key] = arrays[key][:, 0]

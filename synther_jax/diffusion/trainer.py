@@ -33,6 +33,7 @@ from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
 from synther_jax.diffusion.normalizer import Normalizer
+from synther_jax.nn import ACTIVATIONS
 
 LARGE_DATASET = 800_000  # datasets at least this big train with batch 1024, smaller ones with 256
 
@@ -60,6 +61,25 @@ class DiffusionConfig(edm.EDMConfig):
     steps_per_call: int = 1_000  # optimisation steps per jitted call
     checkpoint_every: int = 10_000  # in steps; rounded up to a whole number of calls
     sample_chunk_size: int = 100_000  # samples per jitted sampler call
+
+    def __post_init__(self):
+        """Refuses values that cannot train or sample, before anything is compiled."""
+        positive = ("width", "depth", "dim_t", "learning_rate", "grad_clip", "num_train_steps", "ema_update_every",
+                    "steps_per_call", "checkpoint_every", "sample_chunk_size", "num_sample_steps", "sigma_data",
+                    "sigma_min", "rho", "S_noise")
+        not_negative = ("batch_size", "weight_decay", "ema_update_after", "S_churn", "S_tmin")
+        problems = [f"{name} must be positive, got {getattr(self, name)!r}" for name in positive
+                    if not getattr(self, name) > 0]
+        problems += [f"{name} must not be negative, got {getattr(self, name)!r}" for name in not_negative
+                     if getattr(self, name) < 0]
+        if not self.sigma_min < self.sigma_max:
+            problems.append(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+        if not 0 <= self.ema_decay < 1:
+            problems.append(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if problems:
+            raise ValueError("Invalid DiffusionConfig: " + "; ".join(problems) + ".")
 
     def denoiser(self) -> ResidualMLPDenoiser:
         return ResidualMLPDenoiser(self.width, self.depth, self.dim_t, self.activation, self.layer_norm)

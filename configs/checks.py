@@ -1,0 +1,54 @@
+"""Small checks that the config files' `validate` functions are made of.
+
+Each raises `ConfigError` with a message that names the field as a command-line override
+(`--config.num_samples`) and says what to change, so a launcher can print it and stop before it
+writes anything.
+"""
+import dataclasses
+from typing import Any, Iterable
+
+import ml_collections
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message says what to change."""
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def check_choice(config: ml_collections.ConfigDict, field: str, choices: Iterable[str], prefix: str = "") -> None:
+    choices = tuple(choices)
+    value = config[field]
+    require(value in choices, f"--config.{prefix}{field}={value!r} is not a choice: use one of {', '.join(choices)}.")
+
+
+def check_positive(config: ml_collections.ConfigDict, *fields: str, prefix: str = "") -> None:
+    """Each field is a positive number (a whole one where the field is an int)."""
+    for field in fields:
+        value = config[field]
+        require(isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0,
+                f"--config.{prefix}{field} must be positive, got {value!r}.")
+
+
+def check_fraction(config: ml_collections.ConfigDict, field: str, low_open: bool, prefix: str = "") -> None:
+    """The field lies in (0, 1] (`low_open`) or [0, 1]."""
+    value = config[field]
+    inside = (0 < value <= 1) if low_open else (0 <= value <= 1)
+    require(inside, f"--config.{prefix}{field} must lie in {'(0, 1]' if low_open else '[0, 1]'}, got {value!r}.")
+
+
+def check_dataclass(config: ml_collections.ConfigDict, cls: type, prefix: str, **fixed: Any) -> Any:
+    """Builds `cls(**fixed, **config)`, so the dataclass's own checks run; their ValueError becomes a
+    ConfigError that names the config section."""
+    try:
+        return cls(**fixed, **config)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"--config.{prefix}...: {error}") from None
+
+
+def defaults(cls: type) -> dict:
+    """The dataclass's fields with a default, by name."""
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}

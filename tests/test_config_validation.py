@@ -1,0 +1,155 @@
+"""Configs are checked before any work: every bad value fails fast with the fix in its message and
+leaves the work directory empty; per-dataset settings follow the dataset actually loaded."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs import d4rl, online
+from configs.checks import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _offline(**overrides):
+    config = d4rl.get_config("walker2d")
+    config.update(overrides)
+    return config
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"algorithm": "foo"}, "--config.algorithm='foo' is not a choice: use one of td3_bc, iql, edac"),
+    ({"data": "fake"}, "--config.data='fake' is not a choice"),
+    ({"augmentation": "gaussian"}, "--config.augmentation='gaussian' is not a choice"),
+    ({"augmentation": "additive", "data": "real"}, "use --config.data=synthetic or mixed"),
+    ({"num_samples": -5}, "--config.num_samples must be positive, got -5"),
+    ({"num_samples": 0}, "--config.num_samples must be positive"),
+    ({"num_seeds": 0}, "--config.num_seeds must be positive"),
+    ({"batch_size": -1}, "--config.batch_size must be positive"),
+    ({"eval_every": 0}, "--config.eval_every must be positive"),
+    ({"eval_episodes": 0}, "--config.eval_episodes must be positive"),
+    ({"agent_steps": 0}, "--config.agent_steps must be positive"),
+    ({"seed": -1}, "--config.seed must be >= 0"),
+    ({"real_fraction": 0.0}, "--config.real_fraction must lie in (0, 1]"),
+    ({"real_fraction": 1.5}, "--config.real_fraction must lie in (0, 1]"),
+    ({"terminal_threshold": 2.0}, "--config.terminal_threshold must lie in [0, 1]"),
+    ({"dataset": ""}, "--config.dataset must name a dataset"),
+])
+def test_bad_offline_values_are_refused_with_the_fix(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        d4rl.validate(_offline(**overrides))
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("diffusion", "width", -1, "width must be positive"),
+    ("diffusion", "num_train_steps", 0, "num_train_steps must be positive"),
+    ("diffusion", "num_sample_steps", 0, "num_sample_steps must be positive"),
+    ("diffusion", "sample_chunk_size", 0, "sample_chunk_size must be positive"),
+    ("diffusion", "learning_rate", 0.0, "learning_rate must be positive"),
+    ("diffusion", "batch_size", -256, "batch_size must not be negative"),
+    ("diffusion", "sigma_min", 100.0, "sigma_min (100.0) must be below sigma_max"),
+    ("diffusion", "ema_decay", 1.0, "ema_decay must lie in [0, 1)"),
+    ("diffusion", "activation", "sigmoid", "activation must be one of"),
+    ("td3_bc", "actor_lr", -3e-4, "--config.td3_bc.actor_lr must be positive"),
+    ("td3_bc", "discount", 1.5, "--config.td3_bc.discount must lie in (0, 1]"),
+    ("td3_bc", "hidden_dims", (256, 0), "--config.td3_bc.hidden_dims must be positive layer widths"),
+    ("td3_bc", "policy_freq", 0, "--config.td3_bc.policy_freq must be positive"),
+])
+def test_bad_section_values_are_refused(section, field, value, message):
+    config = _offline()
+    config[section][field] = value
+    with pytest.raises(ConfigError) as error:
+        d4rl.validate(config)
+    assert message in str(error.value)
+    if section == "diffusion":
+        assert "--config.diffusion." in str(error.value)
+
+
+@pytest.mark.parametrize("algorithm, field, value", [("edac", "num_critics", 0), ("iql", "expectile", 0.0),
+                                                     ("iql", "beta", -1.0), ("edac", "tau", 0.0)])
+def test_bad_learner_values_of_the_chosen_algorithm_are_refused(algorithm, field, value):
+    config = _offline(algorithm=algorithm)
+    config[algorithm][field] = value
+    with pytest.raises(ConfigError, match=f"--config.{algorithm}.{field}"):
+        d4rl.validate(config)
+
+
+def test_an_environment_without_level_or_bundled_data_names_the_levels():
+    with pytest.raises(ValueError) as error:
+        d4rl.get_config("hopper")
+    assert "hopper-medium" in str(error.value) and "medium-replay" in str(error.value)
+    assert d4rl.get_config("walker2d").dataset == "bundled/walker2d-medium-replay"
+
+
+def test_per_dataset_settings_follow_the_loaded_dataset_not_the_config_name():
+    config = _offline(dataset="hopper-medium-v2", algorithm="edac")
+    resolved = d4rl.validate(config)
+    assert resolved.edac.num_critics == 50 and resolved.diffusion.width == 2048
+    assert config.edac.num_critics is None  # the caller's config is left as it is
+    config.algorithm = "iql"
+    resolved = d4rl.validate(config)
+    assert resolved.iql.tau == 0.001 and resolved.iql.deterministic_actor
+    # CORL's defaults on walker2d medium-replay, and a value set on the command line wins.
+    walker = d4rl.validate(_offline(algorithm="edac"))
+    assert walker.edac.num_critics == 10 and walker.edac.eta == 1.0 and walker.diffusion.width == 1024
+    config = _offline(dataset="mujoco/hopper/medium-expert-v0", algorithm="edac")
+    config.edac.num_critics = 20
+    resolved = d4rl.validate(config)
+    assert resolved.edac.num_critics == 20 and resolved.edac.eta == 1.0
+
+
+def test_a_dataset_of_unknown_task_needs_its_per_dataset_settings_spelled_out():
+    with pytest.raises(ConfigError) as error:
+        d4rl.validate(_offline(dataset="my_robot.hdf5", algorithm="edac"))
+    assert "--config.diffusion.width" in str(error.value)
+    config = _offline(dataset="my_robot.hdf5", algorithm="edac")
+    config.diffusion.width = 1024
+    with pytest.raises(ConfigError) as error:
+        d4rl.validate(config)
+    assert "--config.edac.eta=1.0" in str(error.value) and "--config.edac.num_critics=10" in str(error.value)
+    config.edac.update(eta=1.0, num_critics=10)
+    assert d4rl.validate(config).edac.num_critics == 10
+    # TD3+BC on real data needs nothing per dataset.
+    assert d4rl.validate(_offline(dataset="my_robot.hdf5", data="real")).algorithm == "td3_bc"
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("total_steps", 0, "--config.total_steps must be positive"),
+    ("start_steps", 200_000, "--config.start_steps must lie in [0, total_steps"),
+    ("agent.num_min_qs", 3, "cannot exceed --config.agent.num_qs"),
+    ("agent.utd_ratio", 0, "--config.agent.utd_ratio must be positive"),
+    ("agent.policy_q_reduction", "max", "--config.agent.policy_q_reduction='max' is not a choice"),
+    ("synther.capacity", 10, "--config.synther.capacity (10) must hold"),
+    ("synther.synthetic_ratio", 1.5, "--config.synther.synthetic_ratio must lie in [0, 1]"),
+    ("synther.diffusion.depth", 0, "depth must be positive"),
+    ("env_name", "Walker3d-v5", "--config.env_name: Unknown environment 'Walker3d-v5'"),
+])
+def test_bad_online_values_are_refused(path, value, message):
+    config = online.get_config("hopper-synther")
+    *sections, field = path.split(".")
+    section = config
+    for name in sections:
+        section = section[name]
+    section[field] = value
+    with pytest.raises(ConfigError) as error:
+        online.validate(config)
+    assert message in str(error.value)
+    online.validate(online.get_config("hopper-synther"))
+
+
+@pytest.mark.parametrize("flags, fix", [
+    (["--config=configs/d4rl.py:walker2d", "--config.algorithm=foo"], "use one of td3_bc, iql, edac"),
+    (["--config=configs/d4rl.py:walker2d", "--config.num_samples=-5"], "--config.num_samples must be positive"),
+    (["--config=configs/d4rl.py:hopper"], "configs/d4rl.py:hopper-medium"),
+])
+def test_launch_offline_refuses_bad_input_within_seconds_and_writes_nothing(flags, fix, tmp_path):
+    workdir = tmp_path / "run"
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "launch.offline", *flags, f"--workdir={workdir}"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and fix in result.stderr, result.stderr[-2000:]
+    assert time.perf_counter() - start < 20
+    assert not workdir.exists()

@@ -1,0 +1,89 @@
+"""One run per work directory: a second run on a live folder is refused at once; the folder of a
+SIGKILLed run is taken over, and the run resumes exactly."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import ml_collections
+import numpy as np
+import pytest
+
+from configs.checks import ConfigError
+from launch.common import WorkdirBusyError, claim_workdir
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOLD = textwrap.dedent("""
+    import sys, time
+    import ml_collections
+    from launch.common import claim_workdir
+    with claim_workdir(sys.argv[1], ml_collections.ConfigDict({"holder": True})):
+        print("claimed", flush=True)
+        time.sleep(120)
+""")
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A live process that holds `tmp_path / "run"`."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], cwd=ROOT, stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "claimed"
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_second_claim_on_a_live_folder_is_refused_naming_the_process(holder, tmp_path):
+    with pytest.raises(WorkdirBusyError, match=f"pid {holder.pid} "):
+        with claim_workdir(str(tmp_path / "run"), ml_collections.ConfigDict({"holder": True})):
+            pass
+
+
+def test_launch_offline_on_a_live_folder_exits_at_once(holder, tmp_path):
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:walker2d,smoke",
+                             f"--workdir={tmp_path / 'run'}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and f"pid {holder.pid}" in result.stderr, result.stderr[-2000:]
+    assert time.perf_counter() - start < 20
+    assert sorted(os.listdir(tmp_path / "run")) == [".lock", "config.json"]  # the holder's files only
+
+
+def test_the_folder_of_a_killed_run_is_taken_over(holder, tmp_path):
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with claim_workdir(str(tmp_path / "run"), ml_collections.ConfigDict({"holder": True})):
+        assert (tmp_path / "run" / ".lock").read_text().startswith(f"pid {os.getpid()} ")
+    with pytest.raises(ConfigError, match="another config"):  # the lock does not lift the config check
+        with claim_workdir(str(tmp_path / "run"), ml_collections.ConfigDict({"holder": False})):
+            pass
+
+
+def _offline(dataset, workdir):
+    command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
+               f"--config.dataset={dataset}", "--config.env_id=Hopper-v5", "--config.data=real",
+               "--config.analyze=False", "--config.agent_steps=2000", "--config.eval_every=250",
+               "--config.eval_episodes=1", f"--workdir={workdir}"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_sigkilled_run_resumes_to_the_same_result(hopper_random_npz, tmp_path):
+    straight = _offline(hopper_random_npz, tmp_path / "straight")
+    assert straight.wait(timeout=600) == 0, straight.stderr.read()[-2000:]
+
+    killed = _offline(hopper_random_npz, tmp_path / "resumed")
+    checkpoints = tmp_path / "resumed" / "agent"
+    while killed.poll() is None and not (checkpoints.exists() and any(p.isdigit() for p in os.listdir(checkpoints))):
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL  # killed midway, not finished
+    assert not (tmp_path / "resumed" / "results.json").exists()
+
+    resumed = _offline(hopper_random_npz, tmp_path / "resumed")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
+    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("straight", "resumed")]
+    assert results[0]["num_updates"] == results[1]["num_updates"] == 2000
+    np.testing.assert_array_equal(results[0]["final_return"]["per_seed"], results[1]["final_return"]["per_seed"])

@@ -1,0 +1,104 @@
+"""SynthER for your own agent: fit the diffusion model to your transitions, sample as many as you like.
+
+    synther = SynthER.fit(transitions, DiffusionConfig(num_train_steps=20_000), seed=0)
+    synthetic = synther.sample(jax.random.PRNGKey(1), 1_000_000)   # a Transitions, like the input
+    synther.save("models/hopper")
+    synther = SynthER.load("models/hopper")
+
+The data may be a `Transitions`, a mapping with its five arrays (observations, actions, rewards,
+next_observations, terminals; a replay buffer's contents), or SynthER's flat (N, 2o+a+2) rows with
+`obs_dim` and `action_dim`. This is the launchers' own machinery (`train_diffusion`,
+`iterate_samples`, `Transitions.to_rows/from_rows`) behind four calls; nothing here reads flags
+or files beyond `save` and `load`.
+"""
+import dataclasses
+import os
+from typing import Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from synther_jax.atomic import read_json, write_json
+from synther_jax.checkpoint import Checkpointer
+from synther_jax.data.transitions import KEYS, Transitions
+from synther_jax.diffusion import Diffusion, DiffusionConfig, Normalizer, generate, train_diffusion
+from synther_jax.diffusion.trainer import init_state
+
+Data = Union[Transitions, Mapping[str, np.ndarray], np.ndarray]
+LAYOUT_FILE = "synther.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthER:
+    """A diffusion model of transitions and the row layout it was trained on."""
+
+    model: Diffusion
+    obs_dim: int
+    action_dim: int
+    modelled_terminals: bool = True  # the terminal flag is a generated column (SynthER's offline setting)
+    terminal_threshold: Optional[float] = 0.5  # generated terminals above it become 1; None keeps raw values
+
+    @classmethod
+    def fit(cls, data: Data, config: DiffusionConfig = DiffusionConfig(), seed: int = 0, *,
+            obs_dim: Optional[int] = None, action_dim: Optional[int] = None, modelled_terminals: bool = True,
+            terminal_threshold: Optional[float] = 0.5, workdir: Optional[str] = None,
+            progress: bool = True) -> "SynthER":
+        """Trains a denoiser on `data` (see the module docstring) with `config`'s settings (the
+        paper's by default). With a `workdir`, training checkpoints there and resumes from it."""
+        if isinstance(data, np.ndarray):
+            if obs_dim is None or action_dim is None:
+                raise ValueError("Rows need obs_dim and action_dim to be split into transitions; pass both.")
+            data = Transitions.from_rows(np.asarray(data, np.float32), obs_dim, action_dim, modelled_terminals, None)
+        elif not isinstance(data, Transitions):
+            missing = [key for key in KEYS if key not in data]
+            if missing:
+                raise ValueError(f"The data lacks {missing}; pass a Transitions, rows, or a mapping with {list(KEYS)}.")
+            data = Transitions(*(np.asarray(data[key]) for key in KEYS))
+        rows = data.to_rows(modelled_terminals)
+        skip_norm_dims = (rows.shape[1] - 1,) if modelled_terminals else ()  # the 0/1 terminal stays raw
+        model = train_diffusion(rows, config, jax.random.PRNGKey(seed), skip_norm_dims, workdir=workdir,
+                                progress=progress)
+        return cls(model, data.obs_dim, data.action_dim, modelled_terminals, terminal_threshold)
+
+    def sample(self, key: jax.Array, num: int, progress: bool = False) -> Transitions:
+        """`num` synthetic transitions, deterministic for `key`, generated in the config's chunks."""
+        if num <= 0:
+            raise ValueError(f"Ask for a positive number of samples, got {num}.")
+        rows = generate(self.model, num, key, progress=progress)
+        return Transitions.from_rows(rows, self.obs_dim, self.action_dim, self.modelled_terminals,
+                                     self.terminal_threshold)
+
+    def save(self, directory: str) -> None:
+        """Writes the model (EMA weights, Fourier frequencies, normaliser) and its layout to `directory`;
+        a model saved there before is replaced (as a newer checkpoint, so a crash keeps one whole model)."""
+        checkpointer = Checkpointer(os.path.join(directory, "model"), max_to_keep=1)
+        latest = checkpointer.latest_step()
+        checkpointer.save(0 if latest is None else latest + 1, self._tree(self.model))
+        checkpointer.close()
+        write_json(os.path.join(directory, LAYOUT_FILE), {
+            "obs_dim": self.obs_dim, "action_dim": self.action_dim, "modelled_terminals": self.modelled_terminals,
+            "terminal_threshold": self.terminal_threshold, "dim": self.model.dim,
+            "diffusion": dataclasses.asdict(self.model.config)})
+
+    @classmethod
+    def load(cls, directory: str) -> "SynthER":
+        """The model that `save(directory)` wrote."""
+        layout = read_json(os.path.join(directory, LAYOUT_FILE), None)
+        if layout is None:
+            raise FileNotFoundError(f"No SynthER model in {directory!r} (missing {LAYOUT_FILE}); write one with "
+                                    "SynthER.save.")
+        config, dim = DiffusionConfig(**layout["diffusion"]), layout["dim"]
+        fresh = init_state(config, jax.random.PRNGKey(0), dim)
+        template = Diffusion(config, dim, fresh.ema_params, fresh.constants, Normalizer(jnp.zeros(dim), jnp.ones(dim)))
+        restored = Checkpointer(os.path.join(directory, "model")).restore_latest(cls._tree(template))
+        if restored is None:
+            raise FileNotFoundError(f"No model checkpoint under {os.path.join(directory, 'model')!r}.")
+        tree = restored[1]
+        model = Diffusion(config, dim, tree["params"], tree["constants"], tree["normalizer"])
+        return cls(model, layout["obs_dim"], layout["action_dim"], layout["modelled_terminals"],
+                   layout["terminal_threshold"])
+
+    @staticmethod
+    def _tree(model: Diffusion) -> dict:
+        return {"params": model.params, "constants": model.constants, "normalizer": model.normalizer}

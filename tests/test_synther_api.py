@@ -1,0 +1,59 @@
+"""`SynthER`, the public API: every form of input gives the same model, samples keep the layout,
+save/load round-trips exactly, bad input is refused with what to pass."""
+import jax
+import numpy as np
+import pytest
+
+from synther_jax import SynthER
+from synther_jax.data import Transitions
+from synther_jax.diffusion import DiffusionConfig
+
+CONFIG = DiffusionConfig(width=32, depth=1, dim_t=16, num_train_steps=40, steps_per_call=20, num_sample_steps=4,
+                         sample_chunk_size=64)
+OBS_DIM, ACTION_DIM = 3, 2
+
+
+@pytest.fixture(scope="module")
+def transitions():
+    rng = np.random.default_rng(0)
+    n = 300
+    return Transitions(rng.normal(size=(n, OBS_DIM)), rng.uniform(-1, 1, (n, ACTION_DIM)), rng.normal(size=n),
+                       rng.normal(size=(n, OBS_DIM)), (rng.uniform(size=n) < 0.2).astype(np.float32))
+
+
+def test_transitions_mapping_and_rows_give_the_same_model(transitions):
+    fits = [SynthER.fit(transitions, CONFIG, seed=3, progress=False),
+            SynthER.fit(transitions.as_dict(), CONFIG, seed=3, progress=False),
+            SynthER.fit(transitions.to_rows(), CONFIG, seed=3, obs_dim=OBS_DIM, action_dim=ACTION_DIM, progress=False)]
+    for other in fits[1:]:
+        jax.tree.map(np.testing.assert_array_equal, fits[0].model.params, other.model.params)
+    samples = fits[0].sample(jax.random.PRNGKey(1), 100)
+    assert samples.observations.shape == (100, OBS_DIM) and samples.actions.shape == (100, ACTION_DIM)
+    assert set(np.unique(samples.terminals)) <= {0.0, 1.0}  # thresholded at 0.5, as the original
+    np.testing.assert_array_equal(fits[0].sample(jax.random.PRNGKey(1), 100).rewards, samples.rewards)
+
+
+def test_save_and_load_round_trip_and_overwrite(transitions, tmp_path):
+    synther = SynthER.fit(transitions, CONFIG, seed=0, modelled_terminals=False, progress=False)
+    synther.save(str(tmp_path / "model"))
+    other = SynthER.fit(transitions, CONFIG, seed=1, modelled_terminals=False, progress=False)
+    other.save(str(tmp_path / "model"))  # replaces the first
+    loaded = SynthER.load(str(tmp_path / "model"))
+    assert (loaded.obs_dim, loaded.action_dim, loaded.modelled_terminals) == (OBS_DIM, ACTION_DIM, False)
+    key = jax.random.PRNGKey(2)
+    np.testing.assert_array_equal(loaded.sample(key, 50).observations, other.sample(key, 50).observations)
+    assert not np.any(loaded.sample(key, 50).terminals)  # no terminal column: never terminal
+
+
+def test_bad_input_is_refused_with_what_to_pass(transitions, tmp_path):
+    partial = {key: value for key, value in transitions.as_dict().items() if key != "rewards"}
+    with pytest.raises(ValueError, match=r"lacks \['rewards'\]"):
+        SynthER.fit(partial, CONFIG)
+    with pytest.raises(ValueError, match="obs_dim and action_dim"):
+        SynthER.fit(transitions.to_rows(), CONFIG)
+    with pytest.raises(ValueError, match="NaN"):
+        SynthER.fit({**transitions.as_dict(), "rewards": np.full(len(transitions), np.nan)}, CONFIG)
+    with pytest.raises(FileNotFoundError, match="SynthER.save"):
+        SynthER.load(str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="positive number of samples"):
+        SynthER.fit(transitions, CONFIG, progress=False).sample(jax.random.PRNGKey(0), 0)

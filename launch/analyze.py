@@ -27,8 +27,8 @@ flags.DEFINE_integer("denoiser_width", 1024, "Denoiser width, used when no param
 flags.DEFINE_integer("denoiser_depth", 6, "Denoiser depth (residual blocks), used when no parameter count is known.")
 flags.DEFINE_integer("denoiser_dim_t", 128, "Denoiser time-embedding size, used when no parameter count is known.")
 flags.DEFINE_list("baselines", list(AUGMENTATIONS), f"Augmentations to compare with, from {list(AUGMENTATIONS)}.")
-flags.DEFINE_integer("fidelity_rows", 100_000, "Rows per side for the marginal and correlation scores.")
-flags.DEFINE_integer("physics_rows", 10_000, "Rows per source for novelty and the simulator check.")
+flags.DEFINE_integer("fidelity_rows", 100_000, "Rows per side for the marginal and correlation scores.", lower_bound=2)
+flags.DEFINE_integer("physics_rows", 10_000, "Rows per source for novelty and the simulator check.", lower_bound=1)
 flags.DEFINE_enum("correlation", "spearman", ["spearman", "pearson"], "Correlation for the correlation score.")
 flags.DEFINE_integer("seed", 0, "Seed for subsets and augmentations.")
 FLAGS = flags.FLAGS

@@ -46,12 +46,13 @@ LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
 flags.DEFINE_string("env", "Walker2d-v5", "Gymnasium id or DMC domain-task (see synther_jax.envs.make_env).")
 flags.DEFINE_enum("level", "random", LEVELS, "Which D4RL-style level to collect.")
-flags.DEFINE_integer("num_steps", 100_000, "Environment steps to roll out (per policy; not for medium-replay).")
+flags.DEFINE_integer("num_steps", 100_000, "Environment steps to roll out (per policy; not for medium-replay).",
+                     lower_bound=1)
 flags.DEFINE_string("dataset_id", None, "Minari id `namespace/name-vN`; default synther/<env>/<level>-v0.")
-flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behaviour policy's training.")
+flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behaviour policy's training.", lower_bound=0)
 flags.DEFINE_string("bundle", None, "Also write the steps to this D4RL-layout .hdf5 file.")
 flags.DEFINE_integer("bundle_size", None, "At most this many steps in the bundle: a uniform, seeded subsample (as the "
-                     "paper's reduced datasets, Section 4.1.1); the Minari dataset keeps them all.")
+                     "paper's reduced datasets, Section 4.1.1); the Minari dataset keeps them all.", lower_bound=1)
 # Named apart from the pipelines' --workdir/--config: they configure the behaviour policy's SAC run.
 flags.DEFINE_string("behaviour_workdir", None, "Behaviour-policy training and checkpoints; default "
                     "runs/behaviour/<env>-seed<seed>.")

@@ -3,7 +3,7 @@ import datetime
 import os
 import platform
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +44,16 @@ def matmul_peak_flops(sizes=(1024, 2048, 4096), repeats: int = 5) -> float:
         matmul(a, b).block_until_ready()
         best = max(best, 2.0 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats))
     return best
+
+
+def parse_denoiser(spec: str) -> Tuple[int, int, int]:
+    """(width, depth, training steps) from `WIDTHxDEPTH:TRAIN_STEPS`, e.g. 1024x6:100000."""
+    try:
+        size, steps = spec.split(":")
+        width, depth = size.split("x")
+        return int(width), int(depth), int(steps)
+    except ValueError:
+        raise ValueError(f"A denoiser is WIDTHxDEPTH:TRAIN_STEPS, e.g. 1024x6:100000; got {spec!r}.") from None
 
 
 def write_json(path: str, record: dict) -> None:

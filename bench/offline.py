@@ -1,15 +1,20 @@
 """The offline pipeline end to end, stage by stage: TD3+BC on the real data against TD3+BC on
-synthetic data from one or more denoisers, with the wall time of every stage.
+synthetic data from one or more denoisers (and on explicit augmentations of the real data), with
+the wall time of every stage.
 
     python -m bench.offline --workdir=runs/bench_offline                    # the paper's setting (a GPU job)
     python -m bench.offline --config=walker2d --dataset=synther/walker2d/medium-v0 --env_id=Walker2d-v5 \\
         --denoisers=512x4:20000,512x4:100000,1024x6:100000 --num_samples=100000 --num_seeds=2 \\
         --agent_steps=50000 --eval_every=10000 --eval_episodes=5 --sample_chunk_size=20000 \\
         --workdir=runs/bench_offline_cpu                                  # what a 2-core CPU affords
+    python -m bench.offline --config=walker2d --augmentations=additive,multiplicative,dynamics \\
+        --denoisers=1024x6:100000 --num_samples=500000 --agent_steps=100000 --workdir=runs/figure1a
+                                       # paper Figure 1a: every explicit augmentation against SynthER
+                                       # on the bundled (reduced) walker2d medium-replay data
 
-Each run is one `launch.offline` run in `<workdir>/real` or `<workdir>/synthetic-<denoiser>`, so a
-rerun resumes, and finished runs are only read back. A denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none
-given means the config's own (the paper's width, depth 6, 100K steps). Only the flags that concern
+Each run is one `launch.offline` run in `<workdir>/real`, `<workdir>/augmentation-<kind>` or
+`<workdir>/synthetic-<denoiser>`, so a rerun resumes, and finished runs are only read back. A
+denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none given means the config's own (the paper's width, depth 6, 100K steps). Only the flags that concern
 a run are applied to it: the real-data run has no diffusion stage and no fidelity report.
 
 The JSON records the device and versions, the mean normalised return of the dataset's own episodes
@@ -36,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from bench.common import environment, write_json  # noqa: E402
+from bench.common import environment, parse_denoiser, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import offline  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
@@ -50,6 +55,8 @@ flags.DEFINE_string("config", "walker2d-medium", "Argument of configs/d4rl.py, e
 flags.DEFINE_string("dataset", None, "Dataset id or path (default: the config's).")
 flags.DEFINE_string("env_id", None, "Environment to evaluate in (default: the config's).")
 flags.DEFINE_list("denoisers", [], "WIDTHxDEPTH:TRAIN_STEPS per synthetic run (default: the config's denoiser).")
+flags.DEFINE_list("augmentations", [], "Explicit augmentations of the real data to run as well (additive, "
+                  "multiplicative, dynamics; paper Figure 1a), each with --num_samples transitions.")
 flags.DEFINE_integer("num_samples", None, "Synthetic transitions per run (default: the config's, 5M).")
 flags.DEFINE_integer("sample_chunk_size", None, "Samples per jitted sampler call (default: the config's).")
 flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4).")
@@ -62,15 +69,6 @@ flags.DEFINE_string("out", None, "JSON file (default: bench/results/offline_<con
 flags.mark_flag_as_required("workdir")
 
 
-def parse_denoiser(spec: str) -> Tuple[int, int, int]:
-    try:
-        size, steps = spec.split(":")
-        width, depth = size.split("x")
-        return int(width), int(depth), int(steps)
-    except ValueError:
-        raise ValueError(f"A denoiser is WIDTHxDEPTH:TRAIN_STEPS, e.g. 1024x6:100000; got {spec!r}.") from None
-
-
 def base_config() -> ml_collections.ConfigDict:
     config = d4rl.get_config(FLAGS.config)
     for field in ("dataset", "env_id", "num_seeds", "agent_steps", "eval_every", "eval_episodes"):
@@ -80,24 +78,29 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def run_configs() -> List[Tuple[str, ml_collections.ConfigDict]]:
-    """(name, config) of the real-data run and of one synthetic run per denoiser."""
+    """(name, config) of the real-data run, one run per explicit augmentation and one synthetic
+    run per denoiser, every config validated (so its per-dataset values are filled in)."""
     base = base_config()
+    if FLAGS.num_samples is not None:
+        base.num_samples = FLAGS.num_samples
     real = copy.deepcopy(base)
     real.data, real.analyze = "real", False
     runs = [("real", real)]
+    for kind in FLAGS.augmentations:
+        config = copy.deepcopy(base)
+        config.data, config.augmentation = "synthetic", kind
+        runs.append((f"augmentation-{kind}", config))
     for spec in FLAGS.denoisers or [None]:
         config = copy.deepcopy(base)
         config.data = "synthetic"
         if spec is not None:
             width, depth, steps = parse_denoiser(spec)
             config.diffusion.update(width=width, depth=depth, num_train_steps=steps)
-        if FLAGS.num_samples is not None:
-            config.num_samples = FLAGS.num_samples
         if FLAGS.sample_chunk_size is not None:
             config.diffusion.sample_chunk_size = FLAGS.sample_chunk_size
-        d = config.diffusion
-        runs.append((f"synthetic-{d.width}x{d.depth}-{d.num_train_steps}", config))
-    return runs
+        runs.append(("synthetic-{width}x{depth}-{num_train_steps}", config))  # named by its resolved denoiser
+    validated = [(name, d4rl.validate(config)) for name, config in runs]
+    return [(name.format(**config.diffusion), config) for name, config in validated]
 
 
 def dataset_episode_score(real: Transitions, env_id: str) -> Optional[float]:
@@ -126,20 +129,21 @@ def fidelity(workdir: str) -> Optional[dict]:
     dynamics = synthetic["dynamics"]
     return {"marginal_score": synthetic["marginal_score"], "correlation_score": synthetic["correlation_score"],
             "dynamics_mse_mean": dynamics["dynamics_mse_mean"], "dynamics_mse_median": dynamics["dynamics_mse_median"],
-            "denoiser_params": report["compression"]["denoiser_params"], "terminals": report.get("synthetic_terminals")}
+            "denoiser_params": report.get("compression", {}).get("denoiser_params"),  # none for augmentations
+            "terminals": report.get("synthetic_terminals")}
 
 
 def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.3 * len(runs)), 3.8))
     for i, run in enumerate(runs):
         score = run["final_normalized_score"]
-        ax.bar(i, score["mean"], yerr=score["std"], color="tab:gray" if run["name"] == "real" else "tab:blue",
-               capsize=4, alpha=0.8)
+        color = {"real": "tab:gray", "augmentation": "tab:orange"}.get(run["name"].split("-")[0], "tab:blue")
+        ax.bar(i, score["mean"], yerr=score["std"], color=color, capsize=4, alpha=0.8)
         ax.scatter(np.full(len(score["per_seed"]), i), score["per_seed"], color="black", s=12, zorder=3)
     if behaviour is not None:
         ax.axhline(behaviour, color="tab:red", linestyle="--", label=f"dataset episodes ({behaviour:.1f})")
         ax.legend(loc="upper right", fontsize=8)
-    ax.set_xticks(range(len(runs)), [run["name"].replace("synthetic-", "synthetic\n") for run in runs], fontsize=8)
+    ax.set_xticks(range(len(runs)), [run["name"].replace("-", "\n", 1) for run in runs], fontsize=8)
     ax.set_ylabel("D4RL-normalised score")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -158,8 +162,9 @@ def main(argv):
         results = offline.run(config, workdir)
         if name == "real":
             real_results = results
-        runs.append({"name": name, "diffusion": None if name == "real" else config.diffusion.to_dict(),
-                     "num_samples": None if name == "real" else config.num_samples,
+        trained_denoiser = name.startswith("synthetic")
+        runs.append({"name": name, "diffusion": config.diffusion.to_dict() if trained_denoiser else None,
+                     "augmentation": config.augmentation, "num_samples": None if name == "real" else config.num_samples,
                      "final_normalized_score": results["final_normalized_score"],
                      "stage_seconds": results["stage_seconds"], "fidelity": fidelity(workdir)})
         score = results["final_normalized_score"]

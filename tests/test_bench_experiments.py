@@ -1,0 +1,44 @@
+"""The experiment benchmarks at their smallest size, end to end: bench.offline with explicit
+augmentation arms (paper Figure 1a) and bench.online_curves (paper Figure 6)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(module, *flags):
+    result = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_offline_benchmark_with_augmentation_arms(tmp_path):
+    out = tmp_path / "figure1a.json"
+    _run("bench.offline", "--config=walker2d,smoke", "--augmentations=additive,dynamics", "--denoisers=64x2:200",
+         "--num_samples=2000", "--sample_chunk_size=1000", "--num_seeds=2", "--agent_steps=100", "--eval_every=100",
+         "--eval_episodes=1", f"--workdir={tmp_path / 'runs'}", f"--out={out}")
+    record = json.loads(out.read_text())
+    runs = {run["name"]: run for run in record["runs"]}
+    assert list(runs) == ["real", "augmentation-additive", "augmentation-dynamics", "synthetic-64x2-200"]
+    assert runs["augmentation-dynamics"]["augmentation"] == "dynamics" and runs["augmentation-dynamics"]["diffusion"] is None
+    assert runs["synthetic-64x2-200"]["diffusion"]["width"] == 64
+    assert "diffusion" not in runs["augmentation-additive"]["stage_seconds"]  # no denoiser was trained for it
+    assert all(len(run["final_normalized_score"]["per_seed"]) == 2 for run in runs.values())
+    assert (tmp_path / "figure1a.png").exists()
+
+
+def test_online_curves_smoke(tmp_path):
+    out = tmp_path / "curves.json"
+    _run("bench.online_curves", "--smoke", "--num_seeds=2", "--fidelity_samples=1000", f"--workdir={tmp_path / 'runs'}",
+         f"--out={out}")
+    record = json.loads(out.read_text())
+    assert set(record["runs"]) == {"sac", "synther"}
+    for run in record["runs"].values():
+        assert [e["env_step"] for e in run["evaluations"]] == [600, 1200]
+        assert all(len(e["returns"]) == 2 for e in run["evaluations"])
+    assert record["runs"]["synther"]["config"]["agent"]["utd_ratio"] == 20
+    fidelity = record["denoiser_fidelity"]
+    assert fidelity["real_rows"] == 1200 and 0 < fidelity["marginal_score"] <= 1
+    assert (tmp_path / "curves.png").exists()

@@ -63,7 +63,7 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
             write_json(path, current)
         elif recorded != current:
             raise ConfigError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
-                             "or delete the folder to start over.")
+                              "or delete the folder to start over.")
         yield
 
 

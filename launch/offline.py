@@ -181,7 +181,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     env_id = real.metadata.get("env_id")
     if env_id is None:
         raise ConfigError(f"The dataset {config.dataset!r} does not say which environment it comes from; "
-                         "set --config.env_id (e.g. Walker2d-v4 for D4RL v2 data).")
+                          "set --config.env_id (e.g. Walker2d-v4 for D4RL v2 data).")
     with claim_workdir(workdir, config):
         timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
         timer.add("load", load_timer.seconds["load"])

@@ -140,14 +140,24 @@ def write_synthetic(path: str, transitions: Transitions, **metadata) -> None:
         writer.write(transitions)
 
 
+_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # what NumPy raises on a damaged .npz
+
+
+def _corrupt(path: str, error: Exception) -> InvalidDatasetError:
+    return InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). Generate it again.")
+
+
 def read_synthetic_metadata(path: str) -> Dict[str, Any]:
     """The metadata of the synthetic dataset at `path` without reading its arrays: its JSON file,
     else the `metadata` entry of files from earlier versions, else {} (the original's files)."""
     metadata = read_json(metadata_path(path), None)
     if metadata is not None:
         return metadata
-    with np.load(path, allow_pickle=False) as archive:
-        return json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return json.loads(str(archive["metadata"])) if "metadata" in archive.files else {}
+    except _READ_ERRORS as error:
+        raise _corrupt(path, error) from error
 
 
 def read_synthetic(path: str) -> Transitions:
@@ -161,12 +171,11 @@ def read_synthetic(path: str) -> Transitions:
             if missing:
                 raise InvalidDatasetError(f"{path} lacks {missing}; a synthetic dataset needs {list(KEYS)}.")
             arrays = {key: archive[key] for key in KEYS}
-        metadata = read_synthetic_metadata(path)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except _READ_ERRORS as error:
         if isinstance(error, InvalidDatasetError):
             raise
-        raise InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). "
-                                  "Generate it again.") from error
+        raise _corrupt(path, error) from error
+    metadata = read_synthetic_metadata(path)
     for key in ("rewards", "terminals"):
         if arrays[key].ndim == 2 and arrays[key].shape[1] == 1:
             arrays[key] = arrays[key][:, 0]

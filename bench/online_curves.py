@@ -21,20 +21,16 @@ import os
 from typing import Optional
 
 import jax
-import matplotlib
-import numpy as np
+from absl import app, flags, logging
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
-
-from bench.common import environment, parse_denoiser, write_json  # noqa: E402
-from configs import online as online_configs  # noqa: E402
-from launch import online  # noqa: E402
-from synther_jax.analysis.report import REPORT_FILE, analyze  # noqa: E402
-from synther_jax.atomic import read_json  # noqa: E402
-from synther_jax.data import Transitions  # noqa: E402
-from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion  # noqa: E402
+from bench.common import environment, parse_denoiser, write_json
+from configs import online as online_configs
+from launch import online
+from synther_jax.analysis.report import REPORT_FILE, analyze
+from synther_jax.atomic import read_json
+from synther_jax.curves import plot_learning_curves
+from synther_jax.data import Transitions
+from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
@@ -92,23 +88,6 @@ def data_fidelity(config, real: Transitions, out_dir: str) -> Optional[dict]:
             "real_terminals": report.get("real_terminals"), "synthetic_terminals": report.get("synthetic_terminals")}
 
 
-def plot(runs: dict, path: str, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for variant, run in runs.items():
-        steps = np.array([e["env_step"] for e in run["evaluations"]])
-        returns = np.array([e["returns"] for e in run["evaluations"]])
-        mean, std = returns.mean(axis=1), returns.std(axis=1)
-        line, = ax.plot(steps, mean, label=run["label"])
-        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("evaluation return")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -132,8 +111,10 @@ def main(argv):
                                                     os.path.join(FLAGS.workdir, "fidelity"))
     out = FLAGS.out or f"bench/results/online_curves_{FLAGS.env}_{record['device'].split(':')[0]}.json"
     write_json(out, record)
-    plot(runs, os.path.splitext(out)[0] + ".png",
-         f"{FLAGS.env}: evaluation return, mean ± std over {FLAGS.num_seeds} seeds")
+    curves = {run["label"]: ([e["env_step"] for e in run["evaluations"]], [e["returns"] for e in run["evaluations"]])
+              for run in runs.values()}
+    plot_learning_curves(curves, os.path.splitext(out)[0] + ".png", "environment steps", "evaluation return",
+                         FLAGS.env)
     print(f"wrote {os.path.splitext(out)[0]}.png")
 
 

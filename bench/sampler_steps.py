@@ -11,6 +11,7 @@ a deterministic Heun sampler), sampler seed 0..`--sampler_seeds`-1) draws `--num
 that `synther_jax.analysis.analyze` measures against the real data (no augmentation baselines);
 its headline figures, the samples/s of the timed chunks (all but the first, which compiles) and
 the setting's name go to `<workdir>/settings/<name>.json`, so a rerun skips finished settings.
+128 steps go first, so a run cut short still has its reference (rerun with fewer `--steps`).
 
 The noise of a figure is the spread (max - min) over the sampler seeds at the paper's 128 steps,
 with the same churn. A step count "matches 128" when, for every headline figure, its mean over
@@ -210,7 +211,7 @@ def main(argv):
 
     settings_dir = os.path.join(workdir, "settings")
     records = []
-    for steps in scale.steps:
+    for steps in sorted(scale.steps, key=lambda steps: (steps != PAPER_STEPS, steps)):  # the reference first
         for churn in (True, False):
             for seed in range(FLAGS.sampler_seeds):
                 record = measure_setting(real, model, steps, churn, seed, settings_dir, scale,

@@ -45,12 +45,16 @@ AGAIN = 75  # exit status: the slice ended with steps left; run the same command
 STATE_FILE = "runbook_state.json"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("root", None, "Work directory of the whole runbook; the same one for every slice.")
-flags.DEFINE_float("slice_seconds", 540.0, "Wall seconds this slice may use (9 minutes: under a 10-minute limit).")
-flags.DEFINE_bool("smoke", False, "Every step at a size that runs in CPU-minutes (checks the runbook itself).")
-flags.DEFINE_string("results", "bench/results", "Folder for the summary JSON and Markdown table.")
-flags.DEFINE_list("only", None, "Run only these steps (default: all), e.g. --only=offline,online.")
-flags.mark_flag_as_required("root")
+
+
+def define_flags() -> None:
+    """The command line; defined only when run as a program, so tests can import the module's functions."""
+    flags.DEFINE_string("root", None, "Work directory of the whole runbook; the same one for every slice.")
+    flags.DEFINE_float("slice_seconds", 540.0, "Wall seconds this slice may use (9 minutes: under a 10-minute limit).")
+    flags.DEFINE_bool("smoke", False, "Every step at a size that runs in CPU-minutes (checks the runbook itself).")
+    flags.DEFINE_string("results", "bench/results", "Folder for the summary JSON and Markdown table.")
+    flags.DEFINE_list("only", None, "Run only these steps (default: all), e.g. --only=offline,online.")
+    flags.mark_flag_as_required("root")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,4 +236,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -49,19 +49,24 @@ FIGURES = ("marginal_score", "correlation_score", "dynamics_mse_median", "dynami
 SMOKE = dict(width=128, depth=2, dim_t=32, num_train_steps=1_500, steps_per_call=500, checkpoint_every=500)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("smoke", False, "A small denoiser, few samples and step counts: checks the benchmark in CPU-minutes.")
-flags.DEFINE_string("workdir", None, "Where the denoiser and finished settings live; rerun to resume "
-                                     "(default: a temporary directory, not kept).")
-flags.DEFINE_string("out", None, "JSON file (default: bench/results/sampler_steps_<platform>.json); the plot "
-                                 "goes beside it as .png.")
-flags.DEFINE_list("steps", None, "Sampler step counts (default: 8,16,32,64,128; smoke: 8,16,128).")
-flags.DEFINE_integer("num_samples", None, "Samples per setting (default: 50000; smoke: 1000).")
-flags.DEFINE_integer("train_steps", None, "Denoiser training steps (default: the config's 100000; smoke: 1500).")
-flags.DEFINE_integer("sampler_seeds", 2, "Sampler seeds per setting; their spread at 128 steps is the noise.")
-flags.DEFINE_integer("physics_rows", None, "Rows per setting replayed in MuJoCo and measured for novelty "
-                                           "(default: 10000; smoke: 500).")
-flags.DEFINE_integer("chunk_size", None, "Samples per jitted sampler call (default: num_samples / 10).")
-flags.DEFINE_string("scale_note", None, "Why this run's scale differs from the paper-size default, for the JSON.")
+
+
+def define_flags() -> None:
+    """The command line; defined only when run as a program, so tests can import the module's functions."""
+    flags.DEFINE_bool("smoke", False, "A small denoiser, few samples and step counts: checks the benchmark in "
+                                      "CPU-minutes.")
+    flags.DEFINE_string("workdir", None, "Where the denoiser and finished settings live; rerun to resume "
+                                         "(default: a temporary directory, not kept).")
+    flags.DEFINE_string("out", None, "JSON file (default: bench/results/sampler_steps_<platform>.json); the plot "
+                                     "goes beside it as .png.")
+    flags.DEFINE_list("steps", None, "Sampler step counts (default: 8,16,32,64,128; smoke: 8,16,128).")
+    flags.DEFINE_integer("num_samples", None, "Samples per setting (default: 50000; smoke: 1000).")
+    flags.DEFINE_integer("train_steps", None, "Denoiser training steps (default: the config's 100000; smoke: 1500).")
+    flags.DEFINE_integer("sampler_seeds", 2, "Sampler seeds per setting; their spread at 128 steps is the noise.")
+    flags.DEFINE_integer("physics_rows", None, "Rows per setting replayed in MuJoCo and measured for novelty "
+                                               "(default: 10000; smoke: 500).")
+    flags.DEFINE_integer("chunk_size", None, "Samples per jitted sampler call (default: num_samples / 10).")
+    flags.DEFINE_string("scale_note", None, "Why this run's scale differs from the paper-size default, for the JSON.")
 
 
 def setting_name(steps: int, churn: bool, seed: int) -> str:
@@ -248,4 +253,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

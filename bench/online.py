@@ -10,6 +10,8 @@ For SynthER the synthetic buffer is filled once with resampled real rows ("diffu
 "diffusion included" adds the measured cost of one retrain of the online denoiser (width 1024,
 depth 6, dim_t 256: 100K training steps at batch 256, then 1M samples with 128 sampler steps),
 extrapolated from timed chunks and spread over the 10K environment steps between retrains.
+The retrain is also timed for `--seeds` seeds' models both ways: one after another, and as one
+vmapped training and sampling program (what `launch.online` runs).
 """
 import multiprocessing
 import os
@@ -17,6 +19,7 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
@@ -25,13 +28,14 @@ from configs.online import get_config
 from launch import online
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
+from synther_jax.diffusion.trainer import init_state, sample_rows, sample_rows_seeds, train_steps, train_steps_seeds
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
 flags.DEFINE_integer("warmup", 1_000, "Random-action steps before learning starts (the paper: 5000).")
 flags.DEFINE_integer("steps", 500, "Learning steps timed per variant.")
-flags.DEFINE_integer("seeds", 2, "Seeds for the vmapped-vs-processes comparison (SAC UTD 1); 0 skips it.")
+flags.DEFINE_integer("seeds", 2, "Seeds for the vmapped-vs-processes comparison (SAC UTD 1; 0 skips it) and for "
+                                  "the diffusion retrain one by one against one program.")
 flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_<platform>_<env>.json).")
 
 
@@ -63,28 +67,49 @@ def loop_seconds_per_step(env: str, variant: str, warmup: int, steps: int, num_s
     return per_step + seconds["agent_updates"] / steps
 
 
-def diffusion_retrain_seconds(config: DiffusionConfig, row_dim: int, num_samples: int) -> dict:
-    """One online retrain (training and `num_samples` samples), extrapolated from timed chunks."""
-    state = init_state(config, jax.random.PRNGKey(0), row_dim)
-    data = jax.random.normal(jax.random.PRNGKey(1), (10_000, row_dim))
-    chunk = 10
+def diffusion_retrain_seconds(config: DiffusionConfig, row_dim: int, num_samples: int, num_seeds: int) -> dict:
+    """One online retrain (training, then `num_samples` samples), extrapolated from timed chunks:
+    for one seed's model, and for `num_seeds` seeds' models both ways, one after another (the
+    one-seed time, `num_seeds` times) and as one vmapped program (`train_steps_seeds`,
+    `sample_rows_seeds`, as `launch.online` runs them)."""
+    keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    states = jax.vmap(lambda key: init_state(config, key, row_dim))(keys)
+    state = jax.tree.map(lambda x: x[0], states)
+    data = jax.random.normal(jax.random.PRNGKey(1), (num_seeds, 10_000, row_dim))
+    chunk, num = 10, 64
 
-    def train():
+    def train_one():
         nonlocal state
-        state, loss = train_steps(state, data, jax.random.PRNGKey(2), config=config, num_steps=chunk,
+        state, loss = train_steps(state, data[0], jax.random.PRNGKey(2), config=config, num_steps=chunk,
                                   batch_size=config.batch_size)
         loss.block_until_ready()
 
-    train()
-    step_seconds = best_time(train, 2) / chunk
-    model = Diffusion(config, row_dim, state.ema_params, state.constants,
-                      Normalizer(np.zeros(row_dim, np.float32), np.ones(row_dim, np.float32)))
-    num = 64
-    sample = lambda: sample_rows(model, jax.random.PRNGKey(3), num).block_until_ready()
-    sample()
-    sample_seconds = best_time(sample, 2) / num
-    return {"train_step_seconds": step_seconds, "sample_seconds": sample_seconds,
-            "training_seconds": step_seconds * config.num_train_steps, "generation_seconds": sample_seconds * num_samples}
+    def train_seeds():
+        nonlocal states
+        states, loss = train_steps_seeds(states, data, keys, config=config, num_steps=chunk,
+                                         batch_size=config.batch_size)
+        loss.block_until_ready()
+
+    normalizer = Normalizer(np.zeros(row_dim, np.float32), np.ones(row_dim, np.float32))
+    models = Diffusion(config, row_dim, *jax.tree.map(jnp.copy, (states.ema_params, states.constants)),
+                       jax.tree.map(lambda x: np.stack([x] * num_seeds), normalizer))
+    model = jax.tree.map(lambda x: x[0], models)
+    sample_one = lambda: sample_rows(model, keys[0], num).block_until_ready()
+    sample_seeds = lambda: sample_rows_seeds(models, keys, num).block_until_ready()
+    seconds = {}
+    for name, fn in (("train_one", train_one), ("train_seeds", train_seeds), ("sample_one", sample_one),
+                     ("sample_seeds", sample_seeds)):
+        fn()  # compile
+        seconds[name] = best_time(fn, 2)
+    one_seed = {"training_seconds": seconds["train_one"] / chunk * config.num_train_steps,
+                "generation_seconds": seconds["sample_one"] / num * num_samples}
+    one_program = {"training_seconds": seconds["train_seeds"] / chunk * config.num_train_steps,
+                   "generation_seconds": seconds["sample_seeds"] / num * num_samples}
+    one_by_one = {k: num_seeds * v for k, v in one_seed.items()}
+    return {"train_step_seconds": seconds["train_one"] / chunk, "sample_seconds": seconds["sample_one"] / num,
+            **one_seed,
+            "seeds": {"num_seeds": num_seeds, "one_by_one": one_by_one, "one_program": one_program,
+                      "one_program_speedup": sum(one_by_one.values()) / sum(one_program.values())}}
 
 
 def _separate_process(queue, *args) -> None:
@@ -121,7 +146,7 @@ def main(argv):
     probe.close()
     row_dim = 2 * obs_dim + action_dim + 1 + int(config.synther.modelled_terminals)
     retrain = diffusion_retrain_seconds(DiffusionConfig(**config.synther.diffusion), row_dim,
-                                        config.synther.num_samples)
+                                        config.synther.num_samples, max(FLAGS.seeds, 1))
     amortised = (retrain["training_seconds"] + retrain["generation_seconds"]) / config.synther.retrain_every
     record["diffusion_retrain"] = retrain
     record["synther_utd20_with_diffusion_env_steps_per_s"] = 1.0 / (1.0 / record["synther_utd20_env_steps_per_s"]
@@ -129,6 +154,10 @@ def main(argv):
     print(f"synther_utd20 with diffusion: {record['synther_utd20_with_diffusion_env_steps_per_s']:.3f} env steps/s "
           f"(one retrain: {retrain['training_seconds'] / 3600:.2f} h training + "
           f"{retrain['generation_seconds'] / 3600:.2f} h generation)")
+    seeds = retrain["seeds"]
+    print(f"one retrain of {seeds['num_seeds']} seeds' models: one by one "
+          f"{sum(seeds['one_by_one'].values()) / 3600:.2f} h, as one vmapped program "
+          f"{sum(seeds['one_program'].values()) / 3600:.2f} h ({seeds['one_program_speedup']:.2f}x)")
 
     if FLAGS.seeds > 1:
         vmapped = loop_seconds_per_step(FLAGS.env, "sac", FLAGS.warmup, FLAGS.steps, FLAGS.seeds)

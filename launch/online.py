@@ -6,8 +6,9 @@ Every environment step: act (uniform random actions for the first `start_steps`)
 own environment, store the transition in the seed's real replay buffer, then run one environment
 step's worth of agent updates (`utd_ratio` critic updates in one jitted scan) on minibatches mixed
 from the real and synthetic buffers. With SynthER on, every `retrain_every` steps a fresh diffusion
-model is trained on all real data and the synthetic buffer is refilled with its samples (spec
-section 6.3). Seeds are a vmapped axis of the agents and buffers.
+model per seed is trained on all of that seed's real data and refills that seed's synthetic buffer
+with its samples (spec section 6.3). Seeds are a vmapped axis of the agents, the buffers and the
+diffusion models (all seeds' models train and sample as one program).
 
 `train` is the loop as a function, reused by `launch.collect` for behaviour policies. It writes
 into the work directory: `config.json`, resumable checkpoints (agents, both buffers, environment
@@ -40,12 +41,14 @@ from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data.transitions import Transitions
-from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generate_seeds, train_diffusion,
+                                  train_diffusion_seeds)
 from synther_jax.envs import make_env
 from synther_jax.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
 
-# synthesize(real_rows, key) -> synthetic rows, both in the layout of `Transitions.to_rows`.
+# synthesize(real_rows (S, N, d), keys (S, ...)) -> synthetic rows (S, M, d), one slice per seed, in the
+# layout of `Transitions.to_rows`.
 Synthesize = Callable[[np.ndarray, jax.Array], np.ndarray]
 # on_eval(env_step, mean_return, agent_states) -> True to stop training.
 OnEval = Callable[[int, float, sac.SACState], bool]
@@ -84,6 +87,11 @@ def update_agents(states, real, synthetic, key, synthetic_ratio):
 
 def seed_slice(tree, index: int):
     return jax.tree.map(lambda x: x[index], tree)
+
+
+def stack_seeds(trees: Sequence):
+    """The inverse of `seed_slice`: one tree with a leading seed axis."""
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
 def episode_seed(run_seed: int, seed_index: int, episode_id: int) -> int:
@@ -167,9 +175,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
           on_eval: Optional[OnEval] = None) -> TrainResult:
     """Runs (or resumes) the online loop of `config` (see configs/online.py) in `workdir`.
 
-    `synthesize(real_rows, key)` is called every `config.synther.retrain_every` steps when
-    `config.synther.enabled`, once per seed, with that seed's real data as rows; its output
-    replaces the seed's synthetic buffer. If it has a `seconds` dict (e.g. diffusion training and
+    `synthesize(real_rows, keys)` is called every `config.synther.retrain_every` steps when
+    `config.synther.enabled`, with every seed's real data as rows (seed axis first) and one key
+    per seed; its slice s replaces seed s's synthetic buffer. If it has a `seconds` dict (e.g. diffusion training and
     generation), that breakdown is added to the timings. `on_eval(env_step, mean_return,
     agent_states)` runs after every evaluation (mean over seeds and episodes) and may stop training
     by returning True.
@@ -291,15 +299,19 @@ def _refill_synthetic(synthesize: Synthesize, real, synthetic, key, obs_dim, act
     """A fresh synthetic buffer per seed, filled with rows generated from that seed's real data.
 
     Only the real buffer is read: the live rollout state is out of reach (the original's issue #9).
+    Every seed's buffer holds the same number of rows (the seeds step together), so they stack.
     """
+    num_seeds = jax.tree.leaves(real)[0].shape[0]
+    real_rows = np.stack([replay.to_transitions(seed_slice(real, i)).to_rows(modelled_terminals)
+                          for i in range(num_seeds)])
+    keys = jnp.stack([jax.random.fold_in(key, i) for i in range(num_seeds)])
+    synthetic_rows = np.asarray(synthesize(real_rows, keys), np.float32)
     fresh = []
-    for i in range(jax.tree.leaves(real)[0].shape[0]):
-        real_rows = replay.to_transitions(seed_slice(real, i)).to_rows(modelled_terminals)
-        rows = np.asarray(synthesize(real_rows, jax.random.fold_in(key, i)), np.float32)
+    for rows in synthetic_rows:
         generated = Transitions.from_rows(rows, obs_dim, action_dim, modelled_terminals, terminal_threshold)
         empty = replay.create_buffer(synthetic.capacity, obs_dim, action_dim)
         fresh.append(replay.insert_transitions(empty, generated))
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *fresh)
+    return stack_seeds(fresh)
 
 
 def _vector_env(env_name: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -326,37 +338,49 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: Trai
 # --- the diffusion model as `synthesize` ---------------------------------------------------------
 
 class DiffusionSynthesizer:
-    """Trains a diffusion model on the real rows, then samples `num_samples` rows from it.
+    """Trains one diffusion model per seed on that seed's real rows, then samples `num_samples`
+    rows from each.
 
-    By default each retrain starts from new weights, optimiser and EMA, as the original (spec
-    section 6.3). With `warm_start`, each seed's model starts from that seed's previous model
-    (`train` calls the synthesizer once per seed, in seed order, at every refill); after a resume
-    the first retrain starts fresh, since models are not checkpointed.
+    With `one_program` (the default) all seeds' models train and sample together as one vmapped
+    program (`train_diffusion_seeds`, `generate_seeds`), which a GPU runs side by side; without it,
+    one after another (`train_diffusion`, `generate`), as the original. Both give the same rows up
+    to float32 rounding. By default each retrain starts from new weights, optimiser and EMA, as the
+    original (spec section 6.3). With `warm_start`, each seed's model starts from that seed's
+    previous model; after a resume the first retrain starts fresh, since models are not
+    checkpointed.
     """
 
     def __init__(self, diffusion: ml_collections.ConfigDict, num_samples: int, skip_norm_dims: Sequence[int],
-                 num_seeds: int = 1, warm_start: bool = False, progress: bool = True):
+                 warm_start: bool = False, one_program: bool = True, progress: bool = True):
         self.config = DiffusionConfig(**diffusion)
         self.num_samples = num_samples
         self.skip_norm_dims = tuple(skip_norm_dims)
-        self.num_seeds, self.warm_start = num_seeds, warm_start
+        self.warm_start, self.one_program = warm_start, one_program
         self.progress = progress
         self.seconds = {"diffusion_training": 0.0, "generation": 0.0}
-        self._previous: Dict[int, Diffusion] = {}
-        self._calls = 0
+        self._previous: Optional[Diffusion] = None  # every seed's last model, seed axis first
 
-    def __call__(self, real_rows: np.ndarray, key: jax.Array) -> np.ndarray:
-        seed_index = self._calls % self.num_seeds
-        self._calls += 1
-        train_key, sample_key = jax.random.split(key)
+    def __call__(self, real_rows: np.ndarray, keys: jax.Array) -> np.ndarray:
+        train_keys, sample_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+        warm_start = self._previous if self.warm_start else None
         start = time.perf_counter()
-        model = train_diffusion(real_rows, self.config, train_key, self.skip_norm_dims, progress=self.progress,
-                                warm_start=self._previous.get(seed_index) if self.warm_start else None)
-        jax.block_until_ready(model)
+        if self.one_program:
+            models = train_diffusion_seeds(real_rows, self.config, train_keys, self.skip_norm_dims,
+                                           progress=self.progress, warm_start=warm_start)
+        else:
+            models = stack_seeds([
+                train_diffusion(rows, self.config, key, self.skip_norm_dims, progress=self.progress,
+                                warm_start=None if warm_start is None else seed_slice(warm_start, i))
+                for i, (rows, key) in enumerate(zip(real_rows, train_keys))])
+        jax.block_until_ready(models)
         if self.warm_start:
-            self._previous[seed_index] = model
+            self._previous = models
         middle = time.perf_counter()
-        rows = generate(model, self.num_samples, sample_key, progress=self.progress)
+        if self.one_program:
+            rows = generate_seeds(models, self.num_samples, sample_keys, progress=self.progress)
+        else:
+            rows = np.stack([generate(seed_slice(models, i), self.num_samples, key, progress=self.progress)
+                             for i, key in enumerate(sample_keys)])
         self.seconds["diffusion_training"] += middle - start
         self.seconds["generation"] += time.perf_counter() - middle
         return rows
@@ -379,8 +403,7 @@ def make_synthesizer(config: ml_collections.ConfigDict) -> Optional[DiffusionSyn
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
     dims = skip_norm_dims(obs_dim, action_dim, config.synther.modelled_terminals, config.synther.normalise_reward)
-    return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.num_seeds,
-                                config.synther.warm_start)
+    return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.synther.warm_start)
 
 
 def main(_):

@@ -25,10 +25,11 @@ def tiny_config(variant="synther", env="hopper", **overrides):
     return config
 
 
-def noisy_copy(real_rows, key):
-    """A stand-in generator: the real rows plus noise, deterministic in `key`."""
-    noise = np.asarray(jax.random.normal(key, real_rows.shape), np.float32)
-    return real_rows[np.arange(500) % len(real_rows)] + 0.01 * noise[np.arange(500) % len(real_rows)]
+def noisy_copy(real_rows, keys):
+    """A stand-in generator: each seed's real rows plus noise, deterministic in the seed's key."""
+    index = np.arange(500) % real_rows.shape[1]
+    noise = np.stack([np.asarray(jax.random.normal(key, (500, real_rows.shape[2])), np.float32) for key in keys])
+    return real_rows[:, index] + 0.01 * noise
 
 
 def test_smoke_loop_with_one_diffusion_retrain_writes_every_output(tmp_path):
@@ -55,7 +56,7 @@ def test_generation_never_touches_the_rollout(tmp_path):
     """The original's issue #9: storing generated rows overwrote the live observation. Here the
     generator returns absurd rows; the real data must still chain obs[t + 1] == next_obs[t]."""
     config = tiny_config(total_steps=260, eval_every=260, checkpoint_every=260)
-    garbage = lambda rows, key: np.full((500, rows.shape[1]), 1e3, np.float32)
+    garbage = lambda rows, keys: np.full((rows.shape[0], 500, rows.shape[2]), 1e3, np.float32)
     result = online.train(config, str(tmp_path), synthesize=garbage)
     data = result.real_data[0]
     ended = (data.terminals + data.timeouts) > 0
@@ -130,16 +131,28 @@ def test_raw_columns_follow_the_original_online_configs():
     assert gym_config.diffusion.width == 1024 and gym_config.diffusion.depth == 6 and gym_config.diffusion.dim_t == 256
 
 
+TINY_DIFFUSION = dataclasses.asdict(DiffusionConfig(width=16, depth=1, dim_t=8, num_train_steps=20, steps_per_call=10,
+                                                   num_sample_steps=4))
+
+
 def test_warm_start_continues_each_seeds_previous_model():
-    diffusion = dict(dataclasses.asdict(DiffusionConfig(width=16, depth=1, dim_t=8, num_train_steps=20,
-                                                        steps_per_call=10, num_sample_steps=4)))
-    rows = np.random.default_rng(0).normal(size=(64, 5)).astype(np.float32)
-    synthesizer = online.DiffusionSynthesizer(diffusion, 8, (), num_seeds=2, warm_start=True, progress=False)
-    frequencies = lambda seed: np.asarray(
-        synthesizer._previous[seed].constants["RandomFourierFeatures_0"]["frequencies"])
-    synthesizer(rows, jax.random.PRNGKey(0))  # seed 0, first refill
-    synthesizer(rows, jax.random.PRNGKey(1))  # seed 1, first refill
-    first = frequencies(0)
-    assert not np.array_equal(first, frequencies(1))
-    synthesizer(rows, jax.random.PRNGKey(2))  # seed 0 again: starts from its own previous model
-    np.testing.assert_array_equal(frequencies(0), first)
+    rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
+    synthesizer = online.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), warm_start=True, progress=False)
+    frequencies = lambda: np.asarray(synthesizer._previous.constants["RandomFourierFeatures_0"]["frequencies"])
+    synthesizer(rows, jax.random.split(jax.random.PRNGKey(0), 2))  # first refill: fresh models
+    first = frequencies()
+    assert not np.array_equal(first[0], first[1])  # each seed its own model
+    synthesizer(rows, jax.random.split(jax.random.PRNGKey(1), 2))  # second: each starts from its own previous
+    np.testing.assert_array_equal(frequencies(), first)
+
+
+def test_seeds_models_as_one_program_give_the_one_by_one_rows():
+    """The vmapped path (the launcher's) against the seeds one after another; the tolerance is
+    float32 rounding (see tests/test_trainer.py), far below the gap between two seeds' rows."""
+    rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    together = online.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), progress=False)(rows, keys)
+    one_by_one = online.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), one_program=False, progress=False)(rows, keys)
+    assert together.shape == (2, 8, 5)
+    np.testing.assert_allclose(together, one_by_one, atol=1e-4)
+    assert np.max(np.abs(together[0] - one_by_one[1])) > 0.1

@@ -2,5 +2,5 @@
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
 from synther_jax.diffusion.edm import EDMConfig
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import (Diffusion, DiffusionConfig, generate, iterate_samples, load_diffusion,
-                                           train_diffusion)
+from synther_jax.diffusion.trainer import (Diffusion, DiffusionConfig, generate, generate_seeds, iterate_samples,
+                                           load_diffusion, train_diffusion, train_diffusion_seeds)

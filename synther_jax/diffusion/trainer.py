@@ -5,6 +5,10 @@
 weights exactly as ema-pytorch 0.1.2 does, and checkpoints so an interrupted run resumes to the
 same parameters. `generate` samples with the EMA weights in fixed-size chunks.
 
+`train_diffusion_seeds` and `generate_seeds` do the same for one model per seed as one vmapped
+program (online SynthER's per-seed models): seed s gets what `train_diffusion` and `generate`
+give for its rows and key, up to float32 rounding (a batched matmul may sum in another order).
+
 Deviations from the original, all without effect on the model's behaviour:
 - minibatches are drawn uniformly with replacement instead of by a shuffled DataLoader with a
   partial batch at each epoch end;
@@ -16,6 +20,7 @@ them. Without a mesh everything runs on the default device, exactly as before.
 """
 import dataclasses
 import os
+from functools import partial
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
 from jax.sharding import Mesh
@@ -166,8 +171,7 @@ def check_divisible(size: int, mesh: Optional[Mesh], what: str) -> None:
                          f"split across them; change it or use a mesh of fewer devices.")
 
 
-@jax.jit(static_argnames=("config", "num_steps", "batch_size", "mesh"), donate_argnames=("state",))
-def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: DiffusionConfig, num_steps: int,
+def _train_chunk(state: TrainState, data: jax.Array, key: jax.Array, *, config: DiffusionConfig, num_steps: int,
                 batch_size: int, mesh: Optional[Mesh] = None):
     """`num_steps` optimisation steps in one scan over minibatches of the normalised `data`.
 
@@ -193,6 +197,54 @@ def train_steps(state: TrainState, data: jax.Array, key: jax.Array, *, config: D
     return state, jnp.mean(losses)
 
 
+train_steps = jax.jit(_train_chunk, static_argnames=("config", "num_steps", "batch_size", "mesh"),
+                      donate_argnames=("state",))
+
+
+@jax.jit(static_argnames=("config", "num_steps", "batch_size"), donate_argnames=("states",))
+def train_steps_seeds(states: TrainState, data: jax.Array, keys: jax.Array, *, config: DiffusionConfig,
+                      num_steps: int, batch_size: int):
+    """`train_steps` for every seed at once: states, data (S, N, d) and keys carry a leading seed
+    axis, and so do the returned states and mean losses."""
+    chunk = partial(_train_chunk, config=config, num_steps=num_steps, batch_size=batch_size)
+    return jax.vmap(chunk)(states, data, keys)
+
+
+def _check_rows(rows: np.ndarray, ndim: int, shape: str) -> np.ndarray:
+    rows = np.asarray(rows, np.float32)
+    if rows.ndim != ndim or not np.all(np.isfinite(rows)):
+        raise ValueError(f"Training rows must be a finite {shape} array; got shape {rows.shape}"
+                         f"{'' if rows.ndim != ndim else ' with NaN or inf values'}.")
+    return rows
+
+
+def _warm_started(state: TrainState, warm_start: Diffusion) -> TrainState:
+    """`state` with the EMA weights and Fourier frequencies of `warm_start` (same architecture)."""
+    if jax.tree.map(jnp.shape, warm_start.params) != jax.tree.map(jnp.shape, state.params):
+        raise ValueError("warm_start has another architecture or row size than this config; start fresh instead.")
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the train step donates the state
+    return state.replace(params=copy(warm_start.params), ema_params=copy(warm_start.params),
+                         constants=copy(warm_start.constants))
+
+
+def _run_chunks(state, step: int, run_chunk, config: DiffusionConfig, progress: bool, after_chunk=None):
+    """Calls `run_chunk(state, step, num_steps) -> (state, loss)` until `num_train_steps`, with a
+    progress bar; `after_chunk(state, step, calls, loss)` runs after each call."""
+    with tqdm(total=config.num_train_steps, initial=step, desc="diffusion training", disable=not progress,
+              unit="step") as bar:
+        calls = 0
+        while step < config.num_train_steps:
+            num_steps = min(config.steps_per_call, config.num_train_steps - step)
+            state, loss = run_chunk(state, step, num_steps)
+            step, calls = step + num_steps, calls + 1
+            loss = float(jnp.mean(loss))
+            if after_chunk is not None:
+                after_chunk(state, step, calls, loss)
+            bar.update(num_steps)
+            bar.set_postfix(loss=f"{loss:.4f}")
+    return state
+
+
 def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_norm_dims: Sequence[int] = (),
                     workdir: Optional[str] = None, log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
                     progress: bool = True, mesh: Optional[Mesh] = None,
@@ -207,10 +259,7 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
     from another model's EMA weights and Fourier frequencies instead of a fresh draw (online
     SynthER's option; the original retrains from scratch); optimiser, schedule and EMA restart.
     """
-    rows = np.asarray(rows, np.float32)
-    if rows.ndim != 2 or not np.all(np.isfinite(rows)):
-        raise ValueError(f"Training rows must be a finite (N, d) array; got shape {rows.shape}"
-                         f"{'' if rows.ndim != 2 else ' with NaN or inf values'}.")
+    rows = _check_rows(rows, 2, "(N, d)")
     batch_size = config.resolve_batch_size(len(rows))
     check_divisible(batch_size, mesh, "batch size")
     normalizer = Normalizer.fit(rows, skip_norm_dims)
@@ -219,11 +268,7 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
     init_key, train_key = jax.random.split(key)
     state = init_state(config, init_key, rows.shape[1])
     if warm_start is not None:
-        if jax.tree.map(jnp.shape, warm_start.params) != jax.tree.map(jnp.shape, state.params):
-            raise ValueError("warm_start has another architecture or row size than this config; start fresh instead.")
-        copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the train step donates the state
-        state = state.replace(params=copy(warm_start.params), ema_params=copy(warm_start.params),
-                              constants=copy(warm_start.constants))
+        state = _warm_started(state, warm_start)
 
     checkpointer = None
     if workdir is not None:
@@ -236,25 +281,48 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
         state = sharding.replicate(state, mesh)
     calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
 
-    step = int(state.step)
-    with tqdm(total=config.num_train_steps, initial=step, desc="diffusion training", disable=not progress,
-              unit="step") as bar:
-        calls = 0
-        while step < config.num_train_steps:
-            num_steps = min(config.steps_per_call, config.num_train_steps - step)
-            state, loss = train_steps(state, data, jax.random.fold_in(train_key, step), config=config,
-                                      num_steps=num_steps, batch_size=batch_size, mesh=mesh)
-            step, calls = step + num_steps, calls + 1
-            if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
-                checkpointer.save(step, {"state": state, "normalizer": normalizer})
-            loss = float(loss)
-            bar.update(num_steps)
-            bar.set_postfix(loss=f"{loss:.4f}")
-            if log_fn is not None:
-                log_fn(step, {"loss": loss})
+    def run_chunk(state, step, num_steps):
+        return train_steps(state, data, jax.random.fold_in(train_key, step), config=config, num_steps=num_steps,
+                           batch_size=batch_size, mesh=mesh)
+
+    def after_chunk(state, step, calls, loss):
+        if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
+            checkpointer.save(step, {"state": state, "normalizer": normalizer})
+        if log_fn is not None:
+            log_fn(step, {"loss": loss})
+
+    state = _run_chunks(state, int(state.step), run_chunk, config, progress, after_chunk)
     if checkpointer is not None:
         checkpointer.close()
     return Diffusion(config, rows.shape[1], state.ema_params, state.constants, normalizer)
+
+
+def train_diffusion_seeds(rows: np.ndarray, config: DiffusionConfig, keys: jax.Array,
+                          skip_norm_dims: Sequence[int] = (), progress: bool = True,
+                          warm_start: Optional[Diffusion] = None) -> Diffusion:
+    """One model per seed, trained together as one vmapped program, on rows (S, N, d) with keys (S, ...).
+
+    Returns a `Diffusion` whose arrays carry a leading seed axis; seed s's model is
+    `train_diffusion(rows[s], config, keys[s], skip_norm_dims)` up to float32 rounding, so a GPU
+    trains all seeds' models at once instead of one after another. `warm_start`, if given, holds
+    one model per seed (a leading seed axis, as returned here). No checkpoints and no mesh: online
+    SynthER, the user, retrains from its own checkpointed replay instead.
+    """
+    rows = _check_rows(rows, 3, "(seeds, N, d)")
+    batch_size = config.resolve_batch_size(rows.shape[1])
+    normalizer = jax.tree.map(lambda *xs: jnp.stack(xs), *[Normalizer.fit(r, skip_norm_dims) for r in rows])
+    data = jax.vmap(Normalizer.normalize)(normalizer, jnp.asarray(rows))
+    init_keys, train_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+    state = jax.vmap(lambda key: init_state(config, key, rows.shape[2]))(init_keys)
+    if warm_start is not None:
+        state = _warm_started(state, warm_start)
+
+    def run_chunk(states, step, num_steps):
+        chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, step)
+        return train_steps_seeds(states, data, chunk_keys, config=config, num_steps=num_steps, batch_size=batch_size)
+
+    state = _run_chunks(state, 0, run_chunk, config, progress)
+    return Diffusion(config, rows.shape[2], state.ema_params, state.constants, normalizer)
 
 
 def _write_config(workdir: str, config: DiffusionConfig, dim: int) -> None:
@@ -279,14 +347,23 @@ def load_diffusion(workdir: str) -> Diffusion:
     return Diffusion(config, dim, state.ema_params, state.constants, normalizer)
 
 
-@jax.jit(static_argnames=("num", "mesh"))
-def sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh] = None) -> jax.Array:
+def _sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh] = None) -> jax.Array:
     """`num` un-normalised rows from the model, one jitted sampler call.
 
     With a `mesh`, pass the model replicated on it: the rows are split across its devices.
     """
     x = edm.sample(_net(model.config, model.params, model.constants, mesh), key, num, model.dim, model.config)
     return sharding.constrain_leading_axis(model.normalizer.unnormalize(x), mesh)
+
+
+sample_rows = jax.jit(_sample_rows, static_argnames=("num", "mesh"))
+
+
+@jax.jit(static_argnames=("num",))
+def sample_rows_seeds(models: Diffusion, keys: jax.Array, num: int) -> jax.Array:
+    """`sample_rows` for every seed's model at once: (S, num, d) rows from models and keys with a
+    leading seed axis."""
+    return jax.vmap(lambda model, key: _sample_rows(model, key, num))(models, keys)
 
 
 def iterate_samples(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
@@ -317,4 +394,21 @@ def generate(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Opt
     for rows in iterate_samples(model, num_samples, key, chunk_size, progress, mesh):
         out[start:start + len(rows)] = rows
         start += len(rows)
+    return out
+
+
+def generate_seeds(models: Diffusion, num_samples: int, keys: jax.Array, chunk_size: Optional[int] = None,
+                   progress: bool = True) -> np.ndarray:
+    """(S, num_samples, d) rows from the S models of `train_diffusion_seeds`, all seeds in each
+    vmapped sampler call; seed s's rows are `generate(model s, num_samples, keys[s], chunk_size)`
+    up to float32 rounding (the same chunks and chunk keys)."""
+    num_seeds = len(keys)
+    chunk_size = min(chunk_size or models.config.sample_chunk_size, num_samples)
+    out = np.empty((num_seeds, num_samples, models.dim), np.float32)
+    with tqdm(total=num_samples * num_seeds, desc="generating", disable=not progress, unit="sample") as bar:
+        for c, start in enumerate(range(0, num_samples, chunk_size)):
+            chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, c)
+            rows = np.asarray(sample_rows_seeds(models, chunk_keys, chunk_size))[:, : num_samples - start]
+            out[:, start:start + rows.shape[1]] = rows
+            bar.update(rows.size // models.dim)
     return out

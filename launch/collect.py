@@ -222,11 +222,23 @@ def collect_episodes(level: str, env, behaviour: Optional[BehaviourPolicies]) ->
     return episodes
 
 
+def render_medium_replay(behaviour: BehaviourPolicies):
+    """The SAC run's replay up to the medium policy (trained if needed), re-simulated episode by
+    episode from its reset seeds and rendered at action repeat 2."""
+    from launch.online import episode_seed
+    from synther_jax.pixel_envs import render_replay
+
+    behaviour.medium_replay()
+    replay = load_dataset(behaviour.replay_path, keep_timeouts=True)
+    episodes = [(episode_seed(behaviour.seed, 0, int(i)), replay.actions[replay.episode_ids == i],
+                 replay.next_observations[replay.episode_ids == i]) for i in np.unique(replay.episode_ids)]
+    return render_replay(behaviour.env, episodes, description=f"medium-replay {behaviour.env}")
+
+
 def collect_pixels() -> None:
     """`--pixels`: V-D4RL-style hdf5 files in `--out`, one per behaviour policy's rollout."""
-    from launch.online import episode_seed
     from synther_jax.data.pixels import write_pixel_hdf5
-    from synther_jax.pixel_envs import render_dataset, render_replay
+    from synther_jax.pixel_envs import render_dataset
 
     if not FLAGS.out:
         raise app.UsageError("--pixels needs --out=DIR, the folder that receives the dataset.")
@@ -242,11 +254,7 @@ def collect_pixels() -> None:
         parts = {"random": render_dataset(env, uniform_random_policy(make_env(env).action_space, seed), steps, seed,
                                           description=f"random {env}")}
     elif FLAGS.level == "medium-replay":
-        behaviour.medium_replay()  # trains SAC up to the medium return if needed
-        replay = load_dataset(behaviour.replay_path, keep_timeouts=True)
-        episodes = [(episode_seed(seed, 0, int(i)), replay.actions[replay.episode_ids == i],
-                     replay.next_observations[replay.episode_ids == i]) for i in np.unique(replay.episode_ids)]
-        parts = {"medium-replay": render_replay(env, episodes, description=f"medium-replay {env}")}
+        parts = {"medium-replay": render_medium_replay(behaviour)}
     else:
         parts = {name: render_dataset(env, behaviour.policy(name, seed), steps, seed, description=f"{name} {env}")
                  for name in ("medium", "expert") if name in FLAGS.level.split("-")}

@@ -56,3 +56,21 @@ def test_replay_stream_renders_like_action_repeat_and_refuses_a_foreign_stream()
         tampered = next_observations.copy()
         tampered[3] += 0.5
         render_replay(ENV, [(11, paired, tampered)])
+
+
+def test_pixel_medium_replay_re_simulates_the_sac_run(tmp_path):
+    """The SAC run's replay stream (walker-walk, stopped at its first evaluation) re-simulates step
+    for step from its reset seeds (render_replay raises otherwise) into whole V-D4RL episodes."""
+    from configs import online
+    from launch.collect import BehaviourPolicies, render_medium_replay
+    from synther_jax.data import load_dataset
+
+    config = online.get_config("walker2d-sac,smoke")
+    config.env_name = ENV
+    behaviour = BehaviourPolicies(config, str(tmp_path / "behaviour"), medium_return=-1e9)
+    data = render_medium_replay(behaviour)
+    replay = load_dataset(behaviour.replay_path, keep_timeouts=True)
+    assert data.num_episodes == len(np.unique(replay.episode_ids))
+    assert data.num_transitions == sum(np.sum(replay.episode_ids == i) // 2 for i in np.unique(replay.episode_ids))
+    np.testing.assert_array_equal(data.actions[data.step_types != FIRST][:3], replay.actions[:6:2])
+    np.testing.assert_allclose(data.rewards[1], replay.rewards[0] + replay.rewards[1], rtol=1e-5)

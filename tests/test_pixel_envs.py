@@ -66,7 +66,7 @@ def test_pixel_medium_replay_re_simulates_the_sac_run(tmp_path):
     from synther_jax.data import load_dataset
 
     config = online.get_config("walker2d-sac,smoke")
-    config.env_name = ENV
+    config.update(env_name=ENV, start_steps=100, eval_every=200, eval_episodes=1)
     behaviour = BehaviourPolicies(config, str(tmp_path / "behaviour"), medium_return=-1e9)
     data = render_medium_replay(behaviour)
     replay = load_dataset(behaviour.replay_path, keep_timeouts=True)

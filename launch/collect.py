@@ -94,7 +94,8 @@ def sac_config(env: str, seed: int):
 
 
 def medium_threshold(env: str) -> float:
-    """`--medium_return`, else `--medium_fraction` of D4RL's expert reference return for `env`."""
+    """`--medium_return`, else `--medium_fraction` of D4RL's expert reference return for `env` (of
+    the maximum return, 1000, for DMC tasks)."""
     if FLAGS.medium_return is not None:
         return FLAGS.medium_return
     if env in dmc_task_names():

@@ -21,6 +21,13 @@ without training again. Everything is
 a function of `--seed`. The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`)
 and loads with `synther_jax.data.load_dataset(dataset_id)`; `--bundle=PATH` also writes every step
 in D4RL's gzip-compressed HDF5 layout (how the bundled datasets were made).
+
+With `--pixels --out=DIR` (DMC tasks: walker-walk, cheetah-run) the same behaviour policies act on
+the proprioceptive state while 84x84 frames of camera 0 are rendered alongside, at action repeat 2
+in 501-step episodes, and DIR receives V-D4RL's hdf5 layout (`synther_jax.data.pixels`), one file
+per rollout; `medium-replay` re-simulates the SAC run's replay stream from its episodes' reset
+seeds and renders it (`synther_jax.pixel_envs.render_replay`). The behaviour SAC itself trains
+without action repeat, so at action repeat 2 its policies act on every second simulator step.
 """
 import json
 import os
@@ -40,7 +47,9 @@ from synther_jax.data import load_dataset, reference_scores
 from synther_jax.data.collection import Policy, check_new_minari_id, rollout, uniform_random_policy, write_minari
 from synther_jax.data.d4rl_hdf5 import write_d4rl_hdf5
 from synther_jax.data.flatten import Episode, episodes_to_transitions, transitions_to_episodes
-from synther_jax.envs import make_env
+from synther_jax.envs import dmc_task_names, make_env
+
+DMC_MAX_RETURN = 1000.0  # every DMC task's reward is in [0, 1] over 1000 steps
 
 LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
@@ -60,6 +69,8 @@ config_flags.DEFINE_config_file("sac_config", None, "SAC config for the behaviou
                                 "configs/online.py:<env>-sac with --env and --seed.")
 flags.DEFINE_float("medium_fraction", 1 / 3, "Medium policy: this fraction of the expert return.")
 flags.DEFINE_float("medium_return", None, "Medium policy: stop at this evaluation return (overrides the fraction).")
+flags.DEFINE_bool("pixels", False, "Render V-D4RL-style 84x84 pixel datasets of a DMC task into --out.")
+flags.DEFINE_string("out", None, "With --pixels: the folder that receives the dataset's hdf5 files.")
 FLAGS = flags.FLAGS
 
 
@@ -84,9 +95,12 @@ def sac_config(env: str, seed: int):
 
 
 def medium_threshold(env: str) -> float:
-    """`--medium_return`, else `--medium_fraction` of D4RL's expert reference return for `env`."""
+    """`--medium_return`, else `--medium_fraction` of D4RL's expert reference return for `env` (of
+    the maximum return, 1000, for DMC tasks)."""
     if FLAGS.medium_return is not None:
         return FLAGS.medium_return
+    if env in dmc_task_names():
+        return FLAGS.medium_fraction * DMC_MAX_RETURN
     return FLAGS.medium_fraction * reference_scores(env).max_score  # Raises for envs without references.
 
 
@@ -210,8 +224,54 @@ def collect_episodes(level: str, env, behaviour: Optional[BehaviourPolicies]) ->
     return episodes
 
 
+def render_medium_replay(behaviour: BehaviourPolicies):
+    """The SAC run's replay up to the medium policy (trained if needed), re-simulated episode by
+    episode from its reset seeds and rendered at action repeat 2."""
+    from launch.online import episode_seed
+    from synther_jax.pixel_envs import render_replay
+
+    behaviour.medium_replay()
+    replay = load_dataset(behaviour.replay_path, keep_timeouts=True)
+    episodes = [(episode_seed(behaviour.seed, 0, int(i)), replay.actions[replay.episode_ids == i],
+                 replay.next_observations[replay.episode_ids == i]) for i in np.unique(replay.episode_ids)]
+    return render_replay(behaviour.env, episodes, description=f"medium-replay {behaviour.env}")
+
+
+def collect_pixels() -> None:
+    """`--pixels`: V-D4RL-style hdf5 files in `--out`, one per behaviour policy's rollout."""
+    from synther_jax.data.pixels import write_pixel_hdf5
+    from synther_jax.pixel_envs import render_dataset
+
+    if not FLAGS.out:
+        raise app.UsageError("--pixels needs --out=DIR, the folder that receives the dataset.")
+    if os.path.isdir(FLAGS.out) and os.listdir(FLAGS.out):
+        raise FileExistsError(f"{FLAGS.out} is not empty; give --out a new folder (each dataset has its own).")
+    seed, steps, env = FLAGS.seed, FLAGS.num_steps, FLAGS.env
+    behaviour = None
+    if FLAGS.level != "random":
+        workdir = FLAGS.behaviour_workdir or os.path.join("runs", "behaviour", f"{env}-seed{seed}")
+        behaviour = BehaviourPolicies(sac_config(env, seed), workdir, medium_threshold(env))
+    command = "python -m launch.collect " + " ".join(sys.argv[1:])
+    if FLAGS.level == "random":
+        parts = {"random": render_dataset(env, uniform_random_policy(make_env(env).action_space, seed), steps, seed,
+                                          description=f"random {env}")}
+    elif FLAGS.level == "medium-replay":
+        parts = {"medium-replay": render_medium_replay(behaviour)}
+    else:
+        parts = {name: render_dataset(env, behaviour.policy(name, seed), steps, seed, description=f"{name} {env}")
+                 for name in ("medium", "expert") if name in FLAGS.level.split("-")}
+    for name, data in parts.items():
+        data.metadata.update(level=FLAGS.level, policy=name, command=command)
+        path = os.path.join(FLAGS.out, f"{name}.hdf5")
+        write_pixel_hdf5(path, data)
+        print(f"Wrote {path}: {data.num_episodes} episodes, {len(data)} frames, mean episode return "
+              f"{data.episode_returns().mean():.1f}.")
+
+
 def main(_):
     logging.set_verbosity(logging.WARNING)  # Keep Orbax's per-checkpoint INFO lines off the console.
+    if FLAGS.pixels:
+        return collect_pixels()
     dataset_id = FLAGS.dataset_id or default_dataset_id(FLAGS.env, FLAGS.level)
     check_new_minari_id(dataset_id)
     env = make_env(FLAGS.env, FLAGS.seed)

@@ -200,7 +200,7 @@ def main(argv):
         raise ValueError(f"--steps must include the paper's {PAPER_STEPS}: its sampler-seed spread is the noise.")
     if FLAGS.sampler_seeds < 2:
         raise ValueError("--sampler_seeds must be at least 2: their spread at 128 steps is the noise.")
-    offline = d4rl.get_config("walker2d")
+    offline = d4rl.validate(d4rl.get_config("walker2d"))  # with its per-dataset values (the denoiser width)
     diffusion = DiffusionConfig(**offline.diffusion)
     if FLAGS.smoke:
         diffusion = dataclasses.replace(diffusion, **SMOKE)

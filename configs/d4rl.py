@@ -4,6 +4,8 @@
     --config=configs/d4rl.py:hopper-medium              D4RL's hopper-medium-v2 file from the local cache
     --config=configs/d4rl.py:walker2d,smoke             every stage shrunk to CPU-minutes
     --config=configs/d4rl.py:walker2d,large             TD3+BC with 3x512 networks and batch 1024 (Table 3)
+    --config=configs/d4rl.py:maze2d-umaze               maze2d (also -medium, -large) on PointMaze, data made
+                                                        D4RL's way on first use (synther_jax.data.maze2d)
     --config.dataset=mujoco/walker2d/medium-v0          any dataset id or path `load_dataset` accepts
     --config.algorithm=iql --config.iql.beta=10         the learner and any of its hyperparameters
 
@@ -17,6 +19,7 @@ import dataclasses
 import ml_collections
 
 from agents import OFFLINE_LEARNERS, td3_bc
+from synther_jax.data import maze2d as maze2d_data
 from synther_jax.data.loaders import DEFAULT_DATASET
 from synther_jax.diffusion import DiffusionConfig
 
@@ -25,15 +28,22 @@ LEVELS = ("random", "medium", "medium-replay", "medium-expert")
 WIDE_DENOISER = {"halfcheetah-medium-expert", "hopper-medium", "hopper-medium-expert"}
 # D4RL-v2 data is evaluated on the -v4 environments, whose dynamics match it (v5 changed Walker2d).
 D4RL_EVAL_ENVS = {"walker2d": "Walker2d-v4", "hopper": "Hopper-v4", "halfcheetah": "HalfCheetah-v4"}
+# maze2d tasks: evaluated on `synther_jax.maze2d`'s environment of the same name, trained on our
+# D4RL-style data (`synther/maze2d/<layout>-v0`, made by launch.offline when absent; `,smoke`: 50K steps).
+MAZES = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
+# CORL's maze2d yaml files evaluate TD3+BC and IQL on 100 episodes (EDAC on 10; 100 here too: the
+# 300-800-step episodes are cheap and more episodes only lower the variance).
+MAZE_EVAL_EPISODES = 100
 
 
 def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     name, *options = arg.split(",")
     unknown = set(options) - {"smoke", "large"}
     env, _, level = name.partition("-")
-    if env not in ENVS or (level and level not in LEVELS) or unknown:
+    if (name not in MAZES and (env not in ENVS or (level and level not in LEVELS))) or unknown:
         raise ValueError(f"Unknown config {arg!r}: use '<env>[-<level>][,smoke]' with env in {ENVS} and level in "
-                         f"{LEVELS} (no level: the bundled {DEFAULT_DATASET}); options: smoke, large.")
+                         f"{LEVELS} (no level: the bundled {DEFAULT_DATASET}), or one of {MAZES}; "
+                         "options: smoke, large.")
 
     config = ml_collections.ConfigDict()
     config.name = name
@@ -42,7 +52,11 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     # (None: the one the dataset names).
     config.dataset = f"{env}-{level}-v2" if level else DEFAULT_DATASET
     config.env_id = ml_collections.config_dict.placeholder(str)
-    if level:
+    if name in MAZES:
+        config.dataset = maze2d_data.default_dataset_id(name, maze2d_data.SMOKE_NUM_STEPS if "smoke" in options
+                                                        else None)
+        config.env_id = name
+    elif level:
         config.env_id = D4RL_EVAL_ENVS[env]
     config.modelled_terminals = True
     config.terminal_threshold = 0.5
@@ -65,7 +79,7 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     config.agent_steps = ml_collections.config_dict.placeholder(int)  # None: 1M (TD3+BC, IQL), 3M (EDAC)
     config.batch_size = 256
     config.eval_every = 5_000
-    config.eval_episodes = 10
+    config.eval_episodes = MAZE_EVAL_EPISODES if name in MAZES else 10
     for algorithm, (module, config_cls) in OFFLINE_LEARNERS.items():
         # Set by the pipeline: the action dim from the data, IQL's actor LR decay length from agent_steps.
         fields = {f.name: f.default for f in dataclasses.fields(config_cls) if f.name not in ("action_dim", "max_steps")}

@@ -1,5 +1,6 @@
-"""The offline pipeline end to end, stage by stage: TD3+BC on the real data against TD3+BC on
-synthetic data from one or more denoisers, with the wall time of every stage.
+"""The offline pipeline end to end, stage by stage: a learner (TD3+BC by default, `--algorithm`) on
+the real data against the same learner on synthetic data from one or more denoisers, with the wall
+time of every stage.
 
     python -m bench.offline --workdir=runs/bench_offline                    # the paper's setting (a GPU job)
     python -m bench.offline --config=walker2d --dataset=synther/walker2d/medium-v0 --env_id=Walker2d-v5 \\
@@ -47,13 +48,14 @@ from synther_jax.data.scores import normalized_score  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "walker2d-medium", "Argument of configs/d4rl.py, e.g. walker2d-medium.")
+flags.DEFINE_enum("algorithm", "td3_bc", ["td3_bc", "iql", "edac"], "The offline learner.")
 flags.DEFINE_string("dataset", None, "Dataset id or path (default: the config's).")
 flags.DEFINE_string("env_id", None, "Environment to evaluate in (default: the config's).")
 flags.DEFINE_list("denoisers", [], "WIDTHxDEPTH:TRAIN_STEPS per synthetic run (default: the config's denoiser).")
 flags.DEFINE_integer("num_samples", None, "Synthetic transitions per run (default: the config's, 5M).")
 flags.DEFINE_integer("sample_chunk_size", None, "Samples per jitted sampler call (default: the config's).")
 flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4).")
-flags.DEFINE_integer("agent_steps", None, "TD3+BC updates (default: 1M).")
+flags.DEFINE_integer("agent_steps", None, "Agent updates (default: 1M; EDAC 3M).")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
@@ -73,6 +75,7 @@ def parse_denoiser(spec: str) -> Tuple[int, int, int]:
 
 def base_config() -> ml_collections.ConfigDict:
     config = d4rl.get_config(FLAGS.config)
+    config.algorithm = FLAGS.algorithm
     for field in ("dataset", "env_id", "num_seeds", "agent_steps", "eval_every", "eval_episodes"):
         if getattr(FLAGS, field) is not None:
             config[field] = getattr(FLAGS, field)
@@ -140,7 +143,7 @@ def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) ->
         ax.axhline(behaviour, color="tab:red", linestyle="--", label=f"dataset episodes ({behaviour:.1f})")
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(range(len(runs)), [run["name"].replace("synthetic-", "synthetic\n") for run in runs], fontsize=8)
-    ax.set_ylabel("D4RL-normalised score")
+    ax.set_ylabel("normalised score")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -170,10 +173,11 @@ def main(argv):
     behaviour = dataset_episode_score(real, env_id)
     record = {**environment(), "config": FLAGS.config, "dataset": real_config.dataset, "env_id": env_id,
               "algorithm": real_config.algorithm, "num_real": len(real), "real_terminals": int(real.terminals.sum()),
-              "dataset_episode_score": behaviour, "num_seeds": real_config.num_seeds,
+              "dataset_episode_score": behaviour, "score_table": real_results["score_table"], "num_seeds": real_config.num_seeds,
               "agent_steps": real_results["num_updates"],
               "runs": runs}
-    out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}.json"
+    suffix = "" if FLAGS.algorithm == "td3_bc" else f"_{FLAGS.algorithm}"
+    out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}{suffix}.json"
     write_json(out, record)
     plot(runs, behaviour, os.path.splitext(out)[0] + ".png",
          f"{real_config.algorithm} on {real_config.dataset}\n"

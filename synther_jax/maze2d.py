@@ -63,6 +63,7 @@ LAYOUTS: Dict[str, List[List[int]]] = {
 GOAL_CELLS = {"maze2d-umaze": (1, 1), "maze2d-medium": (6, 6), "maze2d-large": (7, 9)}
 MAX_EPISODE_STEPS = {"maze2d-umaze": 300, "maze2d-medium": 600, "maze2d-large": 800}
 SUCCESS_RADIUS = 0.5  # D4RL's sparse-reward radius (PointMaze: 0.45); see the module docstring.
+_IDLE_POINT_MAZES: Dict[str, list] = {}  # closed environments' PointMaze instances, reused by `Maze2dEnv`
 
 
 def check_maze(name: str) -> None:
@@ -116,8 +117,9 @@ class Maze2dEnv(gym.Env):
         layout[row][col] = "g"
         self.maze = maze
         self.goal = goal_xy(maze)
-        self.point_maze = PointMazeEnv(maze_map=layout, reward_type="sparse", continuing_task=True,
-                                       reset_target=False)
+        idle = _IDLE_POINT_MAZES.setdefault(maze, [])
+        self.point_maze = idle.pop() if idle else PointMazeEnv(maze_map=layout, reward_type="sparse",
+                                                               continuing_task=True, reset_target=False)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
@@ -137,7 +139,12 @@ class Maze2dEnv(gym.Env):
         self.point_maze.point_env.set_state(observation[:2], observation[2:])
 
     def close(self):
-        self.point_maze.close()
+        # Kept for the next Maze2dEnv of this maze: building one compiles its MuJoCo model (about 0.1-0.3 s),
+        # which dominated evaluations that open hundreds of environments each time. `reset` restores
+        # everything an episode depends on (goal, start, state, random generators when seeded).
+        if self.point_maze is not None:
+            _IDLE_POINT_MAZES[self.maze].append(self.point_maze)
+            self.point_maze = None
 
 
 def register() -> None:

@@ -66,6 +66,23 @@ def test_evaluation_env_limits_goal_and_sparse_reward(maze):
         assert reward == expected, (offset, reward)
 
 
+def test_a_reused_environment_replays_a_fresh_one():
+    def episode(env):
+        observations = [env.reset(seed=5)[0]]
+        rng = np.random.default_rng(0)
+        observations += [env.step(rng.uniform(-1, 1, 2))[0] for _ in range(50)]
+        return np.stack(observations)
+
+    fresh = gym.make("maze2d-umaze")
+    expected = episode(fresh)
+    fresh.step(np.ones(2))
+    point_maze = fresh.unwrapped.point_maze
+    fresh.close()  # its PointMaze goes back to the pool, mid-episode
+    reused = gym.make("maze2d-umaze")
+    assert reused.unwrapped.point_maze is point_maze
+    np.testing.assert_array_equal(episode(reused), expected)
+
+
 @pytest.mark.parametrize("maze", maze2d.MAZE_NAMES)
 def test_controller_reaches_goals_from_random_starts(maze):
     env = maze2d.Maze2dEnv(maze)

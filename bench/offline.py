@@ -126,9 +126,10 @@ def fidelity(workdir: str) -> Optional[dict]:
     if report is None:
         return None
     synthetic = report["sources"]["synthetic"]
-    dynamics = synthetic["dynamics"]
+    dynamics = synthetic.get("dynamics", {})  # absent where the report cannot replay the environment
     return {"marginal_score": synthetic["marginal_score"], "correlation_score": synthetic["correlation_score"],
-            "dynamics_mse_mean": dynamics["dynamics_mse_mean"], "dynamics_mse_median": dynamics["dynamics_mse_median"],
+            "dynamics_mse_mean": dynamics.get("dynamics_mse_mean"),
+            "dynamics_mse_median": dynamics.get("dynamics_mse_median"),
             "denoiser_params": report["compression"]["denoiser_params"], "terminals": report.get("synthetic_terminals")}
 
 

@@ -23,6 +23,15 @@ command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=med
 --behaviour_workdir=DIR --dataset_id=synther/walker2d/medium-v0`; the 4-seed file reruns it with
 `--num_seeds=4 --denoisers=1024x6:100000` in a work directory given a copy of the 2-seed run's
 `diffusion/`, `samples.npz` and `analysis/`, which do not depend on the number of seeds.
+
+The maze2d figures (`bench/results/offline_maze2d-umaze_cpu{,_edac}.json`) come from
+    python -m bench.offline --config=maze2d-umaze --denoisers=256x3:20000 --num_samples=200000 \
+        --sample_chunk_size=50000 --num_seeds=4 --eval_episodes=100 --algorithm=td3_bc \
+        --agent_steps=20000 --eval_every=5000 --workdir=runs/maze-td3_bc
+and the same with `--algorithm=edac --agent_steps=1500 --eval_every=1500 --workdir=runs/maze-edac`,
+whose `synthetic-256x3-20000/` was given a copy of the TD3+BC run's `diffusion/`, `samples.npz` and
+`analysis/` (the data stages do not depend on the learner). The data is the default 1M-step
+`synther/maze2d/umaze-v0`, made by the first run.
 """
 import copy
 import os

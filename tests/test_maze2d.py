@@ -224,3 +224,18 @@ def test_smoke_pipeline_makes_its_maze_data(minari_store, tmp_path):
     assert len(score["per_seed"]) == 2 and np.isclose(score["mean"], np.mean(score["per_seed"]))
     returns = np.array(results["final_return"]["per_seed"])
     np.testing.assert_allclose(score["per_seed"], 100 * (returns - 10.12) / (209.54 - 10.12))
+
+
+def test_physical_validity_of_maze_transitions():
+    from synther_jax.analysis import dynamics
+    from synther_jax.data import Transitions
+    from synther_jax.data.flatten import episodes_to_transitions
+
+    assert dynamics.supports("maze2d-umaze")
+    real = episodes_to_transitions(generate_episodes("maze2d-umaze", 600, seed=2, progress=False))
+    summary = dynamics.dynamics_errors("maze2d-umaze", real, progress=False).summary()
+    assert summary["num_not_restorable"] == 0 and summary["dynamics_mse_mean"] < 1e-10
+    assert summary["reward_squared_error_mean"] == 0.0
+    shifted = Transitions(**{**real.as_dict(), "next_observations": real.next_observations + 0.1})
+    errors = dynamics.dynamics_errors("maze2d-umaze", shifted, progress=False)
+    np.testing.assert_allclose(errors.next_observation_mse, 0.01, rtol=1e-4)

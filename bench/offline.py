@@ -67,6 +67,7 @@ flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4
 flags.DEFINE_integer("agent_steps", None, "Agent updates (default: 1M; EDAC 3M).")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
+flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
 flags.DEFINE_string("out", None, "JSON file (default: bench/results/offline_<config>_<platform>.json); "
                                  "the plot is written beside it as .png.")
@@ -185,7 +186,7 @@ def main(argv):
               "algorithm": real_config.algorithm, "num_real": len(real), "real_terminals": int(real.terminals.sum()),
               "dataset_episode_score": behaviour, "score_table": real_results["score_table"], "num_seeds": real_config.num_seeds,
               "agent_steps": real_results["num_updates"],
-              "runs": runs}
+              "note": FLAGS.note, "runs": runs}
     suffix = "" if FLAGS.algorithm == "td3_bc" else f"_{FLAGS.algorithm}"
     out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}{suffix}.json"
     write_json(out, record)

@@ -31,9 +31,10 @@ The maze2d figures (`bench/results/offline_maze2d-umaze_cpu{,_edac}.json`) come 
 and the same with `--algorithm=edac --agent_steps=1500 --eval_every=1500 --workdir=runs/maze-edac`,
 whose `synthetic-256x3-20000/` was given a copy of the TD3+BC run's `diffusion/`, `samples.npz` and
 `analysis/` (the data stages do not depend on the learner). The data is the default 1M-step
-`synther/maze2d/umaze-v0`, made by the first run. The 20K-update file
-(`offline_maze2d-umaze_cpu_20k.json`, `--agent_steps=20000 --out=...`) continues those TD3+BC runs
-from copies of their 10K-update checkpoints (TD3+BC has no schedule: the same as a 20K-update run).
+`synther/maze2d/umaze-v0`, made by the first run. The 20K- and 40K-update files
+(`offline_maze2d-umaze_cpu_{20k,40k}.json`, `--agent_steps=20000 --out=...`, then 40000) continue
+those TD3+BC runs from copies of the previous length's checkpoints (TD3+BC has no schedule: the same
+as runs of that length from the start).
 """
 import copy
 import os

@@ -35,6 +35,7 @@ DATASET_OVERRIDES = {
     "hopper": {"num_critics": 50},
     "halfcheetah-medium-expert": {"eta": 5.0},
     "walker2d-medium-expert": {"eta": 5.0},
+    "maze2d": {"eta": 0.1},  # CORL's configs/offline/edac/maze2d/*.yaml (10 critics, as the default)
 }
 
 

@@ -1,6 +1,6 @@
-"""The offline pipeline end to end, stage by stage: TD3+BC on the real data against TD3+BC on
-synthetic data from one or more denoisers (and on explicit augmentations of the real data), with
-the wall time of every stage.
+"""The offline pipeline end to end, stage by stage: a learner (TD3+BC by default, `--algorithm`) on
+the real data against the same learner on synthetic data from one or more denoisers (and on
+explicit augmentations of the real data), with the wall time of every stage.
 
     python -m bench.offline --workdir=runs/bench_offline                    # the paper's setting (a GPU job)
     python -m bench.offline --config=walker2d --dataset=synther/walker2d/medium-v0 --env_id=Walker2d-v5 \\
@@ -27,6 +27,18 @@ command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=med
 --behaviour_workdir=DIR --dataset_id=synther/walker2d/medium-v0`; the 4-seed file reruns it with
 `--num_seeds=4 --denoisers=1024x6:100000` in a work directory given a copy of the 2-seed run's
 `diffusion/`, `samples.npz` and `analysis/`, which do not depend on the number of seeds.
+
+The maze2d figures (`bench/results/offline_maze2d-umaze_cpu{,_edac}.json`) come from
+    python -m bench.offline --config=maze2d-umaze --denoisers=256x3:20000 --num_samples=200000 \
+        --sample_chunk_size=50000 --num_seeds=4 --eval_episodes=100 --algorithm=td3_bc \
+        --agent_steps=20000 --eval_every=5000 --workdir=runs/maze-td3_bc
+and the same with `--algorithm=edac --agent_steps=1500 --eval_every=1500 --workdir=runs/maze-edac`,
+whose `synthetic-256x3-20000/` was given a copy of the TD3+BC run's `diffusion/`, `samples.npz` and
+`analysis/` (the data stages do not depend on the learner). The data is the default 1M-step
+`synther/maze2d/umaze-v0`, made by the first run. The 20K- and 40K-update files
+(`offline_maze2d-umaze_cpu_{20k,40k}.json`, `--agent_steps=20000 --out=...`, then 40000) continue
+those TD3+BC runs from copies of the previous length's checkpoints (TD3+BC has no schedule: the same
+as runs of that length from the start).
 """
 import copy
 import os
@@ -52,6 +64,7 @@ from synther_jax.data.scores import normalized_score  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "walker2d-medium", "Argument of configs/d4rl.py, e.g. walker2d-medium.")
+flags.DEFINE_enum("algorithm", "td3_bc", ["td3_bc", "iql", "edac"], "The offline learner.")
 flags.DEFINE_string("dataset", None, "Dataset id or path (default: the config's).")
 flags.DEFINE_string("env_id", None, "Environment to evaluate in (default: the config's).")
 flags.DEFINE_list("denoisers", [], "WIDTHxDEPTH:TRAIN_STEPS per synthetic run (default: the config's denoiser).")
@@ -60,9 +73,10 @@ flags.DEFINE_list("augmentations", [], "Explicit augmentations of the real data 
 flags.DEFINE_integer("num_samples", None, "Synthetic transitions per run (default: the config's, 5M).")
 flags.DEFINE_integer("sample_chunk_size", None, "Samples per jitted sampler call (default: the config's).")
 flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4).")
-flags.DEFINE_integer("agent_steps", None, "TD3+BC updates (default: 1M).")
+flags.DEFINE_integer("agent_steps", None, "Agent updates (default: 1M; EDAC 3M).")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
+flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
 flags.DEFINE_string("out", None, "JSON file (default: bench/results/offline_<config>_<platform>.json); "
                                  "the plot is written beside it as .png.")
@@ -71,6 +85,7 @@ flags.mark_flag_as_required("workdir")
 
 def base_config() -> ml_collections.ConfigDict:
     config = d4rl.get_config(FLAGS.config)
+    config.algorithm = FLAGS.algorithm
     for field in ("dataset", "env_id", "num_seeds", "agent_steps", "eval_every", "eval_episodes"):
         if getattr(FLAGS, field) is not None:
             config[field] = getattr(FLAGS, field)
@@ -126,9 +141,10 @@ def fidelity(workdir: str) -> Optional[dict]:
     if report is None:
         return None
     synthetic = report["sources"]["synthetic"]
-    dynamics = synthetic["dynamics"]
+    dynamics = synthetic.get("dynamics", {})  # absent where the report cannot replay the environment
     return {"marginal_score": synthetic["marginal_score"], "correlation_score": synthetic["correlation_score"],
-            "dynamics_mse_mean": dynamics["dynamics_mse_mean"], "dynamics_mse_median": dynamics["dynamics_mse_median"],
+            "dynamics_mse_mean": dynamics.get("dynamics_mse_mean"),
+            "dynamics_mse_median": dynamics.get("dynamics_mse_median"),
             "denoiser_params": report.get("compression", {}).get("denoiser_params"),  # none for augmentations
             "terminals": report.get("synthetic_terminals")}
 
@@ -144,7 +160,7 @@ def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) ->
         ax.axhline(behaviour, color="tab:red", linestyle="--", label=f"dataset episodes ({behaviour:.1f})")
         ax.legend(loc="upper right", fontsize=8)
     ax.set_xticks(range(len(runs)), [run["name"].replace("-", "\n", 1) for run in runs], fontsize=8)
-    ax.set_ylabel("D4RL-normalised score")
+    ax.set_ylabel("normalised score")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -175,10 +191,11 @@ def main(argv):
     behaviour = dataset_episode_score(real, env_id)
     record = {**environment(), "config": FLAGS.config, "dataset": real_config.dataset, "env_id": env_id,
               "algorithm": real_config.algorithm, "num_real": len(real), "real_terminals": int(real.terminals.sum()),
-              "dataset_episode_score": behaviour, "num_seeds": real_config.num_seeds,
+              "dataset_episode_score": behaviour, "score_table": real_results["score_table"], "num_seeds": real_config.num_seeds,
               "agent_steps": real_results["num_updates"],
-              "runs": runs}
-    out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}.json"
+              "note": FLAGS.note, "runs": runs}
+    suffix = "" if FLAGS.algorithm == "td3_bc" else f"_{FLAGS.algorithm}"
+    out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}{suffix}.json"
     write_json(out, record)
     plot(runs, behaviour, os.path.splitext(out)[0] + ".png",
          f"{real_config.algorithm} on {real_config.dataset}\n"

@@ -4,6 +4,8 @@
     --config=configs/d4rl.py:hopper-medium              D4RL's hopper-medium-v2 file from the local cache
     --config=configs/d4rl.py:walker2d,smoke             every stage shrunk to CPU-minutes
     --config=configs/d4rl.py:walker2d,large             TD3+BC with 3x512 networks and batch 1024 (Table 3)
+    --config=configs/d4rl.py:maze2d-umaze               maze2d (also -medium, -large) on PointMaze, data made
+                                                        D4RL's way on first use (synther_jax.data.maze2d)
     --config.dataset=mujoco/walker2d/medium-v0          any dataset id or path `load_dataset` accepts
     --config.algorithm=iql --config.iql.beta=10         the learner and any of its hyperparameters
 
@@ -27,6 +29,7 @@ from configs.checks import (ConfigError, check_choice, check_dataclass, check_fr
                             require)
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import bundled_names, dataset_task
+from synther_jax.data import maze2d as maze2d_data
 from synther_jax.diffusion import DiffusionConfig
 
 ENVS = ("walker2d", "hopper", "halfcheetah")
@@ -49,17 +52,23 @@ def bundled_dataset(env: str):
 def per_dataset_fields(module) -> set:
     """The learner's hyperparameters that CORL sets per dataset (any key of its override table)."""
     return {field for overrides in module.DATASET_OVERRIDES.values() for field in overrides}
+# maze2d tasks: evaluated on `synther_jax.maze2d`'s environment of the same name, trained on our
+# D4RL-style data (`synther/maze2d/<layout>-v0`, made by launch.offline when absent; `,smoke`: 50K steps).
+MAZES = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
+# CORL's maze2d yaml files evaluate TD3+BC and IQL on 100 episodes (EDAC on 10; 100 here too: the
+# 300-800-step episodes are cheap and more episodes only lower the variance).
+MAZE_EVAL_EPISODES = 100
 
 
 def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     name, *options = arg.split(",")
     unknown = set(options) - {"smoke", "large"}
     env, _, level = name.partition("-")
-    if env not in ENVS or (level and level not in LEVELS) or unknown:
+    if (name not in MAZES and (env not in ENVS or (level and level not in LEVELS))) or unknown:
         raise ValueError(f"Unknown config {arg!r}: use '<env>[-<level>][,smoke][,large]' with env in {ENVS} and "
-                         f"level in {LEVELS}; options: smoke, large.")
+                         f"level in {LEVELS}, or one of {MAZES}; options: smoke, large.")
     bundled = bundled_dataset(env)
-    if not level and bundled is None:
+    if name not in MAZES and not level and bundled is None:
         raise ValueError(f"configs/d4rl.py:{arg} names no level, and no dataset of {env} is bundled (bundled: "
                          f"{', '.join(bundled_names())}): name one, e.g. configs/d4rl.py:{env}-medium for D4RL's "
                          f"{env}-medium-v2 file, with a level in {LEVELS}.")
@@ -71,7 +80,11 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     # (None: the one the dataset names).
     config.dataset = f"{env}-{level}-v2" if level else bundled
     config.env_id = placeholder(str)
-    if level:
+    if name in MAZES:
+        config.dataset = maze2d_data.default_dataset_id(name, maze2d_data.SMOKE_NUM_STEPS if "smoke" in options
+                                                        else None)
+        config.env_id = name
+    elif level:
         config.env_id = D4RL_EVAL_ENVS[env]
     config.modelled_terminals = True
     config.terminal_threshold = 0.5
@@ -94,7 +107,7 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     config.agent_steps = placeholder(int)  # None: 1M (TD3+BC, IQL), 3M (EDAC)
     config.batch_size = 256
     config.eval_every = 5_000
-    config.eval_episodes = 10
+    config.eval_episodes = MAZE_EVAL_EPISODES if name in MAZES else 10
     for algorithm, (module, config_cls) in OFFLINE_LEARNERS.items():
         # Set by the pipeline: the action dim from the data, IQL's actor LR decay length from agent_steps.
         fields = {k: v for k, v in defaults(config_cls).items() if k != "max_steps"}

@@ -2,6 +2,8 @@
 
     python -m launch.collect --env=Walker2d-v5 --level=random --num_steps=100000
     python -m launch.collect --env=Walker2d-v5 --level=medium-replay --seed=0
+    python -m launch.collect --env=maze2d-umaze --num_steps=1000000
+    python -m launch.collect --env=maze2d-umaze --reference_scores
 
 Levels (D4RL's):
 - `random`: uniform random actions for `--num_steps` steps;
@@ -12,6 +14,13 @@ Levels (D4RL's):
   warm-up included; `--num_steps` does not apply);
 - `expert`: `--num_steps` steps of the SAC policy at the end of its full training budget;
 - `medium-expert`: the medium and the expert rollouts together.
+
+maze2d tasks (`maze2d-umaze`, `maze2d-medium`, `maze2d-large`) have one level, D4RL's: the noisy
+waypoint controller in one continuous trajectory with goal switches (`synther_jax.data.maze2d`);
+`--num_steps` defaults to D4RL's sizes (1M / 2M / 4M), the id to `synther/maze2d/<layout>-v0`.
+`--reference_scores` measures the task's reference returns D4RL's way instead (random policy and
+noise-free controller, `--reference_episodes` episodes each, seeds `--seed` onwards) and prints them
+as JSON: the numbers in `synther_jax.data.scores.MAZE2D_REFERENCE_SCORES`.
 
 The behaviour policy trains with `launch.online.train` and `configs/online.py:<env>-sac` (or
 `--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints (actor
@@ -43,11 +52,14 @@ from ml_collections import config_flags
 from agents import sac
 from configs import online
 from synther_jax.checkpoint import Checkpointer
-from synther_jax.data import load_dataset, reference_scores
+from synther_jax.data import load_dataset
+from synther_jax.data import maze2d as maze2d_data
+from synther_jax.data import reference_scores
 from synther_jax.data.collection import Policy, check_new_minari_id, rollout, uniform_random_policy, write_minari
 from synther_jax.data.d4rl_hdf5 import write_d4rl_hdf5
 from synther_jax.data.flatten import Episode, episodes_to_transitions, transitions_to_episodes
 from synther_jax.envs import dmc_task_names, make_env
+from synther_jax.maze2d import MAZE_NAMES
 
 DMC_MAX_RETURN = 1000.0  # every DMC task's reward is in [0, 1] over 1000 steps
 
@@ -55,8 +67,8 @@ LEVELS = ("random", "medium", "medium-replay", "expert", "medium-expert")
 
 flags.DEFINE_string("env", "Walker2d-v5", "Gymnasium id or DMC domain-task (see synther_jax.envs.make_env).")
 flags.DEFINE_enum("level", "random", LEVELS, "Which D4RL-style level to collect.")
-flags.DEFINE_integer("num_steps", 100_000, "Environment steps to roll out (per policy; not for medium-replay).",
-                     lower_bound=1)
+flags.DEFINE_integer("num_steps", None, "Environment steps to roll out (per policy; not for medium-replay); default "
+                     "100000, for maze2d D4RL's sizes (1M / 2M / 4M).", lower_bound=1)
 flags.DEFINE_string("dataset_id", None, "Minari id `namespace/name-vN`; default synther/<env>/<level>-v0.")
 flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behaviour policy's training.", lower_bound=0)
 flags.DEFINE_string("bundle", None, "Also write the steps to this D4RL-layout .hdf5 file.")
@@ -71,10 +83,14 @@ flags.DEFINE_float("medium_fraction", 1 / 3, "Medium policy: this fraction of th
 flags.DEFINE_float("medium_return", None, "Medium policy: stop at this evaluation return (overrides the fraction).")
 flags.DEFINE_bool("pixels", False, "Render V-D4RL-style 84x84 pixel datasets of a DMC task into --out.")
 flags.DEFINE_string("out", None, "With --pixels: the folder that receives the dataset's hdf5 files.")
+flags.DEFINE_bool("reference_scores", False, "maze2d: measure and print the reference returns instead of collecting.")
+flags.DEFINE_integer("reference_episodes", 100, "Episodes per policy for --reference_scores (D4RL: 100).")
 FLAGS = flags.FLAGS
 
 
 def default_dataset_id(env: str, level: str) -> str:
+    if env in MAZE_NAMES:
+        return maze2d_data.default_dataset_id(env, FLAGS.num_steps)
     name = env.split("-v")[0].lower().replace("_", "-")
     return f"synther/{name}/{level}-v0"
 
@@ -211,8 +227,16 @@ class BehaviourPolicies:
 
 # --- the command -------------------------------------------------------------------------------
 
+def num_steps() -> int:
+    if FLAGS.num_steps is not None:
+        return FLAGS.num_steps
+    return maze2d_data.DEFAULT_NUM_STEPS[FLAGS.env] if FLAGS.env in MAZE_NAMES else 100_000
+
+
 def collect_episodes(level: str, env, behaviour: Optional[BehaviourPolicies]) -> List[Episode]:
-    seed, steps = FLAGS.seed, FLAGS.num_steps
+    seed, steps = FLAGS.seed, num_steps()
+    if FLAGS.env in MAZE_NAMES:
+        return maze2d_data.generate_episodes(FLAGS.env, steps, seed)
     if level == "random":
         return rollout(env, uniform_random_policy(env.action_space, seed), steps, seed, f"random {FLAGS.env}")
     if level == "medium-replay":
@@ -246,7 +270,7 @@ def collect_pixels() -> None:
         raise app.UsageError("--pixels needs --out=DIR, the folder that receives the dataset.")
     if os.path.isdir(FLAGS.out) and os.listdir(FLAGS.out):
         raise FileExistsError(f"{FLAGS.out} is not empty; give --out a new folder (each dataset has its own).")
-    seed, steps, env = FLAGS.seed, FLAGS.num_steps, FLAGS.env
+    seed, steps, env = FLAGS.seed, num_steps(), FLAGS.env
     behaviour = None
     if FLAGS.level != "random":
         workdir = FLAGS.behaviour_workdir or os.path.join("runs", "behaviour", f"{env}-seed{seed}")
@@ -268,8 +292,20 @@ def collect_pixels() -> None:
               f"{data.episode_returns().mean():.1f}.")
 
 
+def print_reference_scores() -> None:
+    if FLAGS.env not in MAZE_NAMES:
+        raise ValueError(f"--reference_scores is for the maze2d tasks {MAZE_NAMES}; locomotion tasks use D4RL's "
+                         "reference table.")
+    scores = maze2d_data.reference_returns(FLAGS.env, FLAGS.reference_episodes, FLAGS.seed)
+    print(json.dumps({"env": FLAGS.env, **scores}))
+
+
 def main(_):
     logging.set_verbosity(logging.WARNING)  # Keep Orbax's per-checkpoint INFO lines off the console.
+    if FLAGS.reference_scores:
+        return print_reference_scores()
+    if FLAGS.env in MAZE_NAMES and FLAGS.level != "random":
+        raise ValueError("maze2d data has one level, D4RL's noisy controller: leave --level out.")
     if FLAGS.pixels:
         return collect_pixels()
     dataset_id = FLAGS.dataset_id or default_dataset_id(FLAGS.env, FLAGS.level)
@@ -277,20 +313,23 @@ def main(_):
     env = make_env(FLAGS.env, FLAGS.seed)
     start = time.time()
     behaviour = None
-    if FLAGS.level != "random":
+    if FLAGS.level != "random" and FLAGS.env not in MAZE_NAMES:
         workdir = FLAGS.behaviour_workdir or os.path.join("runs", "behaviour", f"{FLAGS.env}-seed{FLAGS.seed}")
         behaviour = BehaviourPolicies(sac_config(FLAGS.env, FLAGS.seed), workdir, medium_threshold(FLAGS.env))
     episodes = collect_episodes(FLAGS.level, env, behaviour)
-    num_steps = sum(len(e.rewards) for e in episodes)
+    total_steps = sum(len(e.rewards) for e in episodes)
     command = "python -m launch.collect " + " ".join(sys.argv[1:])
-    description = (f"D4RL-style `{FLAGS.level}` data on {FLAGS.env}: {num_steps} steps, seed {FLAGS.seed}, made "
+    level = "noisy waypoint controller" if FLAGS.env in MAZE_NAMES else FLAGS.level
+    description = (f"D4RL-style `{level}` data on {FLAGS.env}: {total_steps} steps, seed {FLAGS.seed}, made "
                    f"by synther_jax with `{command}`.")
     # The SAC run resets its episodes with seeds of its own (launch.online.episode_seed).
     first_reset_seed = None if FLAGS.level == "medium-replay" else FLAGS.seed
+    algorithm = "uniform-random" if FLAGS.level == "random" else f"SAC ({FLAGS.level})"
+    if FLAGS.env in MAZE_NAMES:
+        algorithm = maze2d_data.ALGORITHM_NAME
     write_minari(dataset_id, episodes, FLAGS.env, env.observation_space, env.action_space, first_reset_seed,
-                 algorithm_name="uniform-random" if FLAGS.level == "random" else f"SAC ({FLAGS.level})",
-                 description=description)
-    print(f"Wrote Minari dataset {dataset_id} ({len(episodes)} episodes, {num_steps} steps) in "
+                 algorithm_name=algorithm, description=description)
+    print(f"Wrote Minari dataset {dataset_id} ({len(episodes)} episodes, {total_steps} steps) in "
           f"{time.time() - start:.1f} s.")
     if FLAGS.bundle:
         steps = episodes_to_transitions(episodes, keep_timeouts=True)
@@ -299,7 +338,7 @@ def main(_):
             steps = steps.subset(np.sort(rows))
         write_d4rl_hdf5(FLAGS.bundle, steps, {
             "env_id": FLAGS.env, "level": FLAGS.level, "seed": FLAGS.seed, "num_steps": len(steps),
-            "subsampled_from": num_steps if len(steps) < num_steps else None, "minari_dataset_id": dataset_id,
+            "subsampled_from": total_steps if len(steps) < total_steps else None, "minari_dataset_id": dataset_id,
             "command": command, "description": description})
         print(f"Wrote {FLAGS.bundle} ({os.path.getsize(FLAGS.bundle) / 2 ** 20:.1f} MB).")
 

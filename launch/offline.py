@@ -4,7 +4,7 @@
 
 Stages, each leaving its output in the work directory so that a rerun resumes after the last
 finished stage (and inside the diffusion and agent stages from their last checkpoint):
-  (a) load the real dataset, subsampled to `real_fraction`;
+  (a) load the real dataset, subsampled to `real_fraction` (a default maze2d dataset is made first if absent);
   (b) train the diffusion model                         -> diffusion/
   (c) generate `num_samples` synthetic transitions       -> samples.npz, analysis/ (report.json, PNGs)
       (with `augmentation`, an explicit augmentation of the real data replaces (b) and (c));
@@ -34,6 +34,7 @@ from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
+from synther_jax.data.maze2d import ensure_default_dataset
 from synther_jax.data.scores import reference_scores
 from synther_jax.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
@@ -177,6 +178,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     config = d4rl.validate(config)
     load_timer = StageTimer()
     with load_timer("load"):
+        ensure_default_dataset(config.dataset)  # maze2d: our default data is made on first use
         real = subsample(load_real(config), config.real_fraction, config.seed)
     env_id = real.metadata.get("env_id")
     if env_id is None:

@@ -4,11 +4,11 @@
 original's `wrap_gym` does (spec section 6.1):
 - observations are flat float32 vectors (DMC's observation dicts are concatenated);
 - actions live in [-1, 1]^a (rescaled to the task's bounds, then clipped);
-- episodes are cut at 1000 steps; a cut is reported as `truncated`, never as `terminated`, so a
+- episodes are cut at 1000 steps (maze2d tasks at D4RL's 300 / 600 / 800, `synther_jax.maze2d`); a cut is reported as `truncated`, never as `terminated`, so a
   learner keeps bootstrapping through it.
 
-Names are Gymnasium ids (`Hopper-v5`, `Walker2d-v4`, ...) or DMC `domain-task` pairs
-(`cheetah-run`, `quadruped-walk`, `reacher-hard`). DMC tasks go through dm_control's suite and
+Names are Gymnasium ids (`Hopper-v5`, `Walker2d-v4`, ...), DMC `domain-task` pairs
+(`cheetah-run`, `quadruped-walk`, `reacher-hard`) or D4RL's maze2d tasks (`maze2d-umaze`, ...). DMC tasks go through dm_control's suite and
 shimmy's Gymnasium wrapper. dm_control 1.0.50 needs mujoco 3.x: mujoco 4.0 breaks `suite.load`.
 """
 import warnings
@@ -16,6 +16,8 @@ from typing import List, Optional
 
 import gymnasium as gym
 import numpy as np
+
+from synther_jax import maze2d
 
 MAX_EPISODE_STEPS = 1000
 
@@ -61,6 +63,10 @@ def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
     `seed` seeds the first reset (and, for DMC, the task's random state). Raises a ValueError that
     lists the known names if `name` is neither a Gymnasium MuJoCo id nor a DMC `domain-task`.
     """
+    if name in maze2d.MAZE_NAMES:  # Already flat float32, unit action box, its own episode limit.
+        env = gym.make(name)
+        env.reset(seed=seed)
+        return env
     if name in gym.registry:
         env = gym.make(name, max_episode_steps=MAX_EPISODE_STEPS)
     elif name in dmc_task_names():

@@ -57,7 +57,7 @@ def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
     ("latent.num_samples", -1, "--config.latent.num_samples must be positive, got -1"),
     ("episode_steps", 600, "at most 500"),
     ("drqbc.learning_rate", 0.0, "--config.drqbc.learning_rate must be positive"),
-    ("diffusion.num_sample_steps", 0, "--config.diffusion.: Invalid DiffusionConfig: num_sample_steps must be positive"),
+    ("diffusion.num_sample_steps", 0, "Invalid DiffusionConfig: num_sample_steps must be positive"),
 ])
 def test_validate_names_the_field(field, value, message):
     config = vd4rl.get_config("cheetah-run-expert")

@@ -18,6 +18,10 @@ qvel = obs[nq-1:]. We set that state, apply the transition's action with the env
 - Everything else is restored exactly up to float32 rounding of the stored observation, so real
   transitions come back with errors of about 1e-6 or less (see tests/test_dynamics.py).
 
+The maze2d tasks (`synther_jax.maze2d`) observe their whole state (x, y, vx, vy), so every
+transition is restorable: PointMaze clips the velocity to +-5 before each step, which a restored
+state goes through just as the original did.
+
 The dynamics error of a transition is the mean squared error over the (o + 1) numbers
 [next_observation, reward], in the environment's own units (the paper's "dynamics MSE").
 """
@@ -29,6 +33,7 @@ import mujoco
 import numpy as np
 from tqdm import tqdm
 
+from synther_jax import maze2d
 from synther_jax.data.transitions import Transitions
 
 # Environments whose observation is qpos[1:] ++ qvel, with the velocity clip each applies (None: no clip).
@@ -38,6 +43,8 @@ SUPPORTED_VERSIONS = ("v4", "v5")
 
 def supports(env_id: Optional[str]) -> bool:
     """Whether physical validity can be measured for this Gymnasium id."""
+    if env_id in maze2d.MAZE_NAMES:
+        return True
     family, _, version = (env_id or "").partition("-")
     return family in VELOCITY_CLIP and version in SUPPORTED_VERSIONS
 
@@ -59,6 +66,8 @@ def _make_env(env_id: str) -> gym.Env:
 def observation_names(env_id: str) -> List[str]:
     """A readable name for every observation dimension, from the model's joint names
     (e.g. 'rootz pos', 'thigh_joint vel')."""
+    if env_id in maze2d.MAZE_NAMES:
+        return ["x", "y", "x vel", "y vel"]
     _family(env_id)
     model = _make_env(env_id).model
     joints = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) for j in range(model.njnt)]
@@ -74,7 +83,7 @@ def _velocities(observations: np.ndarray) -> np.ndarray:
 
 def restorable(env_id: str, observations: np.ndarray) -> np.ndarray:
     """(N,) bool: True where the observation fixes the simulator state exactly (no clipped velocity)."""
-    clip = VELOCITY_CLIP[_family(env_id)]
+    clip = None if env_id in maze2d.MAZE_NAMES else VELOCITY_CLIP[_family(env_id)]
     if clip is None:
         return np.ones(len(observations), dtype=bool)
     return np.all(_velocities(observations) < clip, axis=1)
@@ -82,7 +91,7 @@ def restorable(env_id: str, observations: np.ndarray) -> np.ndarray:
 
 def impossible(env_id: str, data: Transitions) -> np.ndarray:
     """(N,) bool: True where the observation or next observation has a velocity beyond the clip."""
-    clip = VELOCITY_CLIP[_family(env_id)]
+    clip = None if env_id in maze2d.MAZE_NAMES else VELOCITY_CLIP[_family(env_id)]
     if clip is None:
         return np.zeros(len(data), dtype=bool)
     return (np.any(_velocities(data.observations) > clip, axis=1)
@@ -95,6 +104,8 @@ def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray,
 
     Returns float64 `next_observations` (N, o), `rewards` (N,) and bool `terminals` (N,).
     """
+    if env_id in maze2d.MAZE_NAMES:
+        return _simulate_maze(env_id, observations, actions, progress)
     env = _make_env(env_id)
     nq, nv = env.model.nq, env.model.nv
     if observations.shape[1] != nq - 1 + nv or actions.shape[1] != env.action_space.shape[0]:
@@ -109,6 +120,23 @@ def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray,
         env.set_state(qpos, observations[i, nq - 1:].astype(np.float64))
         next_observations[i], rewards[i], terminals[i], _, _ = env.step(actions[i].astype(np.float64))
     return {"next_observations": next_observations, "rewards": rewards, "terminals": terminals}
+
+
+def _simulate_maze(env_id: str, observations: np.ndarray, actions: np.ndarray, progress: bool) -> Dict[str, np.ndarray]:
+    if observations.shape[1] != 4 or actions.shape[1] != 2:
+        raise ValueError(f"{env_id} has observations of size 4 and actions of size 2, but the data has "
+                         f"{observations.shape[1]} and {actions.shape[1]}: is this the right environment?")
+    env = maze2d.Maze2dEnv(env_id)
+    env.reset(seed=0)
+    n = len(observations)
+    next_observations, rewards = np.zeros((n, 4)), np.zeros(n)
+    for i in tqdm(range(n), desc=f"simulating {env_id}", disable=not progress, leave=False):
+        env.set_state(observations[i])
+        env.step(actions[i])
+        next_observations[i] = env.point_maze.point_env.state_vector()  # float64, not the float32 observation
+        rewards[i] = maze2d.sparse_reward(env_id, next_observations[i, :2])
+    env.close()
+    return {"next_observations": next_observations, "rewards": rewards, "terminals": np.zeros(n, dtype=bool)}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,10 @@ What the argument may be, tried in this order:
   download cache, `$D4RL_DATASET_DIR` or else `~/.d4rl/datasets`;
 - a Minari id with a namespace (`mujoco/walker2d/medium-v0`): the local Minari store,
   `$MINARI_DATASETS_PATH` or else `~/.minari/datasets`; downloaded only with `download=True`.
+  Minari's `D4RL/pointmaze/{umaze,medium,large}-v2` are read as maze2d data
+  (`synther_jax.data.maze2d.from_pointmaze_episodes`): the 4-dim state, rewards against the fixed
+  evaluation goal, evaluated on `maze2d-*` with our reference scores (Minari's were measured with
+  PointMaze's 0.45 radius against its moving goal).
 
 Episodes are flattened with the original's rules (`flatten.py`; `keep_timeouts=True` keeps
 time-limit steps as non-terminal transitions). The result's `metadata["env_id"]` is the Gymnasium
@@ -26,6 +30,7 @@ from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
 from synther_jax.data.env_check import check_fits_env
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
 from synther_jax.data.flatten import episodes_to_transitions
+from synther_jax.data.maze2d import MINARI_POINTMAZE, from_pointmaze_episodes
 from synther_jax.data.synthetic import read_synthetic, read_synthetic_metadata
 from synther_jax.data.transitions import Transitions
 
@@ -50,7 +55,7 @@ def bundled_names():
 
 
 _TASK = re.compile(r"(walker2d|hopper|halfcheetah)-(medium-replay|medium-expert|full-replay|random|medium|expert)"
-                   r"|maze2d-(umaze|medium|large)")
+                   r"|(?:maze2d|pointmaze)-(umaze|medium|large)")
 
 
 def dataset_task(id_or_path: str) -> Optional[str]:
@@ -65,7 +70,9 @@ def dataset_task(id_or_path: str) -> Optional[str]:
         return dataset_task(source) if source else None
     name = os.path.basename(id_or_path) if os.path.isfile(id_or_path) else id_or_path
     match = _TASK.search(name.lower().replace("/", "-").replace("_", "-"))
-    return None if match is None else match.group(0)
+    if match is None:
+        return None
+    return f"maze2d-{match.group(3)}" if match.group(3) else match.group(0)  # Minari's pointmaze is maze2d
 
 
 def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transitions:
@@ -95,6 +102,10 @@ def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transi
     try:
         episodes = tqdm.tqdm(dataset.iterate_episodes(), total=dataset.total_episodes, unit="episode",
                              desc=f"loading {dataset_id}", mininterval=2.0, leave=False)
+        maze = MINARI_POINTMAZE.get(dataset_id)
+        if maze is not None:
+            episodes = from_pointmaze_episodes(maze, episodes)
+            metadata.update(env_id=maze, ref_min_score=None, ref_max_score=None)
         return episodes_to_transitions(episodes, keep_timeouts, metadata)
     except (OSError, KeyError) as error:
         raise InvalidDatasetError(f"{corrupt} ({error!r})") from error

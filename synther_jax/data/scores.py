@@ -1,6 +1,7 @@
 """Normalised scores: 100 * (return - random) / (expert - random), as D4RL reports them.
 
-The reference returns are D4RL's (`d4rl/infos.py`): v2 gym-mujoco locomotion and v1 maze2d. Minari's
+The reference returns are D4RL's (`d4rl/infos.py`): v2 gym-mujoco locomotion and v1 maze2d; our own
+maze2d tasks (`maze2d-umaze`, ... without a version) use references measured on them. Minari's
 `mujoco/*` datasets carry no reference scores, so this table is how their returns become comparable
 numbers; when a dataset does carry Minari reference scores (`ref_min_score`/`ref_max_score` in its
 metadata) they take precedence. `reference_scores` says which table a score used; report it with
@@ -27,6 +28,18 @@ D4RL_REFERENCE_SCORES = {
     "maze2d-medium-dense": (44.264742, 297.4552547777125),
     "maze2d-large-dense": (30.569041, 303.4857382709002),
 }
+# Our maze2d tasks (`synther_jax.maze2d`, PointMaze with D4RL's goal, radius and limits) start and
+# move differently from D4RL's, so their references are measured on them, D4RL's way: the mean return
+# of the uniform random policy and of the noise-free waypoint controller over 100 episodes (reset
+# seeds 0-99), by `python -m launch.collect --reference_scores --env=<task>` with gymnasium-robotics
+# 1.4.2 and mujoco 3.17.0 (D4RL's own values are the maze2d-* rows above).
+MAZE2D_REFERENCE_SCORES = {
+    "maze2d-umaze": (10.12, 209.54),
+    "maze2d-medium": (18.69, 420.34),
+    "maze2d-large": (7.96, 555.91),
+}
+MAZE2D_TABLE = ("synther_jax maze2d table ({name}: random policy and noise-free waypoint controller, 100 episodes "
+                "each, `python -m launch.collect --reference_scores --env={name}`)")
 # Gymnasium environment names of the locomotion families.
 GYMNASIUM_NAMES = {"Hopper": "hopper", "HalfCheetah": "halfcheetah", "Walker2d": "walker2d"}
 
@@ -58,6 +71,9 @@ def reference_scores(env_id: str, dataset_metadata: Optional[Mapping[str, Any]] 
     """The reference returns for `env_id`: the dataset's own Minari scores when its metadata has
     both, else D4RL's table. Raises UnknownEnvironmentError when neither applies."""
     metadata = dataset_metadata or {}
+    if env_id in MAZE2D_REFERENCE_SCORES:
+        low, high = MAZE2D_REFERENCE_SCORES[env_id]
+        return ReferenceScores(low, high, MAZE2D_TABLE.format(name=env_id))
     if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
         source = metadata.get("source", "the dataset")
         return ReferenceScores(float(metadata["ref_min_score"]), float(metadata["ref_max_score"]),

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from configs.d4rl import get_config
+from configs.d4rl import get_config, validate
 from synther_jax import maze2d
 from synther_jax.data import load_dataset
 from synther_jax.data.maze2d import generate_episodes
@@ -200,13 +200,21 @@ def test_reference_score_command_measures_random_and_controller_returns():
     assert scores["min"] == pytest.approx(np.mean(returns))
 
 
+def _validated(name: str, algorithm: str):
+    """The config as a launcher runs it: validated, CORL's per-dataset values filled in."""
+    config = get_config(name)
+    config.algorithm = algorithm
+    return validate(config)
+
+
 def test_maze_configs_carry_corl_settings():
-    config = get_config("maze2d-medium")
+    config = _validated("maze2d-medium", "edac")
     assert config.env_id == "maze2d-medium" and config.dataset == "synther/maze2d/medium-v0"
     assert config.edac.eta == 0.1 and config.edac.num_critics == 10 and config.eval_episodes == 100
-    assert config.iql.beta == 3.0 and config.iql.expectile == 0.7 and not config.iql.deterministic_actor
+    iql = _validated("maze2d-medium", "iql").iql
+    assert iql.beta == 3.0 and iql.expectile == 0.7 and not iql.deterministic_actor
     assert get_config("maze2d-umaze,smoke").dataset == "synther/maze2d/umaze-50000-v0"
-    assert get_config("hopper-medium").edac.eta != 0.1
+    assert _validated("hopper-medium", "edac").edac.eta != 0.1
     with pytest.raises(ValueError, match="maze2d-umaze"):
         get_config("maze2d-huge")
 

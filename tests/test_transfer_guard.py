@@ -7,9 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from agents import OFFLINE_LEARNERS, sac
+from agents import OFFLINE_LEARNERS, PIXEL_LEARNERS, sac
 from launch.online import update_agents
 from synther_jax import replay
+from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import Diffusion, init_state, sample_rows, train_steps
@@ -68,3 +69,21 @@ def test_online_utd_scan():
     with jax.transfer_guard("disallow"):
         states, metrics = update_agents(states, real, synthetic, key, synthetic_ratio=0.5)
     assert all(np.all(np.isfinite(value)) for value in jax.tree.leaves(jax.device_get(metrics)))
+
+
+@pytest.mark.parametrize("algorithm", sorted(PIXEL_LEARNERS))
+def test_pixel_learners_update_steps_seeds(algorithm):
+    """Frames stay uint8 on the device and minibatches are stacked there: no copy per update."""
+    learner = PIXEL_LEARNERS[algorithm][0]
+    rng, size, episodes, steps = np.random.default_rng(7), 16, 3, 5
+    step_types = np.tile([FIRST] + [MID] * (steps - 2) + [LAST], episodes).astype(np.uint8)
+    n = len(step_types)
+    data = PixelDataset(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8),
+                        rng.uniform(-1, 1, (n, ACTION_DIM)).astype(np.float32), rng.uniform(size=n).astype(np.float32),
+                        np.ones(n, np.float32), step_types)
+    keys = jax.random.split(jax.random.PRNGKey(8), 2)
+    states = learner.init_seeds(keys, (9, size, size), ACTION_DIM, hidden_dim=16, feature_dim=5)
+    store = data.device_store()
+    with jax.transfer_guard("disallow"):
+        states, metrics = learner.update_steps_seeds(states, store, keys, num_steps=2, batch_size=4)
+    assert all(np.all(np.isfinite(value)) for value in jax.device_get(metrics).values())

@@ -24,7 +24,6 @@ one `lax.scan`, minibatches stacked from the frame store on device), `update_ste
 leading seed axis), `act`, `features`, and the latent stage's counterparts.
 """
 import dataclasses
-import functools
 from typing import Dict, Optional, Tuple
 
 import flax.struct as struct
@@ -32,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from agents import pixel_networks
 from agents.pixel_networks import (Encoder, PolicyHead, Trunk, encoder_output_dim, random_shift, sample_action,
                                    scheduled_std, twin_q_head)
 from agents.training import Batch, jitted_scans, polyak, stack_seeds
@@ -195,16 +195,7 @@ def update(state: DrQBCState, batch: Batch, key: jax.Array) -> Tuple[DrQBCState,
 update_steps, update_steps_seeds = jitted_scans(update, sample_pixel_batch)
 
 
-@functools.partial(jax.jit, static_argnames="deterministic")
-def act(state: DrQBCState, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    """Actions for uint8 frame stacks (B, C, H, W): the mean, or a sample with the scheduled std."""
-    config = state.config
-    h = Encoder().apply(state.encoder_params, observations)
-    mean = _policy(config).apply(state.actor_params["head"], _trunk(config).apply(state.actor_params["trunk"], h))
-    if deterministic:
-        return mean
-    std = scheduled_std(state.step, config.std_start, config.std_end, config.std_steps)
-    return jnp.clip(mean + std * jax.random.normal(key, mean.shape), -1.0, 1.0)
+act = pixel_networks.act  # shared: both act through the encoder, actor trunk and head
 
 
 @jax.jit

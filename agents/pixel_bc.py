@@ -11,7 +11,6 @@ the encoder and the trunk and `update_latent` trains the head on latent transiti
 ignores them).
 """
 import dataclasses
-import functools
 from typing import Dict, Optional, Tuple
 
 import flax.struct as struct
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from agents import pixel_networks
 from agents.pixel_networks import (Encoder, PolicyHead, Trunk, encoder_output_dim, random_shift, sample_action,
                                    scheduled_std)
 from agents.training import Batch, jitted_scans, stack_seeds
@@ -109,16 +109,7 @@ def update(state: PixelBCState, batch: Batch, key: jax.Array) -> Tuple[PixelBCSt
 update_steps, update_steps_seeds = jitted_scans(update, sample_pixel_batch)
 
 
-@functools.partial(jax.jit, static_argnames="deterministic")
-def act(state: PixelBCState, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
-    """Actions for uint8 frame stacks (B, C, H, W): the mean, or a sample with the scheduled std."""
-    config = state.config
-    h = Encoder().apply(state.encoder_params, observations)
-    mean = _policy(config).apply(state.actor_params["head"], _trunk(config).apply(state.actor_params["trunk"], h))
-    if deterministic:
-        return mean
-    std = scheduled_std(state.step, config.std_start, config.std_end, config.std_steps)
-    return jnp.clip(mean + std * jax.random.normal(key, mean.shape), -1.0, 1.0)
+act = pixel_networks.act  # shared: both act through the encoder, actor trunk and head
 
 
 @jax.jit

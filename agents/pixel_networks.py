@@ -16,6 +16,8 @@
 Flax flattens the encoder's output in (H, W, C) order where PyTorch uses (C, H, W): a fixed
 permutation of the trunk's input, without effect on what the networks can represent.
 """
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -121,3 +123,17 @@ def random_shift(images: jax.Array, key: jax.Array, pad: int = 4) -> jax.Array:
         return jax.lax.dynamic_slice(padded, (0, dy, dx), (channels, height, width))
 
     return jax.vmap(shift)(images, jax.random.split(key, images.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames="deterministic")
+def act(state, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
+    """Actions of a DrQ+BC or pixel BC state (encoder, actor trunk and head, scheduled std) for uint8
+    frame stacks (B, C, H, W): the mean, or a sample with the scheduled std."""
+    config = state.config
+    features = Trunk(config.feature_dim).apply(state.actor_params["trunk"],
+                                               Encoder().apply(state.encoder_params, observations))
+    mean = PolicyHead(config.action_dim, config.hidden_dim).apply(state.actor_params["head"], features)
+    if deterministic:
+        return mean
+    std = scheduled_std(state.step, config.std_start, config.std_end, config.std_steps)
+    return jnp.clip(mean + std * jax.random.normal(key, mean.shape), -1.0, 1.0)

@@ -57,7 +57,7 @@ from bench.common import environment, parse_denoiser, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import offline  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
-from synther_jax.analysis.report import REPORT_FILE  # noqa: E402
+from synther_jax.analysis.report import REPORT_FILE, headline_figures  # noqa: E402
 from synther_jax.atomic import read_json  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
 from synther_jax.data.scores import normalized_score  # noqa: E402
@@ -136,17 +136,11 @@ def dataset_episode_score(real: Transitions, env_id: str) -> Optional[float]:
 
 
 def fidelity(workdir: str) -> Optional[dict]:
-    """Headline figures of the run's fidelity report."""
+    """Headline figures of the run's fidelity report, and the denoiser's size (none for augmentations)."""
     report = read_json(os.path.join(workdir, "analysis", REPORT_FILE), None)
     if report is None:
         return None
-    synthetic = report["sources"]["synthetic"]
-    dynamics = synthetic.get("dynamics", {})  # absent where the report cannot replay the environment
-    return {"marginal_score": synthetic["marginal_score"], "correlation_score": synthetic["correlation_score"],
-            "dynamics_mse_mean": dynamics.get("dynamics_mse_mean"),
-            "dynamics_mse_median": dynamics.get("dynamics_mse_median"),
-            "denoiser_params": report.get("compression", {}).get("denoiser_params"),  # none for augmentations
-            "terminals": report.get("synthetic_terminals")}
+    return {**headline_figures(report), "denoiser_params": report.get("compression", {}).get("denoiser_params")}
 
 
 def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:

@@ -26,7 +26,7 @@ from absl import app, flags, logging
 from bench.common import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import online
-from synther_jax.analysis.report import REPORT_FILE, analyze
+from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
 from synther_jax.data import Transitions
@@ -81,11 +81,7 @@ def data_fidelity(config, real: Transitions, out_dir: str) -> Optional[dict]:
         synthetic = Transitions.from_rows(rows, real.obs_dim, real.action_dim, synther.modelled_terminals, 0.5)
         report = analyze(real, synthetic, config.env_name, out_dir, seed=config.seed, baselines=(),
                          fidelity_rows=FLAGS.fidelity_samples, physics_rows=min(5_000, FLAGS.fidelity_samples))
-    synthetic = report["sources"]["synthetic"]
-    return {"real_rows": len(real), "marginal_score": synthetic["marginal_score"],
-            "correlation_score": synthetic["correlation_score"],
-            "dynamics_mse_median": (synthetic.get("dynamics") or {}).get("dynamics_mse_median"),
-            "real_terminals": report.get("real_terminals"), "synthetic_terminals": report.get("synthetic_terminals")}
+    return {"real_rows": len(real), **headline_figures(report)}
 
 
 def main(argv):

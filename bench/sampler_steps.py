@@ -37,7 +37,7 @@ from absl import app, flags, logging  # noqa: E402
 from bench.common import environment, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
-from synther_jax.analysis.report import analyze  # noqa: E402
+from synther_jax.analysis.report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion  # noqa: E402
@@ -102,14 +102,10 @@ def measure_setting(real: Transitions, model: Diffusion, steps: int, churn: bool
     synthetic = Transitions.from_rows(rows, real.obs_dim, real.action_dim, True, terminal_threshold)
     report = analyze(real, synthetic, None, os.path.join(settings_dir, name), baselines=(), seed=seed,
                      fidelity_rows=scale.num_samples, physics_rows=scale.physics_rows, progress=False)
-    source = report["sources"]["synthetic"]
+    figures = headline_figures(report)
     record = {"name": name, "steps": steps, "churn": churn, "sampler_seed": seed, "samples_per_s": samples_per_s,
-              "marginal_score": report["marginal_score"], "correlation_score": report["correlation_score"],
-              "dynamics_mse_median": source["dynamics"]["dynamics_mse_median"],
-              "dynamics_mse_mean": source["dynamics"]["dynamics_mse_mean"],
-              "terminals": report["synthetic_terminals"],
-              "terminal_fraction": report["synthetic_terminals"] / scale.num_samples,
-              "min_distance_median": source["min_distance_median"]}
+              **figures, "terminals": figures["synthetic_terminals"],
+              "terminal_fraction": figures["synthetic_terminals"] / scale.num_samples}
     atomic.write_json(path, record)
     return record
 

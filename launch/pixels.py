@@ -41,7 +41,7 @@ from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.atomic import atomic_path
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
-from synther_jax.data import SyntheticWriter, Transitions, read_synthetic
+from synther_jax.data import KEYS, SyntheticWriter, Transitions, read_synthetic
 from synther_jax.data.collection import uniform_random_policy
 from synther_jax.data.latents import latent_transitions, learner_batch
 from synther_jax.data.pixels import FRAME_STACK, PixelDataset, load_pixel_dataset, stacked_frames, write_pixel_hdf5
@@ -51,6 +51,7 @@ from synther_jax.metrics import MetricsWriter
 from synther_jax.pixel_envs import evaluate, render_dataset
 
 LATENTS_FILE = "latents.npz"
+LATENT_KEYS = KEYS[:-1]  # latents.npz has no terminals: DMC tasks never terminate
 SCORE_SCALE = 10.0  # V-D4RL's Table 4 prints return / 10 (DMC returns lie in [0, 1000])
 
 
@@ -156,15 +157,13 @@ def encode_latents(config, learner, states, data: PixelDataset) -> List[Transiti
                 per_seed[seed].append(latent_transitions(
                     {k: np.asarray(v[seed]) for k, v in now.items()}, {k: np.asarray(v[seed]) for k, v in after.items()},
                     data.actions[ends[rows]], data.rewards[ends[rows]], learner.TRUNKS))
-    return [Transitions(*(np.concatenate([getattr(t, k) for t in parts]) for k in
-                          ("observations", "actions", "rewards", "next_observations", "terminals")))
-            for parts in per_seed]
+    return [Transitions(*(np.concatenate([getattr(t, k) for t in parts]) for k in KEYS)) for parts in per_seed]
 
 
 def write_latents(path: str, latents: List[Transitions], trunks) -> None:
     """latents.npz: every seed's real latent transitions, arrays with a leading seed axis."""
     arrays = {key: np.stack([getattr(t, key) for t in latents])
-              for key in ("observations", "actions", "rewards", "next_observations")}
+              for key in LATENT_KEYS}
     with atomic_path(path) as temporary:
         with open(temporary, "wb") as file:
             np.savez(file, **arrays, trunks=np.array(trunks))
@@ -172,7 +171,7 @@ def write_latents(path: str, latents: List[Transitions], trunks) -> None:
 
 def read_latents(path: str) -> List[Transitions]:
     with np.load(path) as file:
-        arrays = {key: file[key] for key in ("observations", "actions", "rewards", "next_observations")}
+        arrays = {key: file[key] for key in LATENT_KEYS}
     return [Transitions(arrays["observations"][s], arrays["actions"][s], arrays["rewards"][s],
                         arrays["next_observations"][s], np.zeros(arrays["rewards"].shape[1], np.float32))
             for s in range(len(arrays["rewards"]))]

@@ -149,3 +149,16 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
     report["timings"] = timings
     write_json(os.path.join(out_dir, REPORT_FILE), report)  # atomic: launch.offline takes it as the stage's end
     return report
+
+
+def headline_figures(report: Dict[str, object]) -> Dict[str, object]:
+    """The figures benchmarks and papers quote from a report: marginal and correlation scores, the
+    synthetic rows' dynamics error (None where the simulator check does not apply), terminal counts
+    and the median distance to the real data."""
+    synthetic = report["sources"]["synthetic"]
+    dynamics = synthetic.get("dynamics") or {}
+    return {"marginal_score": report["marginal_score"], "correlation_score": report["correlation_score"],
+            "dynamics_mse_mean": dynamics.get("dynamics_mse_mean"),
+            "dynamics_mse_median": dynamics.get("dynamics_mse_median"),
+            "real_terminals": report["real_terminals"], "synthetic_terminals": report["synthetic_terminals"],
+            "min_distance_median": synthetic.get("min_distance_median")}

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import optax
 
 from agents import pixel_networks
-from agents.pixel_networks import (Encoder, PolicyHead, Trunk, encoder_output_dim, random_shift, sample_action,
-                                   scheduled_std, twin_q_head)
+from agents.pixel_networks import (Encoder, adam_step, config_optimizer, config_policy, config_trunk,
+                                   encoder_output_dim, random_shift, sample_action, scheduled_std, twin_q_head)
 from agents.training import Batch, jitted_scans, polyak, stack_seeds
 from synther_jax.data.pixels import sample_batch as sample_pixel_batch
 
@@ -70,26 +70,17 @@ class DrQBCState(struct.PyTreeNode):
     config: DrQBCConfig = struct.field(pytree_node=False)
 
 
-def _trunk(config):
-    return Trunk(config.feature_dim)
-
-
-def _policy(config):
-    return PolicyHead(config.action_dim, config.hidden_dim)
 
 
 def _q(config):
     return twin_q_head(config.hidden_dim)
 
 
-def _optimizer(config):
-    return optax.adam(config.learning_rate)
-
 
 def _init_heads(config: DrQBCConfig, key: jax.Array) -> Tuple[Dict, Dict]:
     actor_key, critic_key = jax.random.split(key)
     features, actions = jnp.zeros((1, config.feature_dim)), jnp.zeros((1, config.action_dim))
-    return _policy(config).init(actor_key, features), _q(config).init(critic_key, features, actions)
+    return config_policy(config).init(actor_key, features), _q(config).init(critic_key, features, actions)
 
 
 def init(key: jax.Array, image_shape: Tuple[int, int, int], action_dim: int, **hyperparameters) -> DrQBCState:
@@ -99,9 +90,9 @@ def init(key: jax.Array, image_shape: Tuple[int, int, int], action_dim: int, **h
     encoder_params = Encoder().init(encoder_key, jnp.zeros((1, *image_shape), jnp.uint8))
     h = jnp.zeros((1, encoder_output_dim(image_shape[-1])))
     actor_head, critic_head = _init_heads(config, heads_key)
-    actor_params = {"trunk": _trunk(config).init(actor_key, h), "head": actor_head}
-    critic_params = {"trunk": _trunk(config).init(critic_key, h), "head": critic_head}
-    optimizer = _optimizer(config)
+    actor_params = {"trunk": config_trunk(config).init(actor_key, h), "head": actor_head}
+    critic_params = {"trunk": config_trunk(config).init(critic_key, h), "head": critic_head}
+    optimizer = config_optimizer(config)
     return DrQBCState(encoder_params=encoder_params, actor_params=actor_params, critic_params=critic_params,
                       target_critic_params=critic_params, encoder_opt_state=optimizer.init(encoder_params),
                       actor_opt_state=optimizer.init(actor_params), critic_opt_state=optimizer.init(critic_params),
@@ -119,7 +110,7 @@ def td_target(state: DrQBCState, target_critic_head, next_actor_features, next_c
               std, key) -> jax.Array:
     """r + discount * gamma * min(Q1', Q2')(s', a' ~ pi(s')), no gradient."""
     config = state.config
-    next_actions = sample_action(_policy(config).apply(state.actor_params["head"], next_actor_features), std,
+    next_actions = sample_action(config_policy(config).apply(state.actor_params["head"], next_actor_features), std,
                                  config.std_clip, key)
     next_v = _q(config).apply(target_critic_head, next_critic_features, next_actions).min(0)
     return jax.lax.stop_gradient(rewards + discounts * config.discount * next_v)
@@ -134,17 +125,13 @@ def actor_loss(actor_head, critic_head, config: DrQBCConfig, actor_features, cri
                key) -> Tuple[jax.Array, Dict[str, jax.Array]]:
     """-alpha / mean|Q| * mean Q + MSE(sampled action, data action), Q = min of the twin heads at the
     sampled action; the scale carries no gradient."""
-    actions = sample_action(_policy(config).apply(actor_head, actor_features), std, config.std_clip, key)
+    actions = sample_action(config_policy(config).apply(actor_head, actor_features), std, config.std_clip, key)
     q = _q(config).apply(critic_head, critic_features, actions).min(0)
     lmbda = config.alpha / jax.lax.stop_gradient(jnp.abs(q).mean())
     bc_loss = ((actions - data_actions) ** 2).mean()
     loss = -lmbda * q.mean() + bc_loss
     return loss, {"actor_loss": loss, "bc_loss": bc_loss, "lambda": lmbda}
 
-
-def _adam_step(config, grads, opt_state, params):
-    updates, opt_state = _optimizer(config).update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state
 
 
 # --- stage 1: pixels ------------------------------------------------------------------------------
@@ -156,7 +143,7 @@ def update(state: DrQBCState, batch: Batch, key: jax.Array) -> Tuple[DrQBCState,
     observations = random_shift(batch["observations"], obs_key, config.image_pad)
     next_observations = random_shift(batch["next_observations"], next_key, config.image_pad)
     std = scheduled_std(state.step, config.std_start, config.std_end, config.std_steps)
-    encoder, trunk = Encoder(), _trunk(config)
+    encoder, trunk = Encoder(), config_trunk(config)
 
     next_h = jax.lax.stop_gradient(encoder.apply(state.encoder_params, next_observations))
     target = td_target(state, state.target_critic_params["head"],
@@ -173,8 +160,8 @@ def update(state: DrQBCState, batch: Batch, key: jax.Array) -> Tuple[DrQBCState,
 
     grads, (h, critic_metrics) = jax.grad(encoder_critic_loss, has_aux=True)((state.encoder_params,
                                                                              state.critic_params))
-    encoder_params, encoder_opt_state = _adam_step(config, grads[0], state.encoder_opt_state, state.encoder_params)
-    critic_params, critic_opt_state = _adam_step(config, grads[1], state.critic_opt_state, state.critic_params)
+    encoder_params, encoder_opt_state = adam_step(config, grads[0], state.encoder_opt_state, state.encoder_params)
+    critic_params, critic_opt_state = adam_step(config, grads[1], state.critic_opt_state, state.critic_params)
 
     h = jax.lax.stop_gradient(h)  # the actor never trains the encoder
     critic_features = trunk.apply(critic_params["trunk"], h)
@@ -184,7 +171,7 @@ def update(state: DrQBCState, batch: Batch, key: jax.Array) -> Tuple[DrQBCState,
                           trunk.apply(actor_params["trunk"], h), critic_features, batch["actions"], std, actor_key)
 
     grads, actor_metrics = jax.grad(full_actor_loss, has_aux=True)(state.actor_params)
-    actor_params, actor_opt_state = _adam_step(config, grads, state.actor_opt_state, state.actor_params)
+    actor_params, actor_opt_state = adam_step(config, grads, state.actor_opt_state, state.actor_params)
     state = state.replace(encoder_params=encoder_params, actor_params=actor_params, critic_params=critic_params,
                           target_critic_params=polyak(state.target_critic_params, critic_params, config.critic_tau),
                           encoder_opt_state=encoder_opt_state, actor_opt_state=actor_opt_state,
@@ -206,8 +193,8 @@ def features(state: DrQBCState, observations: jax.Array, key: Optional[jax.Array
     if key is not None:
         observations = random_shift(observations, key, config.image_pad)
     h = Encoder().apply(state.encoder_params, observations)
-    return {"actor": _trunk(config).apply(state.actor_params["trunk"], h),
-            "critic": _trunk(config).apply(state.critic_params["trunk"], h)}
+    return {"actor": config_trunk(config).apply(state.actor_params["trunk"], h),
+            "critic": config_trunk(config).apply(state.critic_params["trunk"], h)}
 
 
 # --- stage 2: heads on latent transitions -----------------------------------------------------------
@@ -220,7 +207,7 @@ def begin_latent_stage(state: DrQBCState, key: jax.Array, reinit_heads: bool = F
     actor_head, critic_head = state.actor_params["head"], state.critic_params["head"]
     if reinit_heads:
         actor_head, critic_head = _init_heads(config, key)
-    optimizer = _optimizer(config)
+    optimizer = config_optimizer(config)
     return state.replace(actor_params={**state.actor_params, "head": actor_head},
                          critic_params={**state.critic_params, "head": critic_head},
                          target_critic_params={**state.target_critic_params, "head": critic_head},
@@ -245,11 +232,11 @@ def update_latent(state: DrQBCState, batch: Batch, key: jax.Array) -> Tuple[DrQB
         return loss, {"critic_loss": loss, "q_mean": q.mean(), "target_q": target.mean()}
 
     grads, critic_metrics = jax.grad(head_critic_loss, has_aux=True)(state.critic_params["head"])
-    critic_head, critic_opt_state = _adam_step(config, grads, state.critic_opt_state, state.critic_params["head"])
+    critic_head, critic_opt_state = adam_step(config, grads, state.critic_opt_state, state.critic_params["head"])
     grads, actor_metrics = jax.grad(actor_loss, has_aux=True)(
         state.actor_params["head"], critic_head, config, batch["actor"], batch["critic"], batch["actions"], std,
         actor_key)
-    actor_head, actor_opt_state = _adam_step(config, grads, state.actor_opt_state, state.actor_params["head"])
+    actor_head, actor_opt_state = adam_step(config, grads, state.actor_opt_state, state.actor_params["head"])
     target_head = polyak(state.target_critic_params["head"], critic_head, config.critic_tau)
     state = state.replace(actor_params={**state.actor_params, "head": actor_head},
                           critic_params={**state.critic_params, "head": critic_head},

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import optax
 
 from agents import pixel_networks
-from agents.pixel_networks import (Encoder, PolicyHead, Trunk, encoder_output_dim, random_shift, sample_action,
-                                   scheduled_std)
+from agents.pixel_networks import (Encoder, adam_step, config_optimizer, config_policy, config_trunk,
+                                   encoder_output_dim, random_shift, sample_action, scheduled_std)
 from agents.training import Batch, jitted_scans, stack_seeds
 from synther_jax.data.pixels import sample_batch as sample_pixel_batch
 
@@ -49,25 +49,16 @@ class PixelBCState(struct.PyTreeNode):
     config: PixelBCConfig = struct.field(pytree_node=False)
 
 
-def _trunk(config):
-    return Trunk(config.feature_dim)
 
-
-def _policy(config):
-    return PolicyHead(config.action_dim, config.hidden_dim)
-
-
-def _optimizer(config):
-    return optax.adam(config.learning_rate)
 
 
 def init(key: jax.Array, image_shape: Tuple[int, int, int], action_dim: int, **hyperparameters) -> PixelBCState:
     config = PixelBCConfig(action_dim=action_dim, **hyperparameters)
     encoder_key, trunk_key, head_key = jax.random.split(key, 3)
     encoder_params = Encoder().init(encoder_key, jnp.zeros((1, *image_shape), jnp.uint8))
-    actor_params = {"trunk": _trunk(config).init(trunk_key, jnp.zeros((1, encoder_output_dim(image_shape[-1])))),
-                    "head": _policy(config).init(head_key, jnp.zeros((1, config.feature_dim)))}
-    optimizer = _optimizer(config)
+    actor_params = {"trunk": config_trunk(config).init(trunk_key, jnp.zeros((1, encoder_output_dim(image_shape[-1])))),
+                    "head": config_policy(config).init(head_key, jnp.zeros((1, config.feature_dim)))}
+    optimizer = config_optimizer(config)
     return PixelBCState(encoder_params=encoder_params, actor_params=actor_params,
                         encoder_opt_state=optimizer.init(encoder_params), actor_opt_state=optimizer.init(actor_params),
                         step=jnp.zeros((), jnp.int32), config=config)
@@ -78,14 +69,10 @@ def init_seeds(keys: jax.Array, image_shape: Tuple[int, int, int], action_dim: i
 
 
 def bc_loss(actor_head, config: PixelBCConfig, actor_features, data_actions, std, key):
-    actions = sample_action(_policy(config).apply(actor_head, actor_features), std, config.std_clip, key)
+    actions = sample_action(config_policy(config).apply(actor_head, actor_features), std, config.std_clip, key)
     loss = ((actions - data_actions) ** 2).mean()
     return loss, {"actor_loss": loss}
 
-
-def _adam_step(config, grads, opt_state, params):
-    updates, opt_state = _optimizer(config).update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state
 
 
 def update(state: PixelBCState, batch: Batch, key: jax.Array) -> Tuple[PixelBCState, Dict[str, jax.Array]]:
@@ -96,12 +83,12 @@ def update(state: PixelBCState, batch: Batch, key: jax.Array) -> Tuple[PixelBCSt
 
     def loss(params):
         encoder_params, actor_params = params
-        features = _trunk(config).apply(actor_params["trunk"], Encoder().apply(encoder_params, observations))
+        features = config_trunk(config).apply(actor_params["trunk"], Encoder().apply(encoder_params, observations))
         return bc_loss(actor_params["head"], config, features, batch["actions"], std, actor_key)
 
     grads, metrics = jax.grad(loss, has_aux=True)((state.encoder_params, state.actor_params))
-    encoder_params, encoder_opt_state = _adam_step(config, grads[0], state.encoder_opt_state, state.encoder_params)
-    actor_params, actor_opt_state = _adam_step(config, grads[1], state.actor_opt_state, state.actor_params)
+    encoder_params, encoder_opt_state = adam_step(config, grads[0], state.encoder_opt_state, state.encoder_params)
+    actor_params, actor_opt_state = adam_step(config, grads[1], state.actor_opt_state, state.actor_params)
     return state.replace(encoder_params=encoder_params, actor_params=actor_params, encoder_opt_state=encoder_opt_state,
                          actor_opt_state=actor_opt_state, step=state.step + 1), {**metrics, "actor_std": std}
 
@@ -117,7 +104,7 @@ def features(state: PixelBCState, observations: jax.Array, key: Optional[jax.Arr
     """The actor trunk's features {"actor": (B, 50)} of uint8 frame stacks, randomly shifted with `key`."""
     if key is not None:
         observations = random_shift(observations, key, state.config.image_pad)
-    return {"actor": _trunk(state.config).apply(state.actor_params["trunk"],
+    return {"actor": config_trunk(state.config).apply(state.actor_params["trunk"],
                                                 Encoder().apply(state.encoder_params, observations))}
 
 
@@ -125,9 +112,9 @@ def begin_latent_stage(state: PixelBCState, key: jax.Array, reinit_heads: bool =
     """Fresh Adam state over the head alone; the head re-drawn when `reinit_heads`."""
     head = state.actor_params["head"]
     if reinit_heads:
-        head = _policy(state.config).init(key, jnp.zeros((1, state.config.feature_dim)))
+        head = config_policy(state.config).init(key, jnp.zeros((1, state.config.feature_dim)))
     return state.replace(actor_params={**state.actor_params, "head": head},
-                         actor_opt_state=_optimizer(state.config).init(head))
+                         actor_opt_state=config_optimizer(state.config).init(head))
 
 
 def begin_latent_stage_seeds(states: PixelBCState, keys: jax.Array, reinit_heads: bool = False) -> PixelBCState:
@@ -139,7 +126,7 @@ def update_latent(state: PixelBCState, batch: Batch, key: jax.Array) -> Tuple[Pi
     std = scheduled_std(state.step, config.std_start, config.std_end, config.std_steps)
     grads, metrics = jax.grad(bc_loss, has_aux=True)(state.actor_params["head"], config, batch["actor"],
                                                      batch["actions"], std, key)
-    head, actor_opt_state = _adam_step(config, grads, state.actor_opt_state, state.actor_params["head"])
+    head, actor_opt_state = adam_step(config, grads, state.actor_opt_state, state.actor_params["head"])
     return state.replace(actor_params={**state.actor_params, "head": head}, actor_opt_state=actor_opt_state,
                          step=state.step + 1), metrics
 

@@ -22,6 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from agents.networks import MLP, ensemble
 from synther_jax.nn import Linear, constant
@@ -125,14 +126,34 @@ def random_shift(images: jax.Array, key: jax.Array, pad: int = 4) -> jax.Array:
     return jax.vmap(shift)(images, jax.random.split(key, images.shape[0]))
 
 
+# --- what both learners build from their config (feature_dim, action_dim, hidden_dim, learning_rate)
+
+def config_trunk(config) -> Trunk:
+    return Trunk(config.feature_dim)
+
+
+def config_policy(config) -> PolicyHead:
+    return PolicyHead(config.action_dim, config.hidden_dim)
+
+
+def config_optimizer(config) -> optax.GradientTransformation:
+    return optax.adam(config.learning_rate)
+
+
+def adam_step(config, grads, opt_state, params):
+    """One Adam step of `params` (V-D4RL's optimiser, every network the same learning rate)."""
+    updates, opt_state = config_optimizer(config).update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state
+
+
 @functools.partial(jax.jit, static_argnames="deterministic")
 def act(state, observations: jax.Array, key: jax.Array, deterministic: bool = True) -> jax.Array:
     """Actions of a DrQ+BC or pixel BC state (encoder, actor trunk and head, scheduled std) for uint8
     frame stacks (B, C, H, W): the mean, or a sample with the scheduled std."""
     config = state.config
-    features = Trunk(config.feature_dim).apply(state.actor_params["trunk"],
-                                               Encoder().apply(state.encoder_params, observations))
-    mean = PolicyHead(config.action_dim, config.hidden_dim).apply(state.actor_params["head"], features)
+    h = Encoder().apply(state.encoder_params, observations)
+    features = config_trunk(config).apply(state.actor_params["trunk"], h)
+    mean = config_policy(config).apply(state.actor_params["head"], features)
     if deterministic:
         return mean
     std = scheduled_std(state.step, config.std_start, config.std_end, config.std_steps)

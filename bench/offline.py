@@ -72,11 +72,15 @@ flags.DEFINE_list("augmentations", [], "Explicit augmentations of the real data 
                   "multiplicative, dynamics; paper Figure 1a), each with --num_samples transitions.")
 flags.DEFINE_integer("num_samples", None, "Synthetic transitions per run (default: the config's, 5M).")
 flags.DEFINE_integer("sample_chunk_size", None, "Samples per jitted sampler call (default: the config's).")
+flags.DEFINE_integer("num_sample_steps", None, "Heun steps of the sampler (default: the config's, the paper's 128).")
+flags.DEFINE_float("S_churn", None, "The sampler's churn (default: the config's, the paper's 80; 0 for none).")
 flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4).")
 flags.DEFINE_integer("agent_steps", None, "Agent updates (default: 1M; EDAC 3M).")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
 flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
+flags.DEFINE_list("only", [], "Run just the runs whose names start with these (e.g. real,augmentation or "
+                  "synthetic) and write no JSON: arms in parallel processes; a final run without it gathers.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
 flags.DEFINE_string("out", None, "JSON file (default: bench/results/offline_<config>_<platform>.json); "
                                  "the plot is written beside it as .png.")
@@ -111,8 +115,9 @@ def run_configs() -> List[Tuple[str, ml_collections.ConfigDict]]:
         if spec is not None:
             width, depth, steps = parse_denoiser(spec)
             config.diffusion.update(width=width, depth=depth, num_train_steps=steps)
-        if FLAGS.sample_chunk_size is not None:
-            config.diffusion.sample_chunk_size = FLAGS.sample_chunk_size
+        for field in ("sample_chunk_size", "num_sample_steps", "S_churn"):
+            if getattr(FLAGS, field) is not None:
+                config.diffusion[field] = getattr(FLAGS, field)
         runs.append(("synthetic-{width}x{depth}-{num_train_steps}", config))  # named by its resolved denoiser
     validated = [(name, d4rl.validate(config)) for name, config in runs]
     return [(name.format(**config.diffusion), config) for name, config in validated]
@@ -166,6 +171,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     configs = run_configs()
     real_config, runs = configs[0][1], []
+    if FLAGS.only:
+        configs = [(name, config) for name, config in configs if name.startswith(tuple(FLAGS.only))]
+        if not configs:
+            raise app.UsageError(f"--only={','.join(FLAGS.only)} matches none of the runs.")
     for name, config in configs:
         workdir = os.path.join(FLAGS.workdir, name)
         print(f"== {name} ({workdir})", flush=True)
@@ -181,6 +190,8 @@ def main(argv):
         print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}; seconds per stage "
               + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in results["stage_seconds"].items()))
 
+    if FLAGS.only:
+        return
     real, env_id = load_real(real_config), real_results["env_id"]
     behaviour = dataset_episode_score(real, env_id)
     record = {**environment(), "config": FLAGS.config, "dataset": real_config.dataset, "env_id": env_id,

@@ -253,7 +253,8 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                 if env_step % config.log_every == 0:
                     metrics.write("agent", env_step, jax.tree.map(lambda x: float(jnp.mean(x)), update_metrics))
 
-            if synther.enabled and env_step % synther.retrain_every == 0:
+            # No retrain at the last step: nothing would learn from its samples.
+            if synther.enabled and env_step % synther.retrain_every == 0 and env_step < config.total_steps:
                 with timer("synthesis"):
                     synthetic = _refill_synthetic(synthesize, real, synthetic, synth_key, obs_dim, action_dim,
                                                   modelled_terminals, synther.terminal_threshold)

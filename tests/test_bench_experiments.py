@@ -15,13 +15,27 @@ def _run(module, *flags):
 
 
 def test_offline_benchmark_with_augmentation_arms(tmp_path):
+    """One arm first on its own (`--only`, as a parallel process would), then the whole set, which
+    runs the rest, reads the finished arm back and writes the JSON."""
     out = tmp_path / "figure1a.json"
-    _run("bench.offline", "--config=walker2d,smoke", "--augmentations=additive,dynamics", "--denoisers=64x2:200",
-         "--num_samples=2000", "--sample_chunk_size=1000", "--num_seeds=2", "--agent_steps=100", "--eval_every=100",
-         "--eval_episodes=1", f"--workdir={tmp_path / 'runs'}", f"--out={out}")
+    flags = ["--config=walker2d,smoke", "--augmentations=additive,dynamics", "--denoisers=64x2:200",
+             "--num_samples=2000", "--sample_chunk_size=1000", "--num_sample_steps=8", "--S_churn=0",
+             "--num_seeds=2", "--agent_steps=100", "--eval_every=100", "--eval_episodes=1",
+             f"--workdir={tmp_path / 'runs'}", f"--out={out}"]
+    _run("bench.offline", *flags, "--only=synthetic")
+    assert os.listdir(tmp_path / "runs") == ["synthetic-64x2-200"] and not out.exists()
+    synthetic = tmp_path / "runs" / "synthetic-64x2-200"
+    first_scores = json.loads((synthetic / "results.json").read_text())["final_normalized_score"]
+    samples_written = os.path.getmtime(synthetic / "samples.npz")
+
+    _run("bench.offline", *flags)
+    assert os.path.getmtime(synthetic / "samples.npz") == samples_written  # the finished arm is not redone
     record = json.loads(out.read_text())
     runs = {run["name"]: run for run in record["runs"]}
+    assert runs["synthetic-64x2-200"]["final_normalized_score"] == first_scores
     assert list(runs) == ["real", "augmentation-additive", "augmentation-dynamics", "synthetic-64x2-200"]
+    assert runs["synthetic-64x2-200"]["diffusion"]["num_sample_steps"] == 8
+    assert runs["synthetic-64x2-200"]["diffusion"]["S_churn"] == 0
     assert runs["augmentation-dynamics"]["augmentation"] == "dynamics" and runs["augmentation-dynamics"]["diffusion"] is None
     assert runs["synthetic-64x2-200"]["diffusion"]["width"] == 64
     assert "diffusion" not in runs["augmentation-additive"]["stage_seconds"]  # no denoiser was trained for it

@@ -78,7 +78,7 @@ def newest_checkpoint(workdir):
 
 def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
     config = tiny_config(total_steps=300, checkpoint_every=150, eval_every=100)
-    config.synther.retrain_every = 100  # retrains at 100, 200 and 300, on both sides of the checkpoint at 150
+    config.synther.retrain_every = 100  # retrains at 100 and 200, on both sides of the checkpoint at 150
     uninterrupted = online.train(config, str(tmp_path / "a"), synthesize=noisy_copy)
 
     def crash(env_step, mean_return, states):
@@ -97,6 +97,20 @@ def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
         for key in ("observations", "actions", "rewards", "terminals", "timeouts", "episode_ids"):
             np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     assert resumed.evaluations == uninterrupted.evaluations
+
+
+def test_retrains_every_period_but_not_at_the_last_step(tmp_path):
+    """Samples made at the last step would never be trained on, so that retrain is skipped."""
+    config = tiny_config(total_steps=300, eval_every=300, checkpoint_every=300)
+    config.synther.retrain_every = 100
+    buffer_sizes = []
+
+    def counting(real_rows, keys):
+        buffer_sizes.append(real_rows.shape[1])
+        return noisy_copy(real_rows, keys)
+
+    online.train(config, str(tmp_path), synthesize=counting)
+    assert buffer_sizes == [100, 200]
 
 
 def test_on_eval_stops_training(tmp_path):

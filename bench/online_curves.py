@@ -43,6 +43,7 @@ flags.DEFINE_integer("num_samples", None, "Synthetic transitions per retrain (de
 flags.DEFINE_integer("eval_every", None, "Environment steps between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
 flags.DEFINE_integer("fidelity_samples", 20_000, "Samples of the extra denoiser scored by the fidelity report.")
+flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
 flags.DEFINE_bool("smoke", False, "The configs' smoke size: every variant in about a minute on a CPU.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
 flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_curves_<env>_<platform>.json); "
@@ -100,7 +101,8 @@ def main(argv):
         final = result.evaluations[-1]
         print(f"{variant}: final return {final['mean_return']:.1f} +- {final['std_return']:.1f}", flush=True)
 
-    record = {**environment(), "env": FLAGS.env, "num_seeds": FLAGS.num_seeds, "smoke": FLAGS.smoke, "runs": runs}
+    record = {**environment(), "env": FLAGS.env, "num_seeds": FLAGS.num_seeds, "smoke": FLAGS.smoke, "note": FLAGS.note,
+              "runs": runs}
     if synther_config is not None:
         record["denoiser"] = {key: synther_config.synther.diffusion[key] for key in ("width", "depth", "num_train_steps")}
         record["denoiser_fidelity"] = data_fidelity(synther_config, synther_result.real_data[0],

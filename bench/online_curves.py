@@ -11,6 +11,10 @@ Every variant is one `launch.online.train` run (configs/online.py:<env>-<variant
 is only read back. Flags left unset keep the config's values: the paper's 100K environment steps,
 retraining every 10K steps, the online denoiser (width 1024, depth 6, 100K steps) and 1M samples.
 
+With `--max_hours`, a variant still running when the budget is spent stops at its next evaluation
+and checkpoints there; the JSON records the steps each variant reached (`env_steps`), and a rerun
+without the flag goes on from there.
+
 Then, so that the curves can be read against the quality of the data SynthER trained on, one more
 denoiser of the run's size is fitted to the first seed's final real data (what a retrain at the
 end would see), its samples are compared with that data by the fidelity report, and the headline
@@ -18,6 +22,7 @@ figures go into the JSON. The JSON holds the device, versions, scale, per-varian
 and stage timings; a PNG of the curves (mean and std over seeds) goes beside it.
 """
 import os
+import time
 from typing import Optional
 
 import jax
@@ -43,6 +48,8 @@ flags.DEFINE_integer("num_samples", None, "Synthetic transitions per retrain (de
 flags.DEFINE_integer("eval_every", None, "Environment steps between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
 flags.DEFINE_integer("fidelity_samples", 20_000, "Samples of the extra denoiser scored by the fidelity report.")
+flags.DEFINE_float("max_hours", None, "Wall-clock budget of this process: a variant still running after it stops at "
+                   "its next evaluation (checkpointed, so a rerun without it goes on); the JSON records where.")
 flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
 flags.DEFINE_bool("smoke", False, "The configs' smoke size: every variant in about a minute on a CPU.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
@@ -89,13 +96,16 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     runs, synther_config, synther_result = {}, None, None
+    deadline = None if FLAGS.max_hours is None else time.monotonic() + 3600 * FLAGS.max_hours
+    out_of_time = None if deadline is None else (lambda env_step, mean_return, states: time.monotonic() > deadline)
     for variant in FLAGS.variants:
         config = variant_config(variant)
         print(f"== {variant} ({os.path.join(FLAGS.workdir, variant)})", flush=True)
-        result = online.train(config, os.path.join(FLAGS.workdir, variant), synthesize=online.make_synthesizer(config))
+        result = online.train(config, os.path.join(FLAGS.workdir, variant), synthesize=online.make_synthesizer(config),
+                              on_eval=out_of_time)
         agent = config.agent
         runs[variant] = {"label": f"{variant} (UTD {agent.utd_ratio}, {agent.num_qs} Qs)", "config": config.to_dict(),
-                         "evaluations": result.evaluations, "timings": result.timings}
+                         "env_steps": result.env_steps, "evaluations": result.evaluations, "timings": result.timings}
         if config.synther.enabled:
             synther_config, synther_result = config, result
         final = result.evaluations[-1]

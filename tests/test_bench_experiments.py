@@ -44,10 +44,18 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
 
 
 def test_online_curves_smoke(tmp_path):
+    """First with no time left, so every variant stops at its first evaluation; then without the
+    budget, which resumes each variant there and finishes it."""
     out = tmp_path / "curves.json"
-    _run("bench.online_curves", "--smoke", "--num_seeds=2", "--fidelity_samples=1000", f"--workdir={tmp_path / 'runs'}",
-         f"--out={out}")
+    flags = ["--smoke", "--num_seeds=2", "--fidelity_samples=1000", f"--workdir={tmp_path / 'runs'}", f"--out={out}"]
+    _run("bench.online_curves", *flags, "--max_hours=0")
+    stopped = json.loads(out.read_text())
+    for run in stopped["runs"].values():
+        assert run["env_steps"] == 600 and [e["env_step"] for e in run["evaluations"]] == [600]
+
+    _run("bench.online_curves", *flags)
     record = json.loads(out.read_text())
+    assert all(run["env_steps"] == 1200 for run in record["runs"].values())
     assert set(record["runs"]) == {"sac", "synther"}
     for run in record["runs"].values():
         assert [e["env_step"] for e in run["evaluations"]] == [600, 1200]

@@ -28,7 +28,7 @@ command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=med
 `--num_seeds=4 --denoisers=1024x6:100000` in a work directory given a copy of the 2-seed run's
 `diffusion/`, `samples.npz` and `analysis/`, which do not depend on the number of seeds.
 
-The Figure 1a figures (`bench/results/offline_walker2d_figure1a_cpu.json`) come from three processes
+The Figure 1a figures (`bench/results/offline_walker2d_figure1a_cpu.json`) come from parallel processes
 sharing one work directory, then a gathering run without `--only`:
     F="--config=walker2d --augmentations=additive,multiplicative,dynamics --denoisers=1024x6:10000 \
        --num_samples=500000 --num_sample_steps=32 --S_churn=0 --agent_steps=25000 --eval_every=25000 \

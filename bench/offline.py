@@ -18,8 +18,10 @@ denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none given means the config's own (the pa
 a run are applied to it: the real-data run has no diffusion stage and no fidelity report.
 
 The JSON records the device and versions, the mean normalised return of the dataset's own episodes
-(the behaviour policy), and per run the final scores (per seed, mean, std over seeds), the seconds
-per stage, and the fidelity report's headline figures. A bar chart of the scores goes beside it.
+(the behaviour policy), and per run the final scores (per seed, mean, std over seeds), the scores
+at every evaluation, the seconds per stage, and the fidelity report's headline figures. A bar chart
+of the final scores goes beside it, and the runs' learning curves (`<out>_curves.png`) where they
+were evaluated more than once.
 
 The committed CPU figures (`bench/results/offline_walker2d_medium_cpu*.json`) come from the second
 command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=medium --num_steps=100000
@@ -73,6 +75,7 @@ from launch import offline  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
 from synther_jax.analysis.report import REPORT_FILE, headline_figures  # noqa: E402
 from synther_jax.atomic import read_json  # noqa: E402
+from synther_jax.curves import plot_learning_curves  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
 from synther_jax.data.scores import normalized_score  # noqa: E402
 
@@ -162,6 +165,14 @@ def fidelity(workdir: str) -> Optional[dict]:
     return {**headline_figures(report), "denoiser_params": report.get("compression", {}).get("denoiser_params")}
 
 
+def scores_by_step(workdir: str) -> dict:
+    """Every evaluation of the run: `steps` and the normalised score `per_seed` at each (returns
+    where the environment has no reference scores)."""
+    evaluations = read_json(os.path.join(workdir, "evaluations.json"), [])
+    return {"steps": [e["step"] for e in evaluations],
+            "per_seed": [e["scores"] if e["scores"] is not None else e["returns"] for e in evaluations]}
+
+
 def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.3 * len(runs)), 3.8))
     for i, run in enumerate(runs):
@@ -199,6 +210,7 @@ def main(argv):
         runs.append({"name": name, "diffusion": config.diffusion.to_dict() if trained_denoiser else None,
                      "augmentation": config.augmentation, "num_samples": None if name == "real" else config.num_samples,
                      "final_normalized_score": results["final_normalized_score"],
+                     "scores_by_step": scores_by_step(workdir),
                      "stage_seconds": results["stage_seconds"], "fidelity": fidelity(workdir)})
         score = results["final_normalized_score"]
         print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}; seconds per stage "
@@ -219,6 +231,10 @@ def main(argv):
     plot(runs, behaviour, os.path.splitext(out)[0] + ".png",
          f"{real_config.algorithm} on {real_config.dataset}\n"
          f"{record['num_seeds']} seeds, {record['agent_steps']} updates, mean ± std over seeds")
+    if any(len(run["scores_by_step"]["steps"]) > 1 for run in runs):
+        plot_learning_curves({run["name"]: (run["scores_by_step"]["steps"], run["scores_by_step"]["per_seed"])
+                              for run in runs}, os.path.splitext(out)[0] + "_curves.png", "agent updates",
+                             "normalised score", f"{real_config.algorithm} on {real_config.dataset}")
     print(f"wrote {os.path.splitext(out)[0]}.png")
 
 

@@ -20,7 +20,7 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
     out = tmp_path / "figure1a.json"
     flags = ["--config=walker2d,smoke", "--augmentations=additive,dynamics", "--denoisers=64x2:200",
              "--num_samples=2000", "--sample_chunk_size=1000", "--num_sample_steps=8", "--S_churn=0",
-             "--num_seeds=2", "--agent_steps=100", "--eval_every=100", "--eval_episodes=1",
+             "--num_seeds=2", "--agent_steps=100", "--eval_every=50", "--eval_episodes=1",
              f"--workdir={tmp_path / 'runs'}", f"--out={out}"]
     _run("bench.offline", *flags, "--only=synthetic")
     assert os.listdir(tmp_path / "runs") == ["synthetic-64x2-200"] and not out.exists()
@@ -40,7 +40,10 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
     assert runs["synthetic-64x2-200"]["diffusion"]["width"] == 64
     assert "diffusion" not in runs["augmentation-additive"]["stage_seconds"]  # no denoiser was trained for it
     assert all(len(run["final_normalized_score"]["per_seed"]) == 2 for run in runs.values())
-    assert (tmp_path / "figure1a.png").exists()
+    for run in runs.values():  # every evaluation is recorded, the last one being the final score
+        assert run["scores_by_step"]["steps"] == [50, 100]
+        assert run["scores_by_step"]["per_seed"][-1] == run["final_normalized_score"]["per_seed"]
+    assert (tmp_path / "figure1a.png").exists() and (tmp_path / "figure1a_curves.png").exists()
 
 
 def test_online_curves_smoke(tmp_path):

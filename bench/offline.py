@@ -33,16 +33,16 @@ command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=med
 The Figure 1a figures (`bench/results/offline_walker2d_figure1a_cpu.json`) come from parallel processes
 sharing one work directory, then a gathering run without `--only`:
     F="--config=walker2d --augmentations=additive,multiplicative,dynamics --denoisers=1024x6:10000 \
-       --num_samples=500000 --num_sample_steps=32 --S_churn=0 --agent_steps=25000 --eval_every=25000 \
+       --num_samples=500000 --num_sample_steps=32 --S_churn=0 --agent_steps=100000 --eval_every=25000 \
        --workdir=runs/figure1a"
     python -m bench.offline $F --only=real,augmentation-additive &
     python -m bench.offline $F --only=augmentation-multiplicative &
     python -m bench.offline $F --only=synthetic &
     python -m bench.offline $F --only=augmentation-dynamics; wait
     python -m bench.offline $F --out=bench/results/offline_walker2d_figure1a_cpu.json
-The runs were started for 50K or 100K updates and cut back to their 25K-update checkpoints when the
-CPU budget ran out (the update keys depend only on the step and TD3+BC has no schedule, so that
-is exactly a 25K-update run); the JSON's note says so.
+The runs were made in two stretches, to their 25K-update checkpoints and then resumed to 100K
+(the update keys depend only on the step and TD3+BC has no schedule, so that equals one
+uninterrupted run); the JSON's note says so.
 
 The maze2d figures (`bench/results/offline_maze2d-umaze_cpu{,_edac}.json`) come from
     python -m bench.offline --config=maze2d-umaze --denoisers=256x3:20000 --num_samples=200000 \

@@ -2,14 +2,14 @@
 UTD 1, SAC(SynthER) at UTD 20 and, optionally, REDQ at UTD 20, each with several seeds.
 
     python -m bench.online_curves --workdir=runs/figure6-hopper                   # the paper's setting (GPU)
-    python -m bench.online_curves --env=hopper --num_seeds=3 --total_steps=20000 --retrain_every=10000 \\
+    python -m bench.online_curves --env=hopper --num_seeds=3 --total_steps=30000 --retrain_every=10000 \\
         --denoiser=256x3:10000 --num_samples=100000 --max_hours=H --workdir=runs/figure6-hopper-cpu \\
         --out=bench/results/online_curves_hopper_cpu.json                          # the committed CPU run
     python -m bench.online_curves --smoke --workdir=DIR --out=F.json                   # about a minute
 
 The committed CPU run (`bench/results/online_curves_hopper_cpu.json`) ran the CPU-sized flags above
-without a budget until SynthER's 10K-step checkpoint, then resumed with `--max_hours` set to end
-the run by a fixed time; SynthER stopped at its next evaluation past it (the JSON's `env_steps`).
+in stretches: SynthER was stopped by `--max_hours` at its 15K-step checkpoint, then resumed to 30K
+steps; the fidelity of the extra denoiser was measured in the first stretch, on 15K real rows.
 
 Every variant is one `launch.online.train` run (configs/online.py:<env>-<variant>) in
 `<workdir>/<variant>`, with its seeds vmapped in one process, so a rerun resumes and a finished run

@@ -165,14 +165,6 @@ def fidelity(workdir: str) -> Optional[dict]:
     return {**headline_figures(report), "denoiser_params": report.get("compression", {}).get("denoiser_params")}
 
 
-def scores_by_step(workdir: str) -> dict:
-    """Every evaluation of the run: `steps` and the normalised score `per_seed` at each (returns
-    where the environment has no reference scores)."""
-    evaluations = read_json(os.path.join(workdir, "evaluations.json"), [])
-    return {"steps": [e["step"] for e in evaluations],
-            "per_seed": [e["scores"] if e["scores"] is not None else e["returns"] for e in evaluations]}
-
-
 def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 1.3 * len(runs)), 3.8))
     for i, run in enumerate(runs):
@@ -210,7 +202,7 @@ def main(argv):
         runs.append({"name": name, "diffusion": config.diffusion.to_dict() if trained_denoiser else None,
                      "augmentation": config.augmentation, "num_samples": None if name == "real" else config.num_samples,
                      "final_normalized_score": results["final_normalized_score"],
-                     "scores_by_step": scores_by_step(workdir),
+                     "scores_by_step": results["scores_by_step"],
                      "stage_seconds": results["stage_seconds"], "fidelity": fidelity(workdir)})
         score = results["final_normalized_score"]
         print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}; seconds per stage "

@@ -11,8 +11,8 @@ finished stage (and inside the diffusion and agent stages from their last checkp
   (d) train `num_seeds` agents as one vmapped program on the synthetic, real or mixed data -> agent/
   (e) evaluate all seeds every `eval_every` updates on `eval_episodes` episodes in the real simulator
                                                          -> evaluations.json, metrics.jsonl, TensorBoard
-  (f) results.json (per-seed and mean/std final normalised scores, seconds per stage) and
-      learning_curve.png.
+  (f) results.json (per-seed and mean/std final normalised scores, the scores at every evaluation,
+      seconds per stage) and learning_curve.png.
 """
 import os
 import sys
@@ -142,8 +142,12 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
 
 def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: List[dict], timer: StageTimer,
                   workdir: str) -> dict:
-    """Stage (f): results.json and learning_curve.png."""
+    """Stage (f): results.json (with every evaluation's per-seed normalised scores, or returns where
+    the environment has none) and learning_curve.png of them."""
     final = evaluations[-1]
+    scores = final["scores"] is not None
+    curve = {"steps": [e["step"] for e in evaluations],
+             "per_seed": [e["scores" if scores else "returns"] for e in evaluations]}
     try:
         score_table = reference_scores(env_id).table
     except ValueError:
@@ -158,12 +162,10 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
         "data": config.data, "augmentation": config.augmentation, "real_fraction": config.real_fraction,
         "num_seeds": config.num_seeds, "num_updates": final["step"], "score_table": score_table,
         "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
-        "stage_seconds": timer.seconds,
+        "scores_by_step": curve, "stage_seconds": timer.seconds,
     }
     write_json(os.path.join(workdir, "results.json"), results)
-    scores = final["scores"] is not None
-    plot_learning_curve([e["step"] for e in evaluations], [e["scores" if scores else "returns"] for e in evaluations],
-                        os.path.join(workdir, "learning_curve.png"), "agent updates",
+    plot_learning_curve(curve["steps"], curve["per_seed"], os.path.join(workdir, "learning_curve.png"), "agent updates",
                         "D4RL-normalised score" if scores else "return",
                         f"{config.algorithm} on {config.data} data, {config.name}")
     return results

@@ -27,6 +27,7 @@ from ml_collections.config_dict import placeholder
 from agents import OFFLINE_LEARNERS, td3_bc
 from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_positive, defaults,
                             require)
+from configs.tracking import validate_wandb, wandb_config
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import bundled_names, dataset_task
 from synther_jax.data import maze2d as maze2d_data
@@ -116,6 +117,8 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
             section[field] = placeholder(type(fields[field]))
         config[algorithm] = section
 
+    config.wandb = wandb_config()
+
     if "large" in options:
         config.td3_bc.hidden_dims = td3_bc.LARGE_HIDDEN_DIMS
         config.batch_size = td3_bc.LARGE_BATCH_SIZE
@@ -149,6 +152,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     require(isinstance(config.seed, int) and config.seed >= 0, f"--config.seed must be >= 0, got {config.seed!r}.")
     check_fraction(config, "real_fraction", low_open=True)
     check_fraction(config, "terminal_threshold", low_open=False)
+    validate_wandb(config)
 
     task = dataset_task(config.dataset)
     unknown = (f"The dataset {config.dataset!r} names no D4RL task (<env>-<level> or maze2d-<maze>), so its "

@@ -17,6 +17,7 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from configs.checks import ConfigError, check_choice, check_dataclass, check_fraction, check_positive, require
+from configs.tracking import validate_wandb, wandb_config
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.envs import make_env
 
@@ -75,6 +76,7 @@ def get_config(arg: str = "hopper-synther") -> ml_collections.ConfigDict:
     config.checkpoint_every = 10_000
     config.agent = agent_config(variant)
     config.synther = synther_config(variant == "synther", dmc)
+    config.wandb = wandb_config()
 
     if "smoke" in options:
         config.total_steps = 1_200
@@ -98,6 +100,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     require(isinstance(config.start_steps, int) and 0 <= config.start_steps < config.total_steps,
             f"--config.start_steps must lie in [0, total_steps={config.total_steps}), got {config.start_steps!r}.")
     require(isinstance(config.seed, int) and config.seed >= 0, f"--config.seed must be >= 0, got {config.seed!r}.")
+    validate_wandb(config)
     agent = config.agent
     check_positive(agent, "learning_rate", "num_qs", "num_min_qs", "utd_ratio", "policy_update_delay", "batch_size",
                    prefix="agent.")

@@ -26,6 +26,7 @@ from ml_collections.config_dict import placeholder
 
 from agents import PIXEL_LEARNERS
 from configs.checks import ConfigError, check_choice, check_dataclass, check_positive, require
+from configs.tracking import validate_wandb, wandb_config
 from synther_jax.diffusion import DiffusionConfig
 
 ENVS = ("walker-walk", "cheetah-run")
@@ -76,6 +77,7 @@ def get_config(arg: str = "walker-walk-medium") -> ml_collections.ConfigDict:
     config.latent.encode_batch_size = 256  # transitions per jitted encoder call
     config.latent.analyze = True  # fidelity report of seed 0's synthetic latents against its real ones
     config.diffusion = ml_collections.ConfigDict(dataclasses.asdict(DiffusionConfig()))
+    config.wandb = wandb_config()
 
     if "smoke" in options:
         config.dataset = None
@@ -114,3 +116,4 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_positive(section, "learning_rate", "std_steps", "feature_dim", "hidden_dim", prefix=f"{config.algorithm}.")
     check_dataclass(section, PIXEL_LEARNERS[config.algorithm][1], f"{config.algorithm}.", action_dim=1)
     check_dataclass(config.diffusion, DiffusionConfig, "diffusion.")
+    validate_wandb(config)

@@ -15,6 +15,10 @@ from ml_collections import config_flags
 from configs.checks import ConfigError
 from synther_jax.atomic import read_json, write_json
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
+from synther_jax.metrics import MetricsWriter
+
+# Config sections that say where a run is reported, not what it computes: a rerun may change them.
+TRACKING_SECTIONS = ("wandb",)
 
 
 def define_flags(example: str) -> None:
@@ -43,7 +47,8 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
     of a killed run is free again and a rerun takes it over and resumes.
 
     A rerun resumes, which is only meaningful with the same config: a folder holding another
-    config's run is refused rather than silently mixed.
+    config's run is refused rather than silently mixed (the tracking sections aside, so a rerun
+    may start or stop logging to W&B).
     """
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, ".lock"), "a+") as lock:
@@ -61,10 +66,22 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
         recorded, current = read_json(path, None), json.loads(config.to_json_best_effort())
         if recorded is None:
             write_json(path, current)
-        elif recorded != current:
+        elif _computed(recorded) != _computed(current):
             raise ConfigError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
                               "or delete the folder to start over.")
         yield
+
+
+def _computed(config: dict) -> dict:
+    return {key: value for key, value in config.items() if key not in TRACKING_SECTIONS}
+
+
+def metrics_writer(config: ml_collections.ConfigDict, workdir: str) -> MetricsWriter:
+    """The run's metrics writer: metrics.jsonl and TensorBoard with the config as hparams, and W&B
+    where `--config.wandb.project` is set."""
+    wandb = config.wandb
+    settings = None if wandb.project is None else {k: v for k, v in wandb.to_dict().items() if v is not None}
+    return MetricsWriter(workdir, config=json.loads(config.to_json_best_effort()), wandb=settings)
 
 
 class StageTimer:

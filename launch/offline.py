@@ -27,7 +27,7 @@ from absl import app, flags, logging
 from agents import OFFLINE_LEARNERS
 from configs import d4rl
 from configs.checks import ConfigError
-from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, read_json, write_json
+from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, metrics_writer, read_json, write_json
 from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
 from synther_jax import augment, sharding
 from synther_jax.analysis.report import REPORT_FILE, analyze
@@ -130,9 +130,9 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
                             "scores": None if result.seed_scores is None else result.seed_scores.tolist()})
         write_json(evaluations_path, evaluations)
         checkpointer.save(step, {"states": states})
-        metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()})
+        metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()}, per_seed=update_metrics)
         summary = result.summary()
-        metrics.write("eval", step, summary)
+        metrics.write("eval", step, summary, per_seed={"return": result.seed_returns, "score": result.seed_scores})
         logging.warning("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
                         summary["return_std"], "" if result.scores is None else
                         f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
@@ -189,7 +189,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with claim_workdir(workdir, config):
         timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
         timer.add("load", load_timer.seconds["load"])
-        metrics = MetricsWriter(workdir)
+        metrics = metrics_writer(config, workdir)
         data = training_data(config, real, workdir, timer, metrics)
         evaluations = train_agents(config, real, data, env_id, workdir, metrics, timer)
         metrics.close()

@@ -36,7 +36,7 @@ from absl import app, flags, logging
 
 from agents import PIXEL_LEARNERS
 from configs.vd4rl import validate
-from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, read_json, write_json
+from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, metrics_writer, read_json, write_json
 from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.atomic import atomic_path
 from synther_jax.checkpoint import Checkpointer
@@ -125,8 +125,9 @@ def train_stage(stage: str, config, learner, states, dataset, update_steps, num_
         evaluations.append({"step": step, "scores": scores})
         write_json(evaluations_path, {**history, stage: evaluations})
         checkpointer.save(step, {"states": states})
-        metrics.write(stage, step, {k: float(np.mean(v)) for k, v in update_metrics.items()})
-        metrics.write(f"{stage}_eval", step, {"score_mean": float(np.mean(scores)), "score_std": float(np.std(scores))})
+        metrics.write(stage, step, {k: float(np.mean(v)) for k, v in update_metrics.items()}, per_seed=update_metrics)
+        metrics.write(f"{stage}_eval", step, {"score_mean": float(np.mean(scores)), "score_std": float(np.std(scores))},
+                      per_seed={"score": scores})
         bar.update(num_steps)
         bar.set_postfix(score=f"{np.mean(scores):.1f}")
     bar.close()
@@ -210,7 +211,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def _run_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
     timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
-    metrics = MetricsWriter(workdir)
+    metrics = metrics_writer(config, workdir)
     learner = PIXEL_LEARNERS[config.algorithm][0]
     with timer("data"):
         data = load_data(config, workdir)

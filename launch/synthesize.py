@@ -16,7 +16,7 @@ import ml_collections
 from absl import app, flags, logging
 
 from configs import d4rl
-from launch.common import INPUT_ERRORS, claim_workdir, define_flags
+from launch.common import INPUT_ERRORS, claim_workdir, define_flags, metrics_writer
 from synther_jax import sharding
 from synther_jax.data import SyntheticWriter, Transitions, load_dataset
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
@@ -67,7 +67,7 @@ def main(argv):
         config = d4rl.validate(FLAGS.config)
         real = load_real(config)
         with claim_workdir(FLAGS.workdir, config):
-            metrics = MetricsWriter(FLAGS.workdir)
+            metrics = metrics_writer(config, FLAGS.workdir)
             model = train_model(config, real, FLAGS.workdir, metrics)
             path = write_samples(config, real, model, FLAGS.workdir)
             metrics.close()

@@ -1,5 +1,17 @@
+"""Metrics: metrics.jsonl round trip and resume; what TensorBoard and W&B receive from a real
+`launch.offline` run, read back from their files with independent readers of the two formats."""
+import glob
+import json
 import os
+import struct
+import sys
 
+import pytest
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+from configs.d4rl import get_config
+from launch import offline
 from synther_jax.metrics import MetricsWriter, read_metrics
 
 
@@ -16,3 +28,123 @@ def test_metrics_round_trip_and_resume_dedup(tmp_path):
     assert [(r["step"], r["loss"]) for r in records] == [(10, 2.0), (20, 1.4)]
     assert read_metrics(os.path.join(tmp_path, "metrics.jsonl"), "eval")[0]["return"] == 300.0
     assert os.listdir(tmp_path / "tensorboard")
+
+
+def tfrecords(path):
+    """The records of a TFRecord file: u64 length, u32 CRC, data, u32 CRC each."""
+    with open(path, "rb") as f:
+        data = f.read()
+    position = 0
+    while position < len(data):
+        (length,) = struct.unpack("<Q", data[position:position + 8])
+        yield data[position + 12:position + 12 + length]
+        position += 16 + length
+
+
+def tensorboard_contents(workdir):
+    """{(tag, step): value} of every scalar, and the hparams of the session start, in all event files."""
+    scalars, hparams = {}, {}
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+        for record in tfrecords(path):
+            event = Event.FromString(record)
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    start = HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
+                    hparams.update({k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()})
+                else:
+                    scalars[(value.tag, event.step)] = value.simple_value
+    return scalars, hparams
+
+
+def tiny_run_config(dataset):
+    config = get_config("hopper-random,smoke")
+    config.dataset, config.env_id, config.data, config.analyze = dataset, "Hopper-v5", "real", False
+    config.agent_steps, config.eval_every, config.eval_episodes = 20, 10, 1
+    return config
+
+
+def event_files(workdir):
+    return sorted(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")))
+
+
+def test_tensorboard_gets_per_seed_scalars_and_the_config_and_a_rerun_adds_no_event_file(
+        hopper_random_npz, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # any import of W&B would fail: it is not asked for
+    workdir = str(tmp_path / "run")
+    offline.run(tiny_run_config(hopper_random_npz), workdir)
+    scalars, hparams = tensorboard_contents(workdir)
+    jsonl = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    expected = {(f"{r['stage']}/{name}", r["step"]): value for r in jsonl for name, value in r.items()
+                if name not in ("stage", "step")}
+    assert scalars.keys() == expected.keys()
+    assert all(scalars[key] == pytest.approx(value, rel=1e-6, abs=1e-6) for key, value in expected.items())
+    evaluations = json.loads(open(os.path.join(workdir, "evaluations.json")).read())
+    for evaluation in evaluations:
+        for seed, seed_return in enumerate(evaluation["returns"]):
+            assert scalars[(f"eval/return/seed{seed}", evaluation["step"])] == pytest.approx(seed_return, rel=1e-6)
+    assert {("agent/critic_loss/seed0", 10), ("agent/critic_loss/seed1", 20)} <= scalars.keys()
+    assert hparams["algorithm"] == "td3_bc" and hparams["diffusion.width"] == 256.0
+    assert hparams["td3_bc.hidden_dims"] == "[256, 256]"
+
+    files = event_files(workdir)
+    offline.run(tiny_run_config(hopper_random_npz), workdir)  # nothing left to do
+    assert event_files(workdir) == files
+
+
+def wandb_records(path):
+    """The protobuf records of a W&B run file (LevelDB's log format behind a 7-byte ':W&B' header:
+    32 KiB blocks of chunks with a u32 CRC, u16 length and u8 type: 1 full, 2 first, 3 middle, 4 last)."""
+    from wandb.proto.wandb_internal_pb2 import Record
+
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b":W&B"
+    position, block, pending = 7, 32768, b""
+    while position + 7 <= len(data):
+        room = block - position % block
+        if room < 7:  # a block's tail too short for a chunk header is padding
+            position += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if length == 0 and kind == 0:
+            position += room
+            continue
+        pending += data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):
+            yield Record.FromString(pending)
+            pending = b""
+
+
+def test_wandb_offline_run_holds_the_same_scalars_as_tensorboard_and_the_config(hopper_random_npz, tmp_path,
+                                                                                 monkeypatch):
+    pytest.importorskip("wandb")
+    for variable in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(variable, str(tmp_path / variable))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    workdir = str(tmp_path / "run")
+    config = tiny_run_config(hopper_random_npz)
+    config.wandb.update(project="synther-test", mode="offline")
+    offline.run(config, workdir)
+
+    (run_file,) = glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "run-*.wandb"))
+    logged, run_config = {}, {}
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            row = {item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            stage = next(key.split("/")[0] for key in row if not key.startswith("_"))
+            logged.update({(key, row[f"{stage}/step"]): value for key, value in row.items()
+                           if not key.startswith("_") and key != f"{stage}/step"})
+        elif kind == "run":
+            run_config = {item.key or ".".join(item.nested_key): json.loads(item.value_json)
+                          for item in record.run.config.update}
+    scalars, _ = tensorboard_contents(workdir)
+    assert logged.keys() == scalars.keys() and len(logged) > 10
+    assert all(value == pytest.approx(scalars[key], rel=1e-6, abs=1e-6) for key, value in logged.items())
+    assert run_config["algorithm"] == "td3_bc" and run_config["diffusion"]["width"] == 256
+    assert run_config["dataset"] == hopper_random_npz
+
+    runs = glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
+    offline.run(config, workdir)  # nothing left to do: no new W&B run, no new event file
+    assert glob.glob(os.path.join(workdir, "wandb", "offline-run-*")) == runs

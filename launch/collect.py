@@ -29,7 +29,9 @@ parameters; `medium-<return>/policy`, `expert/policy`) and the medium-replay buf
 without training again. Everything is
 a function of `--seed`. The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`)
 and loads with `synther_jax.data.load_dataset(dataset_id)`; `--bundle=PATH` also writes every step
-in D4RL's gzip-compressed HDF5 layout (how the bundled datasets were made).
+(or with `--bundle_size` a seeded sample of whole episodes) in D4RL's gzip-compressed HDF5 layout,
+padded so that D4RL's `qlearning_dataset` pairs every step with its true next observation
+(`synther_jax.data.d4rl_hdf5`); this is how the bundled datasets are made.
 
 With `--pixels --out=DIR` (DMC tasks: walker-walk, cheetah-run) the same behaviour policies act on
 the proprioceptive state while 84x84 frames of camera 0 are rendered alongside, at action repeat 2
@@ -72,8 +74,8 @@ flags.DEFINE_integer("num_steps", None, "Environment steps to roll out (per poli
 flags.DEFINE_string("dataset_id", None, "Minari id `namespace/name-vN`; default synther/<env>/<level>-v0.")
 flags.DEFINE_integer("seed", 0, "Seeds the environment, the policy and the behaviour policy's training.", lower_bound=0)
 flags.DEFINE_string("bundle", None, "Also write the steps to this D4RL-layout .hdf5 file.")
-flags.DEFINE_integer("bundle_size", None, "At most this many steps in the bundle: a uniform, seeded subsample (as the "
-                     "paper's reduced datasets, Section 4.1.1); the Minari dataset keeps them all.", lower_bound=1)
+flags.DEFINE_integer("bundle_size", None, "At most this many steps in the bundle: a uniform, seeded sample of whole "
+                     "episodes; the Minari dataset keeps them all.", lower_bound=1)
 # Named apart from the pipelines' --workdir/--config: they configure the behaviour policy's SAC run.
 flags.DEFINE_string("behaviour_workdir", None, "Behaviour-policy training and checkpoints; default "
                     "runs/behaviour/<env>-seed<seed>.")
@@ -227,6 +229,18 @@ class BehaviourPolicies:
 
 # --- the command -------------------------------------------------------------------------------
 
+def episode_sample(episodes: List[Episode], max_steps: int, seed: int) -> List[Episode]:
+    """Whole episodes in a seeded random order, as many as fit in `max_steps` steps, in collection
+    order (a uniform sample of episodes, so the levels' mixture of policies is kept)."""
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    lengths = np.array([len(episodes[i].rewards) for i in order])
+    chosen = np.sort(order[np.cumsum(lengths) <= max_steps])
+    if len(chosen) == 0:
+        raise ValueError(f"--bundle_size={max_steps} holds not even one episode (the first drawn has "
+                         f"{lengths[0]} steps); raise it.")
+    return [episodes[i] for i in chosen]
+
+
 def num_steps() -> int:
     if FLAGS.num_steps is not None:
         return FLAGS.num_steps
@@ -332,14 +346,12 @@ def main(_):
     print(f"Wrote Minari dataset {dataset_id} ({len(episodes)} episodes, {total_steps} steps) in "
           f"{time.time() - start:.1f} s.")
     if FLAGS.bundle:
-        steps = episodes_to_transitions(episodes, keep_timeouts=True)
-        if FLAGS.bundle_size is not None and FLAGS.bundle_size < len(steps):
-            rows = np.random.default_rng(FLAGS.seed).choice(len(steps), FLAGS.bundle_size, replace=False)
-            steps = steps.subset(np.sort(rows))
+        bundled = episodes if FLAGS.bundle_size is None else episode_sample(episodes, FLAGS.bundle_size, FLAGS.seed)
+        steps = episodes_to_transitions(bundled, keep_timeouts=True)
         write_d4rl_hdf5(FLAGS.bundle, steps, {
             "env_id": FLAGS.env, "level": FLAGS.level, "seed": FLAGS.seed, "num_steps": len(steps),
-            "subsampled_from": total_steps if len(steps) < total_steps else None, "minari_dataset_id": dataset_id,
-            "command": command, "description": description})
+            "num_episodes": len(bundled), "subsampled_from": total_steps if len(steps) < total_steps else None,
+            "minari_dataset_id": dataset_id, "command": command, "description": description})
         print(f"Wrote {FLAGS.bundle} ({os.path.getsize(FLAGS.bundle) / 2 ** 20:.1f} MB).")
 
 

@@ -7,9 +7,11 @@ import sys
 import numpy as np
 import pytest
 
+from launch.collect import episode_sample
 from synther_jax.data import InvalidDatasetError, episodes_to_transitions, load_dataset
 from synther_jax.data.collection import rollout, uniform_random_policy, write_minari
 from synther_jax.envs import make_env
+from tests.test_d4rl_layout import assert_reads_as
 
 ENV = "Walker2d-v5"
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts", "episode_ids")
@@ -86,18 +88,23 @@ def test_truncated_minari_file_is_reported_as_corrupt(minari_store):
         load_dataset("synther/walker2d/cut-v0")
 
 
-def test_command_line_writes_minari_and_a_matching_bundle(minari_store, tmp_path):
+def test_command_line_writes_minari_and_a_bundle_of_whole_episodes(minari_store, tmp_path):
     bundle = tmp_path / "walker2d-random.hdf5"
     command = [sys.executable, "-m", "launch.collect", f"--env={ENV}", "--level=random", "--num_steps=300",
-               "--dataset_id=synther/walker2d/cli-v0", "--seed=5", f"--bundle={bundle}"]
+               "--dataset_id=synther/walker2d/cli-v0", "--seed=5", f"--bundle={bundle}", "--bundle_size=200"]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(command, check=True, cwd=root, env=dict(os.environ), capture_output=True)
-    from_minari, from_bundle = load_dataset("synther/walker2d/cli-v0"), load_dataset(str(bundle))
-    for key in FIELDS:
-        np.testing.assert_array_equal(getattr(from_minari, key), getattr(from_bundle, key), err_msg=key)
-    assert from_bundle.metadata["env_id"] == ENV and from_bundle.metadata["seed"] == 5
     _, episodes = collect(300, seed=5)  # The command is the library call with that seed.
-    np.testing.assert_array_equal(from_minari.actions, episodes_to_transitions(episodes).actions)
+    np.testing.assert_array_equal(load_dataset("synther/walker2d/cli-v0").actions,
+                                  episodes_to_transitions(episodes).actions)
+    sample = episode_sample(episodes, 200, seed=5)
+    assert 0 < sum(len(e.rewards) for e in sample) <= 200 and len(sample) < len(episodes)
+    assert all(any(e is f for f in episodes) for e in sample)  # whole episodes, in collection order
+    expected, from_bundle = episodes_to_transitions(sample), load_dataset(str(bundle))
+    for key in FIELDS:
+        np.testing.assert_array_equal(getattr(from_bundle, key), getattr(expected, key), err_msg=key)
+    assert from_bundle.metadata["env_id"] == ENV and from_bundle.metadata["seed"] == 5
+    assert_reads_as(bundle, expected)  # and D4RL's own reading pairs every step with its successor
 
 
 def test_sac_levels_come_from_one_saved_training_run(tmp_path):

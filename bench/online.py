@@ -3,7 +3,7 @@ SAC(SynthER) (UTD 20), and several seeds vmapped in one process against separate
 
     python -m bench.online --env=hopper --steps=500 --out=bench/results/online_cpu_hopper.json
 
-Each variant runs the real loop (`launch.online.train`, paper-size networks and 1M-row buffers)
+Each variant runs the real loop (`launch.online_loop.train`, paper-size networks and 1M-row buffers)
 for `--warmup` random steps and then `--steps` learning steps; compilation is done by a short run
 beforehand and excluded. A step's time is acting + environment + buffer insert + agent updates.
 For SynthER the synthetic buffer is filled once with resampled real rows ("diffusion excluded");
@@ -25,10 +25,11 @@ from absl import app, flags
 
 from bench.common import best_time, environment, write_json
 from configs.online import get_config
-from launch import online
+from launch import online_loop
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import init_state, sample_rows, sample_rows_seeds, train_steps, train_steps_seeds
+from synther_jax.envs import make_env
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
@@ -60,9 +61,10 @@ def loop_seconds_per_step(env: str, variant: str, warmup: int, steps: int, num_s
     """Seconds per learning step of the loop (all seeds together), compilation excluded."""
     synthesize = resampled_real_rows if variant == "synther" else None
     with tempfile.TemporaryDirectory() as workdir:
-        online.train(bench_config(env, variant, warmup, 3, num_seeds), os.path.join(workdir, "compile"), synthesize)
+        online_loop.train(bench_config(env, variant, warmup, 3, num_seeds), os.path.join(workdir, "compile"),
+                          synthesize)
         config = bench_config(env, variant, warmup, steps, num_seeds)
-        seconds = online.train(config, os.path.join(workdir, "run"), synthesize).timings
+        seconds = online_loop.train(config, os.path.join(workdir, "run"), synthesize).timings
     per_step = sum(seconds[k] for k in ("acting", "env_stepping", "replay_insert")) / config.total_steps
     return per_step + seconds["agent_updates"] / steps
 
@@ -141,7 +143,7 @@ def main(argv):
         print(f"{label}: {1.0 / per_step:.1f} env steps/s ({time.perf_counter() - start:.0f} s to measure)")
 
     config = get_config(f"{FLAGS.env}-synther")
-    probe = online.make_env(config.env_name)
+    probe = make_env(config.env_name)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
     row_dim = 2 * obs_dim + action_dim + 1 + int(config.synther.modelled_terminals)

@@ -11,7 +11,7 @@ The committed CPU run (`bench/results/online_curves_hopper_cpu.json`) ran the CP
 in stretches: SynthER was stopped by `--max_hours` at its 15K-step checkpoint, then resumed to 30K
 steps; the fidelity of the extra denoiser was measured in the first stretch, on 15K real rows.
 
-Every variant is one `launch.online.train` run (configs/online.py:<env>-<variant>) in
+Every variant is one `launch.online_loop.train` run (configs/online.py:<env>-<variant>) in
 `<workdir>/<variant>`, with its seeds vmapped in one process, so a rerun resumes and a finished run
 is only read back. Flags left unset keep the config's values: the paper's 100K environment steps,
 retraining every 10K steps, the online denoiser (width 1024, depth 6, 100K steps) and 1M samples.
@@ -35,7 +35,7 @@ from absl import app, flags, logging
 
 from bench.common import environment, parse_denoiser, write_json
 from configs import online as online_configs
-from launch import online
+from launch import online_loop
 from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
@@ -85,7 +85,7 @@ def data_fidelity(config, real: Transitions, out_dir: str) -> Optional[dict]:
     report = read_json(os.path.join(out_dir, REPORT_FILE), None)
     if report is None:
         synther = config.synther
-        skip = online.skip_norm_dims(real.obs_dim, real.action_dim, synther.modelled_terminals,
+        skip = online_loop.skip_norm_dims(real.obs_dim, real.action_dim, synther.modelled_terminals,
                                      synther.normalise_reward)
         train_key, sample_key = jax.random.split(jax.random.PRNGKey(config.seed))
         model = train_diffusion(real.to_rows(synther.modelled_terminals), DiffusionConfig(**synther.diffusion),
@@ -106,8 +106,8 @@ def main(argv):
     for variant in FLAGS.variants:
         config = variant_config(variant)
         print(f"== {variant} ({os.path.join(FLAGS.workdir, variant)})", flush=True)
-        result = online.train(config, os.path.join(FLAGS.workdir, variant), synthesize=online.make_synthesizer(config),
-                              on_eval=out_of_time)
+        result = online_loop.train(config, os.path.join(FLAGS.workdir, variant),
+                                   synthesize=online_loop.make_synthesizer(config), on_eval=out_of_time)
         agent = config.agent
         runs[variant] = {"label": f"{variant} (UTD {agent.utd_ratio}, {agent.num_qs} Qs)", "config": config.to_dict(),
                          "env_steps": result.env_steps, "evaluations": result.evaluations, "timings": result.timings}

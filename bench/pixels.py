@@ -32,7 +32,7 @@ from launch.pixels import run_updates  # noqa: E402
 from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset  # noqa: E402
 from synther_jax.diffusion import DiffusionConfig, train_diffusion  # noqa: E402
 from synther_jax.diffusion.trainer import sample_rows  # noqa: E402
-from synther_jax.pixel_envs import PixelEnv  # noqa: E402
+from synther_jax.envs.pixels import PixelEnv  # noqa: E402
 
 ACTION_DIM, FEATURE_DIM, IMAGE_SHAPE = 6, 50, (9, 84, 84)
 DIFFUSION = {"paper": DiffusionConfig(), "small": DiffusionConfig(width=256, depth=3, dim_t=64)}

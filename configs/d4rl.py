@@ -53,7 +53,7 @@ def bundled_dataset(env: str):
 def per_dataset_fields(module) -> set:
     """The learner's hyperparameters that CORL sets per dataset (any key of its override table)."""
     return {field for overrides in module.DATASET_OVERRIDES.values() for field in overrides}
-# maze2d tasks: evaluated on `synther_jax.maze2d`'s environment of the same name, trained on our
+# maze2d tasks: evaluated on `synther_jax.envs.maze2d`'s environment of the same name, trained on our
 # D4RL-style data (`synther/maze2d/<layout>-v0`, made by launch.offline when absent; `,smoke`: 50K steps).
 MAZES = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
 # CORL's maze2d yaml files evaluate TD3+BC and IQL on 100 episodes (EDAC on 10; 100 here too: the

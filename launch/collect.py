@@ -22,7 +22,7 @@ waypoint controller in one continuous trajectory with goal switches (`synther_ja
 noise-free controller, `--reference_episodes` episodes each, seeds `--seed` onwards) and prints them
 as JSON: the numbers in `synther_jax.data.scores.MAZE2D_REFERENCE_SCORES`.
 
-The behaviour policy trains with `launch.online.train` and `configs/online.py:<env>-sac` (or
+The behaviour policy trains with `launch.online_loop.train` and `configs/online.py:<env>-sac` (or
 `--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints (actor
 parameters; `medium-<return>/policy`, `expert/policy`) and the medium-replay buffer as
 `medium-<return>/replay.hdf5`, so a rerun with the same work directory regenerates any level
@@ -37,7 +37,7 @@ With `--pixels --out=DIR` (DMC tasks: walker-walk, cheetah-run) the same behavio
 the proprioceptive state while 84x84 frames of camera 0 are rendered alongside, at action repeat 2
 in 501-step episodes, and DIR receives V-D4RL's hdf5 layout (`synther_jax.data.pixels`), one file
 per rollout; `medium-replay` re-simulates the SAC run's replay stream from its episodes' reset
-seeds and renders it (`synther_jax.pixel_envs.render_replay`). The behaviour SAC itself trains
+seeds and renders it (`synther_jax.envs.pixels.render_replay`). The behaviour SAC itself trains
 without action repeat, so at action repeat 2 its policies act on every second simulator step.
 """
 import json
@@ -53,6 +53,7 @@ from ml_collections import config_flags
 
 from agents import sac
 from configs import online
+from launch import online_loop
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data import load_dataset
 from synther_jax.data import maze2d as maze2d_data
@@ -61,7 +62,7 @@ from synther_jax.data.collection import Policy, check_new_minari_id, rollout, un
 from synther_jax.data.d4rl_hdf5 import write_d4rl_hdf5
 from synther_jax.data.flatten import Episode, episodes_to_transitions, transitions_to_episodes
 from synther_jax.envs import dmc_task_names, make_env
-from synther_jax.maze2d import MAZE_NAMES
+from synther_jax.envs.maze2d import MAZE_NAMES
 
 DMC_MAX_RETURN = 1000.0  # every DMC task's reward is in [0, 1] over 1000 steps
 
@@ -171,8 +172,6 @@ class BehaviourPolicies:
         """Runs (or resumes) SAC in `workdir/sac`. At the first evaluation reaching the medium return
         it saves the medium policy (and stops unless `need_expert`); the replay up to that step is
         saved after the run, and the expert policy at the end of the budget when `need_expert`."""
-        from launch.online import train  # Here, not at the top: it defines --config and --workdir flags.
-
         threshold, run_dir = self.medium_return, os.path.join(self.workdir, "sac")
 
         def on_eval(env_step, mean_return, states):
@@ -183,7 +182,7 @@ class BehaviourPolicies:
                 print(f"Medium policy at step {env_step}: evaluation return {mean_return:.1f} >= {threshold:.1f}.")
             return medium_step is not None and not need_expert
 
-        result = train(self.config, run_dir, on_eval=on_eval)
+        result = online_loop.train(self.config, run_dir, on_eval=on_eval)
         medium_step = first_reaching(result.evaluations, threshold)
         if medium_step is None:
             raise RuntimeError(f"SAC never reached the medium return {threshold:.1f} in {result.env_steps} steps "
@@ -265,12 +264,11 @@ def collect_episodes(level: str, env, behaviour: Optional[BehaviourPolicies]) ->
 def render_medium_replay(behaviour: BehaviourPolicies):
     """The SAC run's replay up to the medium policy (trained if needed), re-simulated episode by
     episode from its reset seeds and rendered at action repeat 2."""
-    from launch.online import episode_seed
-    from synther_jax.pixel_envs import render_replay
+    from synther_jax.envs.pixels import render_replay
 
     behaviour.medium_replay()
     replay = load_dataset(behaviour.replay_path, keep_timeouts=True)
-    episodes = [(episode_seed(behaviour.seed, 0, int(i)), replay.actions[replay.episode_ids == i],
+    episodes = [(online_loop.episode_seed(behaviour.seed, 0, int(i)), replay.actions[replay.episode_ids == i],
                  replay.next_observations[replay.episode_ids == i]) for i in np.unique(replay.episode_ids)]
     return render_replay(behaviour.env, episodes, description=f"medium-replay {behaviour.env}")
 
@@ -278,7 +276,7 @@ def render_medium_replay(behaviour: BehaviourPolicies):
 def collect_pixels() -> None:
     """`--pixels`: V-D4RL-style hdf5 files in `--out`, one per behaviour policy's rollout."""
     from synther_jax.data.pixels import write_pixel_hdf5
-    from synther_jax.pixel_envs import render_dataset
+    from synther_jax.envs.pixels import render_dataset
 
     if not FLAGS.out:
         raise app.UsageError("--pixels needs --out=DIR, the folder that receives the dataset.")
@@ -336,7 +334,7 @@ def main(_):
     level = "noisy waypoint controller" if FLAGS.env in MAZE_NAMES else FLAGS.level
     description = (f"D4RL-style `{level}` data on {FLAGS.env}: {total_steps} steps, seed {FLAGS.seed}, made "
                    f"by synther_jax with `{command}`.")
-    # The SAC run resets its episodes with seeds of its own (launch.online.episode_seed).
+    # The SAC run resets its episodes with seeds of its own (launch.online_loop.episode_seed).
     first_reset_seed = None if FLAGS.level == "medium-replay" else FLAGS.seed
     algorithm = "uniform-random" if FLAGS.level == "random" else f"SAC ({FLAGS.level})"
     if FLAGS.env in MAZE_NAMES:

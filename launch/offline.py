@@ -36,7 +36,7 @@ from synther_jax.curves import plot_learning_curve
 from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
 from synther_jax.data.maze2d import ensure_default_dataset
 from synther_jax.data.scores import reference_scores
-from synther_jax.evaluation import evaluate
+from synther_jax.envs.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}

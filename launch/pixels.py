@@ -47,8 +47,8 @@ from synther_jax.data.latents import latent_transitions, learner_batch
 from synther_jax.data.pixels import FRAME_STACK, PixelDataset, load_pixel_dataset, stacked_frames, write_pixel_hdf5
 from synther_jax.diffusion import DiffusionConfig, iterate_samples, train_diffusion
 from synther_jax.envs import make_env
+from synther_jax.envs.pixels import evaluate, render_dataset
 from synther_jax.metrics import MetricsWriter
-from synther_jax.pixel_envs import evaluate, render_dataset
 
 LATENTS_FILE = "latents.npz"
 LATENT_KEYS = KEYS[:-1]  # latents.npz has no terminals: DMC tasks never terminate

@@ -113,7 +113,7 @@ def test_sac_levels_come_from_one_saved_training_run(tmp_path):
     deterministic for a seed."""
     from configs import online
     from launch.collect import BehaviourPolicies
-    from launch.online import episode_seed
+    from launch.online_loop import episode_seed
 
     config = online.get_config("walker2d-sac,smoke")  # Evaluations at 600 and 1200 steps.
     workdir = str(tmp_path / "behaviour")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agents import td3_bc
-from synther_jax.evaluation import evaluate
+from synther_jax.envs.evaluation import evaluate
 
 ENV_ID = "Hopper-v5"
 NUM_SEEDS, NUM_EPISODES, SEED = 2, 3, 17

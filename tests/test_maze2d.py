@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from configs.d4rl import get_config, validate
-from synther_jax import maze2d
 from synther_jax.data import load_dataset
 from synther_jax.data.maze2d import generate_episodes
-from synther_jax.envs import make_env
+from synther_jax.envs import make_env, maze2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs.online import get_config
-from launch import online
+from launch import online_loop
 from synther_jax.diffusion import DiffusionConfig
 
 
@@ -34,9 +34,9 @@ def noisy_copy(real_rows, keys):
 
 def test_smoke_loop_with_one_diffusion_retrain_writes_every_output(tmp_path):
     config = tiny_config(total_steps=250, eval_every=125, checkpoint_every=250)
-    synthesizer = online.make_synthesizer(config)
+    synthesizer = online_loop.make_synthesizer(config)
     synthesizer.progress = False
-    result = online.train(config, str(tmp_path), synthesize=synthesizer)
+    result = online_loop.train(config, str(tmp_path), synthesize=synthesizer)
     assert result.env_steps == 250 and [e["env_step"] for e in result.evaluations] == [125, 250]
     for name in ("config.json", "metrics.jsonl", "evaluations.json", "results.json", "timings.json",
                  "learning_curve.png"):
@@ -57,7 +57,7 @@ def test_generation_never_touches_the_rollout(tmp_path):
     generator returns absurd rows; the real data must still chain obs[t + 1] == next_obs[t]."""
     config = tiny_config(total_steps=260, eval_every=260, checkpoint_every=260)
     garbage = lambda rows, keys: np.full((rows.shape[0], 500, rows.shape[2]), 1e3, np.float32)
-    result = online.train(config, str(tmp_path), synthesize=garbage)
+    result = online_loop.train(config, str(tmp_path), synthesize=garbage)
     data = result.real_data[0]
     ended = (data.terminals + data.timeouts) > 0
     continuing = ~ended[:-1]
@@ -79,7 +79,7 @@ def newest_checkpoint(workdir):
 def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
     config = tiny_config(total_steps=300, checkpoint_every=150, eval_every=100)
     config.synther.retrain_every = 100  # retrains at 100 and 200, on both sides of the checkpoint at 150
-    uninterrupted = online.train(config, str(tmp_path / "a"), synthesize=noisy_copy)
+    uninterrupted = online_loop.train(config, str(tmp_path / "a"), synthesize=noisy_copy)
 
     def crash(env_step, mean_return, states):
         if env_step == 200:
@@ -87,8 +87,8 @@ def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
         return False
 
     with pytest.raises(KeyboardInterrupt):
-        online.train(config, str(tmp_path / "b"), synthesize=noisy_copy, on_eval=crash)
-    resumed = online.train(config, str(tmp_path / "b"), synthesize=noisy_copy)
+        online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy, on_eval=crash)
+    resumed = online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy)
 
     assert resumed.env_steps == 300
     for a, b in zip(jax.tree.leaves(resumed.agent_state), jax.tree.leaves(uninterrupted.agent_state)):
@@ -109,20 +109,20 @@ def test_retrains_every_period_but_not_at_the_last_step(tmp_path):
         buffer_sizes.append(real_rows.shape[1])
         return noisy_copy(real_rows, keys)
 
-    online.train(config, str(tmp_path), synthesize=counting)
+    online_loop.train(config, str(tmp_path), synthesize=counting)
     assert buffer_sizes == [100, 200]
 
 
 def test_on_eval_stops_training(tmp_path):
     config = tiny_config("sac", total_steps=1_000, checkpoint_every=1_000)
     seen = []
-    result = online.train(config, str(tmp_path), on_eval=lambda step, ret, states: seen.append(step) or True)
+    result = online_loop.train(config, str(tmp_path), on_eval=lambda step, ret, states: seen.append(step) or True)
     assert seen == [150] and result.env_steps == 150 and len(result.real_data[0]) == 150
 
 
 def test_seeds_are_a_vmapped_axis_with_their_own_environments(tmp_path):
     config = tiny_config("sac", num_seeds=2, total_steps=200, eval_every=200)
-    result = online.train(config, str(tmp_path))
+    result = online_loop.train(config, str(tmp_path))
     first, second = result.real_data
     assert len(first) == len(second) == 200
     assert not np.array_equal(first.observations, second.observations)
@@ -132,7 +132,7 @@ def test_seeds_are_a_vmapped_axis_with_their_own_environments(tmp_path):
 
 def test_synthesis_is_required_when_enabled(tmp_path):
     with pytest.raises(ValueError, match="synthesize"):
-        online.train(tiny_config(), str(tmp_path))
+        online_loop.train(tiny_config(), str(tmp_path))
 
 
 def test_raw_columns_follow_the_original_online_configs():
@@ -140,8 +140,8 @@ def test_raw_columns_follow_the_original_online_configs():
     gym_config, dmc_config = get_config("walker2d-synther").synther, get_config("cheetah-run-synther").synther
     assert gym_config.modelled_terminals and gym_config.normalise_reward
     assert not dmc_config.modelled_terminals and not dmc_config.normalise_reward
-    assert online.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
-    assert online.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
+    assert online_loop.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
+    assert online_loop.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
     assert gym_config.diffusion.width == 1024 and gym_config.diffusion.depth == 6 and gym_config.diffusion.dim_t == 256
 
 
@@ -151,7 +151,7 @@ TINY_DIFFUSION = dataclasses.asdict(DiffusionConfig(width=16, depth=1, dim_t=8, 
 
 def test_warm_start_continues_each_seeds_previous_model():
     rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
-    synthesizer = online.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), warm_start=True, progress=False)
+    synthesizer = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), warm_start=True, progress=False)
     frequencies = lambda: np.asarray(synthesizer._previous.constants["RandomFourierFeatures_0"]["frequencies"])
     synthesizer(rows, jax.random.split(jax.random.PRNGKey(0), 2))  # first refill: fresh models
     first = frequencies()
@@ -165,8 +165,8 @@ def test_seeds_models_as_one_program_give_the_one_by_one_rows():
     float32 rounding (see tests/test_trainer.py), far below the gap between two seeds' rows."""
     rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    together = online.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), progress=False)(rows, keys)
-    one_by_one = online.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), one_program=False, progress=False)(rows, keys)
+    together = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), progress=False)(rows, keys)
+    one_by_one = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), one_program=False, progress=False)(rows, keys)
     assert together.shape == (2, 8, 5)
     np.testing.assert_allclose(together, one_by_one, atol=1e-4)
     assert np.max(np.abs(together[0] - one_by_one[1])) > 0.1

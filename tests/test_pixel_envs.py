@@ -9,7 +9,7 @@ import pytest  # noqa: E402
 from synther_jax.data.collection import uniform_random_policy  # noqa: E402
 from synther_jax.data.pixels import FIRST, LAST, load_pixel_dataset, write_pixel_hdf5  # noqa: E402
 from synther_jax.envs import make_env  # noqa: E402
-from synther_jax.pixel_envs import PixelEnv, render_dataset, render_replay  # noqa: E402
+from synther_jax.envs.pixels import PixelEnv, render_dataset, render_replay  # noqa: E402
 
 ENV = "walker-walk"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from agents import OFFLINE_LEARNERS, PIXEL_LEARNERS, sac
-from launch.online import update_agents
+from launch.online_loop import update_agents
 from synther_jax import replay
 from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset
 from synther_jax.diffusion import DiffusionConfig

@@ -18,7 +18,7 @@ qvel = obs[nq-1:]. We set that state, apply the transition's action with the env
 - Everything else is restored exactly up to float32 rounding of the stored observation, so real
   transitions come back with errors of about 1e-6 or less (see tests/test_dynamics.py).
 
-The maze2d tasks (`synther_jax.maze2d`) observe their whole state (x, y, vx, vy), so every
+The maze2d tasks (`synther_jax.envs.maze2d`) observe their whole state (x, y, vx, vy), so every
 transition is restorable: PointMaze clips the velocity to +-5 before each step, which a restored
 state goes through just as the original did.
 
@@ -33,8 +33,8 @@ import mujoco
 import numpy as np
 from tqdm import tqdm
 
-from synther_jax import maze2d
 from synther_jax.data.transitions import Transitions
+from synther_jax.envs import maze2d
 
 # Environments whose observation is qpos[1:] ++ qvel, with the velocity clip each applies (None: no clip).
 VELOCITY_CLIP = {"Hopper": 10.0, "Walker2d": 10.0, "HalfCheetah": None}

@@ -8,11 +8,8 @@ What the argument may be, tried in this order:
 - a D4RL name without a slash (`walker2d-medium-replay-v2`, `maze2d-umaze-v1`): the file from D4RL's
   download cache, `$D4RL_DATASET_DIR` or else `~/.d4rl/datasets`;
 - a Minari id with a namespace (`mujoco/walker2d/medium-v0`): the local Minari store,
-  `$MINARI_DATASETS_PATH` or else `~/.minari/datasets`; downloaded only with `download=True`.
-  Minari's `D4RL/pointmaze/{umaze,medium,large}-v2` are read as maze2d data
-  (`synther_jax.data.maze2d.from_pointmaze_episodes`): the 4-dim state, rewards against the fixed
-  evaluation goal, evaluated on `maze2d-*` with our reference scores (Minari's were measured with
-  PointMaze's 0.45 radius against its moving goal).
+  `$MINARI_DATASETS_PATH` or else `~/.minari/datasets`; downloaded only with `download=True`
+  (`minari_store.py`, which also reads Minari's `D4RL/pointmaze/*-v2` as maze2d data).
 
 Episodes are flattened with the original's rules (`flatten.py`; `keep_timeouts=True` keeps
 time-limit steps as non-terminal transitions). The result's `metadata["env_id"]` is the Gymnasium
@@ -24,13 +21,10 @@ import os
 import re
 from typing import Optional
 
-import tqdm
-
 from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
 from synther_jax.data.env_check import check_fits_env
 from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
-from synther_jax.data.flatten import episodes_to_transitions
-from synther_jax.data.maze2d import MINARI_POINTMAZE, from_pointmaze_episodes
+from synther_jax.data.minari_store import load_minari
 from synther_jax.data.synthetic import read_synthetic, read_synthetic_metadata
 from synther_jax.data.transitions import Transitions
 
@@ -41,11 +35,6 @@ DEFAULT_DATASET = "bundled/walker2d-medium-replay"
 def d4rl_dataset_dir() -> str:
     """D4RL's download cache: `$D4RL_DATASET_DIR`, else `~/.d4rl/datasets` (as D4RL itself uses)."""
     return os.path.expanduser(os.environ.get("D4RL_DATASET_DIR", os.path.join("~", ".d4rl", "datasets")))
-
-
-def minari_dataset_dir() -> str:
-    """Minari's local store: `$MINARI_DATASETS_PATH`, else `~/.minari/datasets`."""
-    return os.path.expanduser(os.environ.get("MINARI_DATASETS_PATH", os.path.join("~", ".minari", "datasets")))
 
 
 def bundled_names():
@@ -73,42 +62,6 @@ def dataset_task(id_or_path: str) -> Optional[str]:
     if match is None:
         return None
     return f"maze2d-{match.group(3)}" if match.group(3) else match.group(0)  # Minari's pointmaze is maze2d
-
-
-def _load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transitions:
-    import minari
-
-    where = os.path.join(minari_dataset_dir(), dataset_id)
-    if not os.path.isdir(os.path.join(where, "data")):
-        advice = (f"Dataset {dataset_id!r} is not in the local Minari store ({where}; set MINARI_DATASETS_PATH to "
-                  f"use another store). Make one with `python -m launch.collect --dataset_id={dataset_id} ...`, "
-                  f"copy a downloaded one there (`minari download {dataset_id}` on a machine with network), ")
-        if not download:
-            raise DatasetNotFoundError(advice + "or pass download=True.")
-        try:
-            minari.download_dataset(dataset_id)
-        except Exception as error:  # Minari raises many kinds (network, hub, unknown id).
-            raise DatasetNotFoundError(advice + f"since downloading failed: {error}") from error
-    corrupt = (f"Minari dataset {dataset_id!r} at {where} is truncated or corrupt; delete it and make or "
-               "download it again.")
-    try:
-        dataset = minari.load_dataset(dataset_id)
-        metadata = {"source": dataset_id, "format": "minari", "keep_timeouts": keep_timeouts,
-                    "env_id": dataset.spec.env_spec.id if dataset.spec.env_spec is not None else None,
-                    "ref_min_score": dataset.storage.metadata.get("ref_min_score"),
-                    "ref_max_score": dataset.storage.metadata.get("ref_max_score")}
-    except (OSError, KeyError, ValueError) as error:  # Minari reports a missing metadata file as ValueError.
-        raise InvalidDatasetError(f"{corrupt} ({error})") from error
-    try:
-        episodes = tqdm.tqdm(dataset.iterate_episodes(), total=dataset.total_episodes, unit="episode",
-                             desc=f"loading {dataset_id}", mininterval=2.0, leave=False)
-        maze = MINARI_POINTMAZE.get(dataset_id)
-        if maze is not None:
-            episodes = from_pointmaze_episodes(maze, episodes)
-            metadata.update(env_id=maze, ref_min_score=None, ref_max_score=None)
-        return episodes_to_transitions(episodes, keep_timeouts, metadata)
-    except (OSError, KeyError) as error:
-        raise InvalidDatasetError(f"{corrupt} ({error!r})") from error
 
 
 def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False, download: bool = False,
@@ -145,7 +98,7 @@ def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False,
                 "to look elsewhere): download it from D4RL's dataset server, or pass the file's path.")
         transitions = read_d4rl_hdf5(path, keep_timeouts)
     else:
-        transitions = _load_minari(id_or_path, keep_timeouts, download)
+        transitions = load_minari(id_or_path, keep_timeouts, download)
 
     if env_id is not None:
         transitions.metadata["env_id"] = env_id

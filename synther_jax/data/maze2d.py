@@ -1,7 +1,7 @@
-"""maze2d data made the way D4RL made it, and Minari's `D4RL/pointmaze/*` files read as maze2d.
+"""maze2d data made the way D4RL made it, and D4RL's reference scores measured on our mazes.
 
 D4RL's recipe (`scripts/generation/generate_maze2d_datasets.py --noisy`, `relabel_maze2d_rewards.py`),
-which `generate_episodes` follows on `synther_jax.maze2d.Maze2dEnv`:
+which `generate_episodes` follows on `synther_jax.envs.maze2d.Maze2dEnv`:
 - one continuous trajectory: the waypoint controller drives the ball to a random goal cell; when it
   gets there (or after the task's episode limit) a new random goal cell is drawn and the ball is NOT
   reset;
@@ -16,21 +16,19 @@ environment gives for it (the state after the step), so data and evaluation agre
 D4RL's (1M / 2M / 4M steps).
 """
 import os
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import tqdm
 
-from synther_jax import maze2d
 from synther_jax.data.flatten import Episode
+from synther_jax.data.minari_store import minari_dataset_dir
+from synther_jax.envs import maze2d
 
 DEFAULT_NUM_STEPS = {"maze2d-umaze": 1_000_000, "maze2d-medium": 2_000_000, "maze2d-large": 4_000_000}
 SMOKE_NUM_STEPS = 50_000
 ACTION_NOISE = 0.5
 ALGORITHM_NAME = "D4RL waypoint controller, N(0, 0.5) action noise"
-# Minari's datasets made from PointMaze with the same recipe, and the maze2d task each belongs to.
-MINARI_POINTMAZE = {"D4RL/pointmaze/umaze-v2": "maze2d-umaze", "D4RL/pointmaze/medium-v2": "maze2d-medium",
-                    "D4RL/pointmaze/large-v2": "maze2d-large"}
 
 
 def default_dataset_id(maze: str, num_steps: Optional[int] = None) -> str:
@@ -92,8 +90,6 @@ def make_dataset(dataset_id: str, maze: str, num_steps: int, seed: int = 0, desc
 def ensure_default_dataset(dataset_id: str) -> bool:
     """Makes `dataset_id` in the local Minari store if it is one of our default maze2d ids
     (`default_dataset_id`, D4RL's or the smoke size) and absent. Returns whether it made it."""
-    from synther_jax.data.loaders import minari_dataset_dir
-
     if os.path.isdir(os.path.join(minari_dataset_dir(), dataset_id, "data")):
         return False
     for maze in maze2d.MAZE_NAMES:
@@ -104,17 +100,6 @@ def ensure_default_dataset(dataset_id: str) -> bool:
                 make_dataset(dataset_id, maze, num_steps, seed=0)
                 return True
     return False
-
-
-def from_pointmaze_episodes(maze: str, episodes: Iterable) -> Iterable[Episode]:
-    """Minari `D4RL/pointmaze` episodes as maze2d episodes: the observation dict's `observation`
-    (x, y, vx, vy) as the state, rewards relabelled against the fixed evaluation goal (Minari stores
-    the reward against the moving goal the controller chased)."""
-    for episode in episodes:
-        observations = np.asarray(episode.observations["observation"], np.float32)
-        yield Episode(observations, np.asarray(episode.actions, np.float32),
-                      maze2d.sparse_reward(maze, observations[1:, :2]), np.asarray(episode.terminations, bool),
-                      np.asarray(episode.truncations, bool))
 
 
 # --- reference scores, D4RL's way (d4rl/infos.py) ---------------------------------------------------

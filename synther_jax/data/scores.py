@@ -28,7 +28,7 @@ D4RL_REFERENCE_SCORES = {
     "maze2d-medium-dense": (44.264742, 297.4552547777125),
     "maze2d-large-dense": (30.569041, 303.4857382709002),
 }
-# Our maze2d tasks (`synther_jax.maze2d`, PointMaze with D4RL's goal, radius and limits) start and
+# Our maze2d tasks (`synther_jax.envs.maze2d`, PointMaze with D4RL's goal, radius and limits) start and
 # move differently from D4RL's, so their references are measured on them, D4RL's way: the mean return
 # of the uniform random policy and of the noise-free waypoint controller over 100 episodes (reset
 # seeds 0-99), by `python -m launch.collect --reference_scores --env=<task>` with gymnasium-robotics

@@ -151,7 +151,7 @@ def register() -> None:
     """Registers the three tasks with Gymnasium (idempotent; nothing is imported until `gym.make`)."""
     for name in MAZE_NAMES:
         if name not in gym.registry:
-            gym.register(name, entry_point="synther_jax.maze2d:Maze2dEnv", kwargs={"maze": name},
+            gym.register(name, entry_point="synther_jax.envs.maze2d:Maze2dEnv", kwargs={"maze": name},
                          max_episode_steps=MAX_EPISODE_STEPS[name])
 
 

@@ -1,15 +1,20 @@
-"""Environments for the online experiments: Gymnasium MuJoCo tasks and DeepMind Control tasks.
+"""The environments agents act in, and evaluation on them.
+
+This module builds the tasks (`make_env`); beside it, `maze2d.py` (D4RL's maze2d tasks on
+PointMaze, registered with Gymnasium), `pixels.py` (DMC through rendered frames, V-D4RL's way) and
+`evaluation.py` (all seeds' evaluation episodes in one vector environment).
 
 `make_env(name)` returns a Gymnasium environment in the form every learner here expects, as the
 original's `wrap_gym` does (spec section 6.1):
 - observations are flat float32 vectors (DMC's observation dicts are concatenated);
 - actions live in [-1, 1]^a (rescaled to the task's bounds, then clipped);
-- episodes are cut at 1000 steps (maze2d tasks at D4RL's 300 / 600 / 800, `synther_jax.maze2d`); a cut is reported as `truncated`, never as `terminated`, so a
-  learner keeps bootstrapping through it.
+- episodes are cut at 1000 steps (maze2d tasks at D4RL's 300 / 600 / 800, `maze2d.py`); a cut is
+  reported as `truncated`, never as `terminated`, so a learner keeps bootstrapping through it.
 
 Names are Gymnasium ids (`Hopper-v5`, `Walker2d-v4`, ...), DMC `domain-task` pairs
-(`cheetah-run`, `quadruped-walk`, `reacher-hard`) or D4RL's maze2d tasks (`maze2d-umaze`, ...). DMC tasks go through dm_control's suite and
-shimmy's Gymnasium wrapper. dm_control 1.0.50 needs mujoco 3.x: mujoco 4.0 breaks `suite.load`.
+(`cheetah-run`, `quadruped-walk`, `reacher-hard`) or D4RL's maze2d tasks (`maze2d-umaze`, ...).
+DMC tasks go through dm_control's suite and shimmy's Gymnasium wrapper. dm_control 1.0.50 needs
+mujoco 3.x: mujoco 4.0 breaks `suite.load`.
 """
 import warnings
 from typing import List, Optional
@@ -17,7 +22,7 @@ from typing import List, Optional
 import gymnasium as gym
 import numpy as np
 
-from synther_jax import maze2d
+from synther_jax.envs import maze2d
 
 MAX_EPISODE_STEPS = 1000
 

@@ -221,9 +221,12 @@ class BehaviourPolicies:
         return sample
 
     def medium_replay(self) -> List[Episode]:
+        """The SAC run's episodes up to the medium policy, with the reset seeds that run gave them."""
         if not os.path.exists(self.replay_path):
             self.train(need_expert=False)
-        return transitions_to_episodes(load_dataset(self.replay_path, keep_timeouts=True))
+        replay = load_dataset(self.replay_path, keep_timeouts=True)
+        return [episode._replace(seed=online_loop.episode_seed(self.seed, 0, int(episode_id)))
+                for episode, episode_id in zip(transitions_to_episodes(replay), np.unique(replay.episode_ids))]
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -334,13 +337,10 @@ def main(_):
     level = "noisy waypoint controller" if FLAGS.env in MAZE_NAMES else FLAGS.level
     description = (f"D4RL-style `{level}` data on {FLAGS.env}: {total_steps} steps, seed {FLAGS.seed}, made "
                    f"by synther_jax with `{command}`.")
-    # The SAC run resets its episodes with seeds of its own (launch.online_loop.episode_seed).
-    first_reset_seed = None if FLAGS.level == "medium-replay" else FLAGS.seed
     algorithm = "uniform-random" if FLAGS.level == "random" else f"SAC ({FLAGS.level})"
     if FLAGS.env in MAZE_NAMES:
         algorithm = maze2d_data.ALGORITHM_NAME
-    write_minari(dataset_id, episodes, FLAGS.env, env.observation_space, env.action_space, first_reset_seed,
-                 algorithm_name=algorithm, description=description)
+    write_minari(dataset_id, episodes, env, algorithm_name=algorithm, description=description)
     print(f"Wrote Minari dataset {dataset_id} ({len(episodes)} episodes, {total_steps} steps) in "
           f"{time.time() - start:.1f} s.")
     if FLAGS.bundle:

@@ -4,12 +4,14 @@ import os
 import subprocess
 import sys
 
+import minari
 import numpy as np
 import pytest
 
 from launch.collect import episode_sample
 from synther_jax.data import InvalidDatasetError, episodes_to_transitions, load_dataset
 from synther_jax.data.collection import rollout, uniform_random_policy, write_minari
+from synther_jax.data.scores import normalized_score
 from synther_jax.envs import make_env
 from tests.test_d4rl_layout import assert_reads_as
 
@@ -31,8 +33,7 @@ def collect(num_steps, seed):
 def test_collect_to_minari_and_back_gives_identical_arrays(minari_store):
     env, episodes = collect(400, seed=3)
     assert sum(len(e.rewards) for e in episodes) == 400
-    write_minari("synther/walker2d/test-v0", episodes, ENV, env.observation_space, env.action_space, seed=3,
-                 algorithm_name="uniform-random", description="test")
+    write_minari("synther/walker2d/test-v0", episodes, env, algorithm_name="uniform-random", description="test")
     assert (minari_store / "synther" / "walker2d" / "test-v0" / "data" / "main_data.hdf5").is_file()
     for keep_timeouts in (False, True):
         loaded = load_dataset("synther/walker2d/test-v0", keep_timeouts=keep_timeouts)
@@ -51,36 +52,34 @@ def test_collection_is_the_simulator_and_deterministic_for_a_seed():
         np.testing.assert_array_equal(a.observations, b.observations)
         np.testing.assert_array_equal(a.actions, b.actions)
     assert not np.array_equal(first[0].actions, other[0].actions)
-    # Replaying the recorded actions in a fresh simulator reproduces the first episode.
+    # Replaying the recorded actions from the recorded reset seed in a fresh simulator reproduces each episode.
     env = make_env(ENV)
-    observation, _ = env.reset(seed=11)
-    episode = first[0]
-    np.testing.assert_array_equal(observation, episode.observations[0])
-    for t, action in enumerate(episode.actions):
-        observation, reward, terminated, _, _ = env.step(action)
-        np.testing.assert_array_equal(observation, episode.observations[t + 1])
-        assert reward == episode.rewards[t] and terminated == episode.terminations[t]
+    assert len({episode.seed for episode in first}) == len(first)
+    for episode in (first[0], first[-1]):
+        observation, _ = env.reset(seed=episode.seed)
+        np.testing.assert_array_equal(observation, episode.observations[0])
+        for t, action in enumerate(episode.actions):
+            observation, reward, terminated, _, _ = env.step(action)
+            np.testing.assert_array_equal(observation, episode.observations[t + 1])
+            assert reward == episode.rewards[t] and terminated == episode.terminations[t]
 
 
 def test_existing_or_malformed_ids_are_refused_before_anything_is_written(minari_store):
     env, episodes = collect(50, seed=0)
-    write_minari("synther/walker2d/taken-v0", episodes, ENV, env.observation_space, env.action_space, seed=0,
-                 algorithm_name="uniform-random", description="first")
+    write_minari("synther/walker2d/taken-v0", episodes, env, algorithm_name="uniform-random", description="first")
     before = load_dataset("synther/walker2d/taken-v0")
     with pytest.raises(FileExistsError, match="already exists"):
-        write_minari("synther/walker2d/taken-v0", episodes[:1], ENV, env.observation_space, env.action_space,
-                     seed=0, algorithm_name="uniform-random", description="second")
+        write_minari("synther/walker2d/taken-v0", episodes[:1], env, algorithm_name="uniform-random",
+                     description="second")
     np.testing.assert_array_equal(load_dataset("synther/walker2d/taken-v0").observations, before.observations)
     with pytest.raises(ValueError, match="Malformed"):
-        write_minari("w/x-v0", episodes, ENV, env.observation_space, env.action_space, seed=0,
-                     algorithm_name="uniform-random", description="bad id")
+        write_minari("w/x-v0", episodes, env, algorithm_name="uniform-random", description="bad id")
     assert sorted(os.listdir(minari_store)) == ["synther"]
 
 
 def test_truncated_minari_file_is_reported_as_corrupt(minari_store):
     env, episodes = collect(200, seed=1)
-    write_minari("synther/walker2d/cut-v0", episodes, ENV, env.observation_space, env.action_space, seed=1,
-                 algorithm_name="uniform-random", description="to be cut")
+    write_minari("synther/walker2d/cut-v0", episodes, env, algorithm_name="uniform-random", description="to be cut")
     path = minari_store / "synther" / "walker2d" / "cut-v0" / "data" / "main_data.hdf5"
     with open(path, "r+b") as file:
         file.truncate(os.path.getsize(path) // 2)
@@ -105,6 +104,23 @@ def test_command_line_writes_minari_and_a_bundle_of_whole_episodes(minari_store,
         np.testing.assert_array_equal(getattr(from_bundle, key), getattr(expected, key), err_msg=key)
     assert from_bundle.metadata["env_id"] == ENV and from_bundle.metadata["seed"] == 5
     assert_reads_as(bundle, expected)  # and D4RL's own reading pairs every step with its successor
+
+    # Minari's own API on the dataset: the recovered environment has the dataset's spaces, every
+    # episode's reset seed replays it, and the reference scores normalise returns as ours do.
+    dataset = minari.load_dataset("synther/walker2d/cli-v0")
+    recovered = dataset.recover_environment()
+    assert recovered.observation_space == dataset.observation_space == make_env(ENV).observation_space
+    assert recovered.action_space == dataset.action_space and recovered.spec.max_episode_steps == 1000
+    minari_episodes = list(dataset.iterate_episodes())
+    seeds = [m["seed"] for m in dataset.storage.get_episode_metadata(dataset.episode_indices)]
+    assert seeds == [e.seed for e in episodes] and len(set(seeds)) == len(seeds)
+    last = minari_episodes[-1]
+    observation, _ = recovered.reset(seed=seeds[-1])
+    np.testing.assert_array_equal(observation, last.observations[0])
+    for action, expected_observation in zip(last.actions, last.observations[1:]):
+        np.testing.assert_array_equal(recovered.step(action)[0], expected_observation)
+    returns = np.array([e.rewards.sum() for e in minari_episodes])
+    np.testing.assert_allclose(100 * minari.get_normalized_score(dataset, returns), normalized_score(ENV, returns))
 
 
 def test_sac_levels_come_from_one_saved_training_run(tmp_path):

@@ -145,7 +145,7 @@ def test_minari_pointmaze_layout_is_read_as_maze2d(minari_store):
     import minari
     from gymnasium_robotics.envs.maze.maps import U_MAZE
     from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
-    from minari.data_collector.episode_buffer import EpisodeBuffer
+    from minari.data_collector import EpisodeBuffer
 
     env = PointMazeEnv(maze_map=U_MAZE, continuing_task=True, reset_target=True)
     observation, _ = env.reset(seed=0)

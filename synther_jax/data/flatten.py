@@ -29,6 +29,7 @@ class Episode(NamedTuple):
     rewards: np.ndarray  # (T,)
     terminations: np.ndarray  # (T,) bool
     truncations: np.ndarray  # (T,) bool
+    seed: Optional[int] = None  # the seed of the reset that started it, where one did
 
 
 def _flat_observations(observations) -> np.ndarray:

@@ -43,7 +43,8 @@ def default_dataset_id(maze: str, num_steps: Optional[int] = None) -> str:
 def generate_episodes(maze: str, num_steps: int, seed: int, action_noise: float = ACTION_NOISE,
                       progress: bool = True) -> List[Episode]:
     """`num_steps` steps of D4RL's noisy waypoint-controller data, one episode per goal, in Minari's
-    layout (the last episode is cut at `num_steps`, also as a time-limit step)."""
+    layout (the last episode is cut at `num_steps`, also as a time-limit step). Only the first
+    episode starts with a reset (seeded with `seed`, recorded); the others continue the trajectory."""
     if num_steps <= 0:
         raise ValueError(f"num_steps must be positive, got {num_steps}.")
     env = maze2d.Maze2dEnv(maze)
@@ -66,7 +67,7 @@ def generate_episodes(maze: str, num_steps: int, seed: int, action_noise: float 
             truncations = np.zeros(length, bool)
             truncations[-1] = True
             episodes.append(Episode(np.stack(observations), np.stack(actions), np.asarray(rewards, np.float64),
-                                    np.zeros(length, bool), truncations))
+                                    np.zeros(length, bool), truncations, seed if not episodes else None))
             observations, actions, rewards = [observation], [], []
             target = cells[rng.integers(len(cells))]
     env.close()
@@ -76,12 +77,12 @@ def generate_episodes(maze: str, num_steps: int, seed: int, action_noise: float 
 def make_dataset(dataset_id: str, maze: str, num_steps: int, seed: int = 0, description: str = "") -> None:
     """Generates the data and writes it as the Minari dataset `dataset_id` (whole or not at all)."""
     from synther_jax.data.collection import check_new_minari_id, write_minari
+    from synther_jax.envs import make_env
 
     check_new_minari_id(dataset_id)
     episodes = generate_episodes(maze, num_steps, seed)
-    env = maze2d.Maze2dEnv(maze)
-    write_minari(dataset_id, episodes, maze, env.observation_space, env.action_space, seed,
-                 algorithm_name=ALGORITHM_NAME,
+    env = make_env(maze)
+    write_minari(dataset_id, episodes, env, algorithm_name=ALGORITHM_NAME,
                  description=description or f"D4RL-style maze2d data on {maze}: {num_steps} steps, seed {seed}, "
                  "made by synther_jax (synther_jax.data.maze2d).")
     env.close()

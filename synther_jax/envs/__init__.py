@@ -27,11 +27,13 @@ from synther_jax.envs import maze2d
 MAX_EPISODE_STEPS = 1000
 
 
-class ClipToUnitBox(gym.ActionWrapper):
+class ClipToUnitBox(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """Clips actions to [-1, 1] and says so in `action_space` (Gymnasium's ClipAction reports an
-    unbounded space, which would hide the bounds from the learners)."""
+    unbounded space, which would hide the bounds from the learners). Recorded in the env's spec, so
+    `gym.make(env.spec)` (Minari's `recover_environment`) rebuilds the same environment."""
 
     def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
         self.action_space = gym.spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
 
@@ -85,6 +87,6 @@ def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
         warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
         env = gym.wrappers.RescaleAction(env, -1.0, 1.0)
         env = ClipToUnitBox(env)
-        env = gym.wrappers.DtypeObservation(env, np.float32)
+        env = gym.wrappers.DtypeObservation(env, "float32")  # a string: the env spec stays JSON
     env.reset(seed=seed)
     return env

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from agents import sac
 from configs import online as online_config
-from launch.common import StageTimer, claim_workdir, read_json, write_json
+from launch.common import StageTimer, claim_workdir, metrics_writer, read_json, write_json
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -44,7 +44,6 @@ from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generat
                                   train_diffusion_seeds)
 from synther_jax.envs import make_env
 from synther_jax.envs.evaluation import evaluate
-from synther_jax.metrics import MetricsWriter
 
 # synthesize(real_rows (S, N, d), keys (S, ...)) -> synthetic rows (S, M, d), one slice per seed, in the
 # layout of `Transitions.to_rows`.
@@ -225,7 +224,7 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                        if e["env_step"] <= env_step]
         logging.info("Resumed %s at environment step %d.", workdir, env_step)
 
-    metrics = MetricsWriter(workdir)
+    metrics = metrics_writer(config, workdir)
     stop = False
     modelled_terminals = synther.modelled_terminals
     with tqdm(total=config.total_steps, initial=env_step, desc=f"online {config.name}", unit="step") as bar:
@@ -250,7 +249,8 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                                                            synthetic_ratio=synther.synthetic_ratio)
                     jax.block_until_ready(states)
                 if env_step % config.log_every == 0:
-                    metrics.write("agent", env_step, jax.tree.map(lambda x: float(jnp.mean(x)), update_metrics))
+                    metrics.write("agent", env_step, jax.tree.map(lambda x: float(jnp.mean(x)), update_metrics),
+                                  per_seed=update_metrics)
 
             # No retrain at the last step: nothing would learn from its samples.
             if synther.enabled and env_step % synther.retrain_every == 0 and env_step < config.total_steps:
@@ -274,7 +274,8 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                 evaluations.append(record)
                 write_json(os.path.join(workdir, "evaluations.json"), evaluations)
                 metrics.write("eval", env_step, {"return_mean": record["mean_return"],
-                                                 "return_std": record["std_return"]})
+                                                 "return_std": record["std_return"]},
+                              per_seed={"return": record["returns"]})
                 bar.set_postfix(eval_return=f"{record['mean_return']:.1f}")
                 if on_eval is not None:
                     stop = bool(on_eval(env_step, record["mean_return"], states))

@@ -50,6 +50,8 @@ def test_smoke_loop_with_one_diffusion_retrain_writes_every_output(tmp_path):
     assert np.all(np.diff(data.episode_ids) >= 0)  # collection order
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {"agent", "eval"} <= {r["stage"] for r in records}
+    evals = [r for r in records if r["stage"] == "eval"]
+    assert [r["return/seed0"] for r in evals] == [e["returns"][0] for e in result.evaluations]
 
 
 def test_generation_never_touches_the_rollout(tmp_path):

@@ -18,7 +18,7 @@ import tqdm
 
 from synther_jax.data.errors import UnknownEnvironmentError
 from synther_jax.data.flatten import Episode
-from synther_jax.data.loaders import minari_dataset_dir
+from synther_jax.data.minari_store import minari_dataset_dir
 from synther_jax.data.scores import reference_scores
 
 # A behaviour policy maps one observation to one action (it keeps its own random state).

@@ -12,7 +12,7 @@ proprioceptive denoiser and its 100K training steps, 5M latent samples). The dat
 the folder `python -m launch.collect --pixels --env=ENV --level=LEVEL --out=runs/vd4rl/ENV/LEVEL`
 writes.
 
-What the paper leaves open, as fields of `config.latent` (chosen here, documented in README):
+What the paper leaves open, as fields of `config.latent` (chosen here, documented in docs/pixels.md):
 - `encodings_per_transition` (1): how many randomly shifted encodings of each real transition
   the denoiser sees (h = f(aug(s)), as Appendix E writes it, drawn once);
 - `reinit_heads` (False): stage 2 fine-tunes the stage-1 heads ("fine-tuning the heads of the

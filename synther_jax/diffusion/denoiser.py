@@ -9,7 +9,20 @@
 
 The Fourier frequencies are drawn once at initialisation and never trained; they live in the
 `constants` collection so that optimisers, EMA and parameter counts see only the `params`.
+
+Conditioning (guided SynthER, PGR): a scalar condition c, normalised to [-1, 1], is embedded by
+CondMLP = Linear(2 dim_t) -> mish -> Linear(dim_t) and multiplied by `keep` (1: conditional,
+0: unconditional), so "unconditional" is a mask with static shapes and its embedding is zero, as
+PGR's null condition. `conditioning` picks where it enters:
+    "none"    no condition: the network and its parameters are exactly SynthER's
+    "add"     h = Linear(x) + TimeMLP(emb) + CondMLP(c) keep       (SynthER's size plus the CondMLP)
+    "concat"  h = [Linear_width(x), Linear_width([CondMLP(c) keep, TimeMLP(emb)])], a trunk of
+              2 width (PGR's denoiser, about 4x the parameters)
+PGR's time MLP is Linear(4 dim_t) -> mish -> Linear(dim_t); ours stays SynthER's in every mode so
+the three differ only in where the condition enters.
 """
+from typing import Optional
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,28 +46,55 @@ class RandomFourierFeatures(nn.Module):
 
 
 class ResidualMLPDenoiser(nn.Module):
-    """F(x, c_noise) -> (B, d): the raw EDM network output (preconditioning lives in `edm.py`)."""
+    """F(x, c_noise[, condition, keep]) -> (B, d): the raw EDM network output (preconditioning
+    lives in `edm.py`)."""
 
     width: int = 1024
     depth: int = 6
     dim_t: int = 128
     activation: str = "relu"
     layer_norm: bool = False
+    conditioning: str = "none"  # "none", "add" or "concat" (see the module docstring)
 
     @nn.compact
-    def __call__(self, x: jax.Array, c_noise: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, c_noise: jax.Array, condition: Optional[jax.Array] = None,
+                 keep: Optional[jax.Array] = None) -> jax.Array:
+        """x (B, d), c_noise (B,); a conditional network also takes condition (B,) in [-1, 1] and
+        keep (B,), 1 where the condition is used and 0 for the unconditional model."""
         act = activation(self.activation)
         norm = nn.LayerNorm if self.layer_norm else (lambda: (lambda h: h))
         time_embedding = Linear(self.dim_t)(nn.silu(Linear(self.dim_t)(RandomFourierFeatures()(c_noise))))
-        h = Linear(self.dim_t)(x) + time_embedding
-        h = Linear(self.width)(h)
+        if self.conditioning == "none":
+            h = Linear(self.dim_t)(x) + time_embedding
+            h = Linear(self.width)(h)
+        else:
+            if condition is None or keep is None:
+                raise ValueError("A conditional denoiser needs a condition and a keep mask (0: unconditional).")
+            mish = activation("mish")
+            condition_embedding = Linear(self.dim_t)(mish(Linear(2 * self.dim_t)(condition[:, None])))
+            condition_embedding = condition_embedding * keep[:, None].astype(x.dtype)
+            if self.conditioning == "add":
+                h = Linear(self.dim_t)(x) + time_embedding + condition_embedding
+                h = Linear(self.width)(h)
+            else:
+                embedding = jnp.concatenate([condition_embedding, time_embedding], axis=-1)
+                h = jnp.concatenate([Linear(self.width)(x), Linear(self.width)(embedding)], axis=-1)
         for _ in range(self.depth):
-            h = h + Linear(self.width)(act(norm()(h)))
+            h = h + Linear(h.shape[-1])(act(norm()(h)))
         return Linear(x.shape[-1])(act(norm()(h)))
 
 
-def parameter_count(dim: int, width: int = 1024, depth: int = 6, dim_t: int = 128, layer_norm: bool = False) -> int:
+def init_variables(model: ResidualMLPDenoiser, key: jax.Array, dim: int) -> dict:
+    """The model's `params` and `constants` for rows of `dim` columns."""
+    batch = (jnp.zeros((1, dim)), jnp.zeros((1,)))
+    if model.conditioning != "none":
+        batch += (jnp.zeros((1,)), jnp.ones((1,)))
+    return model.init(key, *batch)
+
+
+def parameter_count(dim: int, width: int = 1024, depth: int = 6, dim_t: int = 128, layer_norm: bool = False,
+                    conditioning: str = "none") -> int:
     """Trainable parameters of the denoiser for rows of `dim` columns (the fixed frequencies excluded)."""
-    model = ResidualMLPDenoiser(width, depth, dim_t, layer_norm=layer_norm)
-    shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, dim)), jnp.zeros((1,)))
+    model = ResidualMLPDenoiser(width, depth, dim_t, layer_norm=layer_norm, conditioning=conditioning)
+    shapes = jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), dim))
     return sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes["params"]))

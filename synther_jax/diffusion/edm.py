@@ -1,7 +1,8 @@
 """EDM (Karras et al. 2022) as SynthER configures it: preconditioning, training loss, sampler.
 
 Everything here works in normalised data space and takes the network as a function
-`net(x, c_noise) -> F` so it is independent of how parameters are stored.
+`net(x, c_noise) -> F` (a conditional one also takes `condition, keep`) so it is independent of
+how parameters are stored.
 """
 import dataclasses
 from typing import Callable
@@ -83,12 +84,53 @@ def sample(net: Network, key: jax.Array, num: int, dim: int, config: EDMConfig) 
 
     One `lax.scan` runs the N-1 Heun steps over the precomputed table; the last step (to sigma = 0)
     is Euler only, so a sample costs 2N - 1 network evaluations (255 for N = 128). A fresh noise
-    draw is made every step, as in the original, even where gamma = 0.
+    draw is made every step, as in the original, even where gamma = 0. Extra arguments of a
+    conditional `net` are bound by the caller (e.g. `keep = 0` for its unconditional model).
     """
+    D = lambda x, sigma: denoise(net, x, sigma, config.sigma_data)
+    return _heun(D, D, key, num, dim, config)
+
+
+def guided_sample(net: Network, key: jax.Array, condition: jax.Array, guidance: jax.Array, dim: int,
+                  config: EDMConfig, corrector: str = "full") -> jax.Array:
+    """Classifier-free guidance inside the same sampler: one normalised sample per `condition` entry.
+
+    `net(x, c_noise, condition, keep)` is a conditional network (keep = 0: unconditional). Each
+    evaluation is one batched call on [x, x] with keep = [1, 0], mixed as D = D_u + w (D_c - D_u);
+    `guidance` w may be traced, so one compilation serves every scale, and the noise draws are
+    those of `sample`. The Heun corrector is `"full"` (the same mixture again, 4 network rows per
+    sample and step) or `"conditional"` (PGR's code: D_c alone, or D_u where w = 0, 3 rows).
+    w = 0 gives the unconditional sampler, w = 1 the conditional one, in both modes. No clamp:
+    PGR clamps D to [-1, 1] for its min-max data normaliser; our rows are standardised.
+    """
+    num = condition.shape[0]
+    both_conditions = jnp.concatenate([condition, condition])
+    both_keeps = jnp.concatenate([jnp.ones(num), jnp.zeros(num)])
+
+    def guided(x, sigma):
+        both = denoise(lambda *a: net(*a, both_conditions, both_keeps), jnp.concatenate([x, x]), sigma,
+                       config.sigma_data)
+        conditional, unconditional = both[:num], both[num:]
+        return unconditional + guidance * (conditional - unconditional)
+
+    def conditional_only(x, sigma):
+        keep = jnp.broadcast_to(guidance != 0, (num,)).astype(x.dtype)
+        return denoise(lambda *a: net(*a, condition, keep), x, sigma, config.sigma_data)
+
+    if corrector not in CORRECTORS:
+        raise ValueError(f"corrector must be one of {CORRECTORS}, got {corrector!r}.")
+    return _heun(guided, guided if corrector == "full" else conditional_only, key, num, dim, config)
+
+
+CORRECTORS = ("full", "conditional")
+
+
+def _heun(predict: Callable, correct: Callable, key: jax.Array, num: int, dim: int, config: EDMConfig) -> jax.Array:
+    """The stochastic Heun sampler with denoisers `predict(x, sigma)` for the Euler step and
+    `correct(x, sigma)` for the second-order correction."""
     table = jnp.asarray(sampling_table(config))
     init_key, step_key = jax.random.split(key)
     step_keys = jax.random.split(step_key, config.num_sample_steps)
-    D = lambda x, sigma: denoise(net, x, sigma, config.sigma_data)
 
     def churn(x, sigma, gamma, key):
         # sqrt(sigma_hat^2 - sigma^2) written so it is exactly 0 when gamma = 0 (no float32 NaN).
@@ -100,13 +142,13 @@ def sample(net: Network, key: jax.Array, num: int, dim: int, config: EDMConfig) 
     def heun_step(x, row_and_key):
         (sigma, sigma_next, gamma), key = row_and_key
         x_hat, sigma_hat = churn(x, sigma, gamma, key)
-        d = (x_hat - D(x_hat, sigma_hat)) / sigma_hat
+        d = (x_hat - predict(x_hat, sigma_hat)) / sigma_hat
         x_euler = x_hat + (sigma_next - sigma_hat) * d
-        d_next = (x_euler - D(x_euler, sigma_next)) / sigma_next
+        d_next = (x_euler - correct(x_euler, sigma_next)) / sigma_next
         return x_hat + 0.5 * (sigma_next - sigma_hat) * (d + d_next), None
 
     x = table[0, 0] * jax.random.normal(init_key, (num, dim))
     x, _ = jax.lax.scan(heun_step, x, ((table[:-1, 0], table[:-1, 1], table[:-1, 2]), step_keys[:-1]))
     sigma, sigma_next, gamma = table[-1]
     x_hat, sigma_hat = churn(x, sigma, gamma, step_keys[-1])
-    return x_hat + (sigma_next - sigma_hat) * (x_hat - D(x_hat, sigma_hat)) / sigma_hat
+    return x_hat + (sigma_next - sigma_hat) * (x_hat - predict(x_hat, sigma_hat)) / sigma_hat

@@ -5,6 +5,12 @@
 weights exactly as ema-pytorch 0.1.2 does, and checkpoints so an interrupted run resumes to the
 same parameters. `generate` samples with the EMA weights in fixed-size chunks.
 
+A conditional model (`conditioning` "add" or "concat") also takes one condition value per row:
+it is min-max normalised (`guidance.ConditionNormalizer`, stored with the model), dropped with
+probability `condition_dropout` per training row (classifier-free guidance's unconditional
+model; never at sampling), and sampling takes targets in the condition's own units and a guidance
+scale w (`edm.guided_sample`).
+
 `train_diffusion_seeds` and `generate_seeds` do the same for one model per seed as one vmapped
 program (online SynthER's per-seed models): seed s gets what `train_diffusion` and `generate`
 give for its rows and key, up to float32 rounding (a batched matmul may sum in another order).
@@ -36,11 +42,13 @@ from synther_jax import sharding
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
-from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
+from synther_jax.diffusion.denoiser import ResidualMLPDenoiser, init_variables
+from synther_jax.diffusion.guidance import ConditionNormalizer
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.nn import ACTIVATIONS
 
 LARGE_DATASET = 800_000  # datasets at least this big train with batch 1024, smaller ones with 256
+CONDITIONINGS = ("none", "add", "concat")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +74,9 @@ class DiffusionConfig(edm.EDMConfig):
     steps_per_call: int = 1_000  # optimisation steps per jitted call
     checkpoint_every: int = 10_000  # in steps; rounded up to a whole number of calls
     sample_chunk_size: int = 100_000  # samples per jitted sampler call
+    conditioning: str = "none"  # "none": SynthER; "add" / "concat": a conditional model (denoiser.py)
+    condition_dropout: float = 0.25  # a conditional model's training rows that drop the condition (PGR)
+    guidance_corrector: str = "full"  # the guided Heun corrector: "full" CFG or PGR's "conditional"
 
     def __post_init__(self):
         """Refuses values that cannot train or sample, before anything is compiled."""
@@ -81,13 +92,24 @@ class DiffusionConfig(edm.EDMConfig):
             problems.append(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+        if not 0 <= self.condition_dropout <= 1:
+            problems.append(f"condition_dropout must lie in [0, 1], got {self.condition_dropout!r}")
+        if self.conditioning not in CONDITIONINGS:
+            problems.append(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
+        if self.guidance_corrector not in edm.CORRECTORS:
+            problems.append(f"guidance_corrector must be one of {edm.CORRECTORS}, got {self.guidance_corrector!r}")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if problems:
             raise ValueError("Invalid DiffusionConfig: " + "; ".join(problems) + ".")
 
     def denoiser(self) -> ResidualMLPDenoiser:
-        return ResidualMLPDenoiser(self.width, self.depth, self.dim_t, self.activation, self.layer_norm)
+        return ResidualMLPDenoiser(self.width, self.depth, self.dim_t, self.activation, self.layer_norm,
+                                   self.conditioning)
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioning != "none"
 
     def resolve_batch_size(self, num_rows: int) -> int:
         if self.batch_size:
@@ -104,13 +126,15 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 class Diffusion(flax.struct.PyTreeNode):
-    """A trained model: EMA weights, fixed frequencies and the data normaliser."""
+    """A trained model: EMA weights, fixed frequencies, the data normaliser and, for a conditional
+    model, the condition's."""
 
     config: DiffusionConfig = flax.struct.field(pytree_node=False)
     dim: int = flax.struct.field(pytree_node=False)
     params: dict
     constants: dict
     normalizer: Normalizer
+    condition_normalizer: Optional[ConditionNormalizer] = None
 
 
 def make_optimizer(config: DiffusionConfig) -> optax.GradientTransformation:
@@ -122,7 +146,7 @@ def make_optimizer(config: DiffusionConfig) -> optax.GradientTransformation:
 
 
 def init_state(config: DiffusionConfig, key: jax.Array, dim: int) -> TrainState:
-    variables = config.denoiser().init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
+    variables = init_variables(config.denoiser(), key, dim)
     params = variables["params"]
     ema_params = jax.tree.map(jnp.copy, params)  # a separate buffer: the train step donates the state
     return TrainState(jnp.int32(0), params, ema_params, variables["constants"], make_optimizer(config).init(params))
@@ -155,14 +179,21 @@ def update_ema(ema_params, params, k, config: DiffusionConfig):
 
 
 def _net(config: DiffusionConfig, params, constants, mesh: Optional[Mesh] = None):
-    """The denoiser as a function of (x, c_noise); with a mesh, its batch is split across the devices."""
+    """The denoiser as a function of (x, c_noise[, condition, keep]); with a mesh, its batch is split
+    across the devices."""
     denoiser = config.denoiser()
 
-    def net(x, c_noise):
-        x, c_noise = sharding.constrain_leading_axis(x, mesh), sharding.constrain_leading_axis(c_noise, mesh)
-        return denoiser.apply({"params": params, "constants": constants}, x, c_noise)
+    def net(x, c_noise, *condition_and_keep):
+        inputs = [sharding.constrain_leading_axis(a, mesh) for a in (x, c_noise, *condition_and_keep)]
+        return denoiser.apply({"params": params, "constants": constants}, *inputs)
 
     return net
+
+
+def condition_keep(key: jax.Array, batch_size: int, dropout: float) -> jax.Array:
+    """Training's per-row mask: 1 keeps the condition, 0 (probability `dropout`) trains the
+    unconditional model on that row."""
+    return jax.random.bernoulli(key, 1.0 - dropout, (batch_size,)).astype(jnp.float32)
 
 
 def check_divisible(size: int, mesh: Optional[Mesh], what: str) -> None:
@@ -175,13 +206,19 @@ def _train_chunk(state: TrainState, data: jax.Array, key: jax.Array, *, config: 
                 batch_size: int, mesh: Optional[Mesh] = None):
     """`num_steps` optimisation steps in one scan over minibatches of the normalised `data`.
 
-    With a `mesh`, pass `state` and `data` replicated on it (`sharding.replicate`): each minibatch
+    A conditional model's `data` carries the normalised condition as its last column. With a `mesh`, pass `state` and `data` replicated on it (`sharding.replicate`): each minibatch
     is split across its devices and the gradients are averaged over all of them.
     """
     optimizer = make_optimizer(config)
 
     def loss_fn(params, batch, key):
-        return edm.training_loss(_net(config, params, state.constants), batch, key, config)
+        net = _net(config, params, state.constants)
+        if config.conditional:
+            key, keep_key = jax.random.split(key)
+            batch, condition = batch[:, :-1], batch[:, -1]
+            keep = condition_keep(keep_key, batch_size, config.condition_dropout)
+            return edm.training_loss(lambda x, c_noise: net(x, c_noise, condition, keep), batch, key, config)
+        return edm.training_loss(net, batch, key, config)
 
     def step(state, key):
         batch_key, loss_key = jax.random.split(key)
@@ -248,7 +285,7 @@ def _run_chunks(state, step: int, run_chunk, config: DiffusionConfig, progress: 
 def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_norm_dims: Sequence[int] = (),
                     workdir: Optional[str] = None, log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
                     progress: bool = True, mesh: Optional[Mesh] = None,
-                    warm_start: Optional[Diffusion] = None) -> Diffusion:
+                    warm_start: Optional[Diffusion] = None, condition: Optional[np.ndarray] = None) -> Diffusion:
     """Trains a denoiser on (N, d) transition rows and returns the EMA model.
 
     `skip_norm_dims` stay unnormalised (SynthER: the terminal column). With a `workdir`, a
@@ -258,12 +295,14 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
     across its devices (the batch size must be a multiple of their number). `warm_start` starts
     from another model's EMA weights and Fourier frequencies instead of a fresh draw (online
     SynthER's option; the original retrains from scratch); optimiser, schedule and EMA restart.
+    A conditional config needs `condition`, one value per row (N,), and only it takes one.
     """
     rows = _check_rows(rows, 2, "(N, d)")
     batch_size = config.resolve_batch_size(len(rows))
     check_divisible(batch_size, mesh, "batch size")
     normalizer = Normalizer.fit(rows, skip_norm_dims)
-    data = normalizer.normalize(rows)
+    condition_normalizer, condition = _check_condition(config, condition, rows.shape[:1])
+    data = _training_data(normalizer.normalize(rows), condition_normalizer, condition)
     data = jax.device_put(data) if mesh is None else sharding.replicate(data, mesh)
     init_key, train_key = jax.random.split(key)
     state = init_state(config, init_key, rows.shape[1])
@@ -274,7 +313,7 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
     if workdir is not None:
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
         _write_config(workdir, config, rows.shape[1])
-        restored = checkpointer.restore_latest({"state": state, "normalizer": normalizer})
+        restored = checkpointer.restore_latest(_saved(state, normalizer, condition_normalizer))
         if restored is not None:
             state = restored[1]["state"]
     if mesh is not None:
@@ -287,31 +326,71 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
 
     def after_chunk(state, step, calls, loss):
         if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
-            checkpointer.save(step, {"state": state, "normalizer": normalizer})
+            checkpointer.save(step, _saved(state, normalizer, condition_normalizer))
         if log_fn is not None:
             log_fn(step, {"loss": loss})
 
     state = _run_chunks(state, int(state.step), run_chunk, config, progress, after_chunk)
     if checkpointer is not None:
         checkpointer.close()
-    return Diffusion(config, rows.shape[1], state.ema_params, state.constants, normalizer)
+    return Diffusion(config, rows.shape[1], state.ema_params, state.constants, normalizer, condition_normalizer)
+
+
+def _check_condition(config: DiffusionConfig, condition, shape: tuple):
+    """(its normaliser, the condition as float32) for a conditional config; (None, None) otherwise."""
+    if not config.conditional:
+        if condition is not None:
+            raise ValueError("A condition was given but the config is unconditional; set conditioning='add' (or "
+                             "'concat') to train a guided model.")
+        return None, None
+    if condition is None:
+        raise ValueError(f"conditioning={config.conditioning!r} needs a condition: one value per training row.")
+    condition = np.asarray(condition, np.float32)
+    if condition.shape != shape:
+        raise ValueError(f"The condition must hold one value per row, shape {shape}; got {condition.shape}.")
+    if condition.ndim == 1:
+        return ConditionNormalizer.fit(condition), condition
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *[ConditionNormalizer.fit(c) for c in condition]), condition
+
+
+def _training_data(normalized_rows, condition_normalizer: Optional[ConditionNormalizer], condition):
+    """The normalised rows, with a conditional model's normalised condition as an extra last column."""
+    if condition_normalizer is None:
+        return normalized_rows
+    normalize = ConditionNormalizer.normalize
+    for _ in range(condition.ndim - 1):  # one normaliser per seed
+        normalize = jax.vmap(normalize)
+    column = normalize(condition_normalizer, jnp.asarray(condition))
+    return jnp.concatenate([jnp.asarray(normalized_rows), jnp.asarray(column)[..., None]], axis=-1)
+
+
+def _saved(state: TrainState, normalizer: Normalizer, condition_normalizer: Optional[ConditionNormalizer]) -> dict:
+    """What a training checkpoint holds."""
+    tree = {"state": state, "normalizer": normalizer}
+    if condition_normalizer is not None:
+        tree["condition_normalizer"] = condition_normalizer
+    return tree
 
 
 def train_diffusion_seeds(rows: np.ndarray, config: DiffusionConfig, keys: jax.Array,
                           skip_norm_dims: Sequence[int] = (), progress: bool = True,
-                          warm_start: Optional[Diffusion] = None) -> Diffusion:
+                          warm_start: Optional[Diffusion] = None,
+                          condition: Optional[np.ndarray] = None) -> Diffusion:
     """One model per seed, trained together as one vmapped program, on rows (S, N, d) with keys (S, ...).
 
     Returns a `Diffusion` whose arrays carry a leading seed axis; seed s's model is
     `train_diffusion(rows[s], config, keys[s], skip_norm_dims)` up to float32 rounding, so a GPU
     trains all seeds' models at once instead of one after another. `warm_start`, if given, holds
-    one model per seed (a leading seed axis, as returned here). No checkpoints and no mesh: online
-    SynthER, the user, retrains from its own checkpointed replay instead.
+    one model per seed (a leading seed axis, as returned here); so does a conditional model's
+    `condition` (S, N). No checkpoints and no mesh: online SynthER, the user, retrains from its own
+    checkpointed replay instead.
     """
     rows = _check_rows(rows, 3, "(seeds, N, d)")
     batch_size = config.resolve_batch_size(rows.shape[1])
     normalizer = jax.tree.map(lambda *xs: jnp.stack(xs), *[Normalizer.fit(r, skip_norm_dims) for r in rows])
-    data = jax.vmap(Normalizer.normalize)(normalizer, jnp.asarray(rows))
+    condition_normalizer, condition = _check_condition(config, condition, rows.shape[:2])
+    data = _training_data(jax.vmap(Normalizer.normalize)(normalizer, jnp.asarray(rows)), condition_normalizer,
+                          condition)
     init_keys, train_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
     state = jax.vmap(lambda key: init_state(config, key, rows.shape[2]))(init_keys)
     if warm_start is not None:
@@ -322,7 +401,7 @@ def train_diffusion_seeds(rows: np.ndarray, config: DiffusionConfig, keys: jax.A
         return train_steps_seeds(states, data, chunk_keys, config=config, num_steps=num_steps, batch_size=batch_size)
 
     state = _run_chunks(state, 0, run_chunk, config, progress)
-    return Diffusion(config, rows.shape[2], state.ema_params, state.constants, normalizer)
+    return Diffusion(config, rows.shape[2], state.ema_params, state.constants, normalizer, condition_normalizer)
 
 
 def _write_config(workdir: str, config: DiffusionConfig, dim: int) -> None:
@@ -338,21 +417,48 @@ def load_diffusion(workdir: str) -> Diffusion:
                                 "with launch.synthesize first.")
     dim = fields.pop("dim")
     config = DiffusionConfig(**fields)
-    target = {"state": init_state(config, jax.random.PRNGKey(0), dim),
-              "normalizer": Normalizer(jnp.zeros(dim), jnp.ones(dim))}
+    template = model_template(config, dim)
+    target = _saved(init_state(config, jax.random.PRNGKey(0), dim), template.normalizer,
+                    template.condition_normalizer)
     restored = Checkpointer(os.path.join(workdir, "checkpoints")).restore_latest(target)
     if restored is None:
         raise FileNotFoundError(f"No checkpoint under {workdir!r}/checkpoints.")
-    state, normalizer = restored[1]["state"], restored[1]["normalizer"]
-    return Diffusion(config, dim, state.ema_params, state.constants, normalizer)
+    tree = restored[1]
+    return Diffusion(config, dim, tree["state"].ema_params, tree["state"].constants, tree["normalizer"],
+                     tree.get("condition_normalizer"))
 
 
-def _sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh] = None) -> jax.Array:
+def model_template(config: DiffusionConfig, dim: int) -> Diffusion:
+    """A model of the right structure and shapes for `config`, to restore a saved one into."""
+    fresh = init_state(config, jax.random.PRNGKey(0), dim)
+    condition_normalizer = ConditionNormalizer(jnp.float32(0), jnp.float32(1)) if config.conditional else None
+    return Diffusion(config, dim, fresh.ema_params, fresh.constants, Normalizer(jnp.zeros(dim), jnp.ones(dim)),
+                     condition_normalizer)
+
+
+def _sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh] = None,
+                 condition: Optional[jax.Array] = None, guidance: jax.Array = 1.0) -> jax.Array:
     """`num` un-normalised rows from the model, one jitted sampler call.
 
-    With a `mesh`, pass the model replicated on it: the rows are split across its devices.
+    For a conditional model, `condition` holds each row's target (num,) in the condition's own
+    units and `guidance` the scale w (traced: one compilation for every w); without a condition
+    it samples the model's unconditional half. With a `mesh`, pass the model replicated on it: the
+    rows are split across its devices.
     """
-    x = edm.sample(_net(model.config, model.params, model.constants, mesh), key, num, model.dim, model.config)
+    net = _net(model.config, model.params, model.constants, mesh)
+    if condition is not None:
+        if not model.config.conditional:
+            raise ValueError("This model is unconditional; sample it without a condition, or train it with "
+                             "conditioning='add' and a condition to guide it.")
+        target = model.condition_normalizer.normalize(jnp.asarray(condition, jnp.float32))
+        x = edm.guided_sample(net, key, target, jnp.float32(guidance), model.dim, model.config,
+                              model.config.guidance_corrector)
+    elif model.config.conditional:
+        unconditional = jnp.zeros((num,))
+        x = edm.sample(lambda x, c_noise: net(x, c_noise, unconditional, unconditional), key, num, model.dim,
+                       model.config)
+    else:
+        x = edm.sample(net, key, num, model.dim, model.config)
     return sharding.constrain_leading_axis(model.normalizer.unnormalize(x), mesh)
 
 
@@ -360,55 +466,89 @@ sample_rows = jax.jit(_sample_rows, static_argnames=("num", "mesh"))
 
 
 @jax.jit(static_argnames=("num",))
-def sample_rows_seeds(models: Diffusion, keys: jax.Array, num: int) -> jax.Array:
-    """`sample_rows` for every seed's model at once: (S, num, d) rows from models and keys with a
-    leading seed axis."""
-    return jax.vmap(lambda model, key: _sample_rows(model, key, num))(models, keys)
+def sample_rows_seeds(models: Diffusion, keys: jax.Array, num: int, condition: Optional[jax.Array] = None,
+                      guidance: jax.Array = 1.0) -> jax.Array:
+    """`sample_rows` for every seed's model at once: (S, num, d) rows from models, keys and
+    conditions (S, num) with a leading seed axis."""
+    if condition is None:
+        return jax.vmap(lambda model, key: _sample_rows(model, key, num))(models, keys)
+    return jax.vmap(lambda model, key, c: _sample_rows(model, key, num, condition=c, guidance=guidance))(
+        models, keys, condition)
+
+
+def _condition_chunk(condition: Optional[np.ndarray], start: int, chunk_size: int) -> Optional[np.ndarray]:
+    """The targets of the chunk that starts at `start` (last axis), padded to the chunk size with
+    the last target (the rows they give are cut)."""
+    if condition is None:
+        return None
+    chunk = condition[..., start:start + chunk_size]
+    pad = [(0, 0)] * (chunk.ndim - 1) + [(0, chunk_size - chunk.shape[-1])]
+    return np.pad(chunk, pad, mode="edge")
+
+
+def _check_targets(condition, shape: tuple) -> Optional[np.ndarray]:
+    if condition is None:
+        return None
+    condition = np.asarray(condition, np.float32)
+    if condition.shape != shape or not np.all(np.isfinite(condition)):
+        raise ValueError(f"Guidance needs one finite target per sample, shape {shape}; got shape {condition.shape}.")
+    return condition
 
 
 def iterate_samples(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
-                    progress: bool = True, mesh: Optional[Mesh] = None) -> Iterator[np.ndarray]:
+                    progress: bool = True, mesh: Optional[Mesh] = None, condition: Optional[np.ndarray] = None,
+                    guidance: float = 1.0) -> Iterator[np.ndarray]:
     """Yields host chunks of un-normalised rows, `num_samples` in all, deterministic for `key`.
 
     Chunk c uses fold_in(key, c); every call compiles one shape (the last chunk is cut), so only
     one chunk at a time lives on the host beyond what the caller keeps. With a `mesh`, each chunk
     is split across its devices; the chunk size is then rounded up to a multiple of their number.
+    A conditional model samples guided by `condition` (num_samples,) at scale `guidance`, or
+    unconditionally without one.
     """
+    condition = _check_targets(condition, (num_samples,))
     chunk_size = min(chunk_size or model.config.sample_chunk_size, num_samples)
     if mesh is not None:
         chunk_size = -(-chunk_size // mesh.size) * mesh.size
         model = sharding.replicate(model, mesh)
     with tqdm(total=num_samples, desc="generating", disable=not progress, unit="sample") as bar:
         for c, start in enumerate(range(0, num_samples, chunk_size)):
-            rows = sharding.to_host(sample_rows(model, jax.random.fold_in(key, c), chunk_size, mesh=mesh))
+            rows = sharding.to_host(sample_rows(model, jax.random.fold_in(key, c), chunk_size, mesh=mesh,
+                                                condition=_condition_chunk(condition, start, chunk_size),
+                                                guidance=guidance))
             rows = rows[: num_samples - start]
             bar.update(len(rows))
             yield rows
 
 
 def generate(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
-             progress: bool = True, mesh: Optional[Mesh] = None) -> np.ndarray:
+             progress: bool = True, mesh: Optional[Mesh] = None, condition: Optional[np.ndarray] = None,
+             guidance: float = 1.0) -> np.ndarray:
     """(num_samples, d) float32 un-normalised rows, gathered chunk by chunk into one array."""
     out = np.empty((num_samples, model.dim), np.float32)
     start = 0
-    for rows in iterate_samples(model, num_samples, key, chunk_size, progress, mesh):
+    for rows in iterate_samples(model, num_samples, key, chunk_size, progress, mesh, condition, guidance):
         out[start:start + len(rows)] = rows
         start += len(rows)
     return out
 
 
 def generate_seeds(models: Diffusion, num_samples: int, keys: jax.Array, chunk_size: Optional[int] = None,
-                   progress: bool = True) -> np.ndarray:
+                   progress: bool = True, condition: Optional[np.ndarray] = None, guidance: float = 1.0) -> np.ndarray:
     """(S, num_samples, d) rows from the S models of `train_diffusion_seeds`, all seeds in each
-    vmapped sampler call; seed s's rows are `generate(model s, num_samples, keys[s], chunk_size)`
-    up to float32 rounding (the same chunks and chunk keys)."""
+    vmapped sampler call; seed s's rows are `generate(model s, num_samples, keys[s], chunk_size,
+    condition=condition[s], guidance=guidance)` up to float32 rounding (the same chunks and chunk
+    keys)."""
     num_seeds = len(keys)
+    condition = _check_targets(condition, (num_seeds, num_samples))
     chunk_size = min(chunk_size or models.config.sample_chunk_size, num_samples)
     out = np.empty((num_seeds, num_samples, models.dim), np.float32)
     with tqdm(total=num_samples * num_seeds, desc="generating", disable=not progress, unit="sample") as bar:
         for c, start in enumerate(range(0, num_samples, chunk_size)):
             chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, c)
-            rows = np.asarray(sample_rows_seeds(models, chunk_keys, chunk_size))[:, : num_samples - start]
+            targets = _condition_chunk(condition, start, chunk_size)
+            rows = np.asarray(sample_rows_seeds(models, chunk_keys, chunk_size, targets, guidance))
+            rows = rows[:, : num_samples - start]
             out[:, start:start + rows.shape[1]] = rows
             bar.update(rows.size // models.dim)
     return out

@@ -5,6 +5,13 @@
     synther.save("models/hopper")
     synther = SynthER.load("models/hopper")
 
+Guided (classifier-free guidance, as PGR): fit with one condition value per transition, then
+sample with targets in the condition's own units and a guidance scale w:
+
+    synther = SynthER.fit(transitions, config, condition=relevance)
+    targets = top_fraction_prompts(key, relevance, 1_000_000, top_frac=0.1)
+    synthetic = synther.sample(key, 1_000_000, condition=targets, guidance=2.0)
+
 The data may be a `Transitions`, a mapping with its five arrays (observations, actions, rewards,
 next_observations, terminals; a replay buffer's contents), or SynthER's flat (N, 2o+a+2) rows with
 `obs_dim` and `action_dim`. This is the launchers' own machinery (`train_diffusion`,
@@ -16,14 +23,13 @@ import os
 from typing import Mapping, Optional, Union
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data.transitions import KEYS, Transitions
-from synther_jax.diffusion import Diffusion, DiffusionConfig, Normalizer, generate, train_diffusion
-from synther_jax.diffusion.trainer import init_state
+from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
+from synther_jax.diffusion.trainer import model_template
 
 Data = Union[Transitions, Mapping[str, np.ndarray], np.ndarray]
 LAYOUT_FILE = "synther.json"
@@ -43,9 +49,13 @@ class SynthER:
     def fit(cls, data: Data, config: DiffusionConfig = DiffusionConfig(), seed: int = 0, *,
             obs_dim: Optional[int] = None, action_dim: Optional[int] = None, modelled_terminals: bool = True,
             terminal_threshold: Optional[float] = 0.5, workdir: Optional[str] = None,
-            progress: bool = True) -> "SynthER":
+            progress: bool = True, condition: Optional[np.ndarray] = None) -> "SynthER":
         """Trains a denoiser on `data` (see the module docstring) with `config`'s settings (the
-        paper's by default). With a `workdir`, training checkpoints there and resumes from it."""
+        paper's by default). With a `workdir`, training checkpoints there and resumes from it.
+
+        `condition`, one value per transition, trains a guided model: the config's `conditioning`,
+        or "add" (the condition embedding added to the noise embedding) if the config has none.
+        """
         if isinstance(data, np.ndarray):
             if obs_dim is None or action_dim is None:
                 raise ValueError("Rows need obs_dim and action_dim to be split into transitions; pass both.")
@@ -57,15 +67,25 @@ class SynthER:
             data = Transitions(*(np.asarray(data[key]) for key in KEYS))
         rows = data.to_rows(modelled_terminals)
         skip_norm_dims = (rows.shape[1] - 1,) if modelled_terminals else ()  # the 0/1 terminal stays raw
+        if condition is not None and not config.conditional:
+            config = dataclasses.replace(config, conditioning="add")
         model = train_diffusion(rows, config, jax.random.PRNGKey(seed), skip_norm_dims, workdir=workdir,
-                                progress=progress)
+                                progress=progress, condition=condition)
         return cls(model, data.obs_dim, data.action_dim, modelled_terminals, terminal_threshold)
 
-    def sample(self, key: jax.Array, num: int, progress: bool = False) -> Transitions:
-        """`num` synthetic transitions, deterministic for `key`, generated in the config's chunks."""
+    def sample(self, key: jax.Array, num: int, progress: bool = False, *, condition=None,
+               guidance: float = 1.0) -> Transitions:
+        """`num` synthetic transitions, deterministic for `key`, generated in the config's chunks.
+
+        A guided model takes `condition`: one target per sample (num,), or one for all, in the
+        condition's own units, and the guidance scale w (0: unconditional, 1: conditional, > 1:
+        further towards the targets). Without a condition it samples unconditionally.
+        """
         if num <= 0:
             raise ValueError(f"Ask for a positive number of samples, got {num}.")
-        rows = generate(self.model, num, key, progress=progress)
+        if condition is not None:
+            condition = np.broadcast_to(np.asarray(condition, np.float32), (num,))
+        rows = generate(self.model, num, key, progress=progress, condition=condition, guidance=guidance)
         return Transitions.from_rows(rows, self.obs_dim, self.action_dim, self.modelled_terminals,
                                      self.terminal_threshold)
 
@@ -89,16 +109,19 @@ class SynthER:
             raise FileNotFoundError(f"No SynthER model in {directory!r} (missing {LAYOUT_FILE}); write one with "
                                     "SynthER.save.")
         config, dim = DiffusionConfig(**layout["diffusion"]), layout["dim"]
-        fresh = init_state(config, jax.random.PRNGKey(0), dim)
-        template = Diffusion(config, dim, fresh.ema_params, fresh.constants, Normalizer(jnp.zeros(dim), jnp.ones(dim)))
+        template = model_template(config, dim)
         restored = Checkpointer(os.path.join(directory, "model")).restore_latest(cls._tree(template))
         if restored is None:
             raise FileNotFoundError(f"No model checkpoint under {os.path.join(directory, 'model')!r}.")
         tree = restored[1]
-        model = Diffusion(config, dim, tree["params"], tree["constants"], tree["normalizer"])
+        model = Diffusion(config, dim, tree["params"], tree["constants"], tree["normalizer"],
+                          tree.get("condition_normalizer"))
         return cls(model, layout["obs_dim"], layout["action_dim"], layout["modelled_terminals"],
                    layout["terminal_threshold"])
 
     @staticmethod
     def _tree(model: Diffusion) -> dict:
-        return {"params": model.params, "constants": model.constants, "normalizer": model.normalizer}
+        tree = {"params": model.params, "constants": model.constants, "normalizer": model.normalizer}
+        if model.condition_normalizer is not None:
+            tree["condition_normalizer"] = model.condition_normalizer
+        return tree

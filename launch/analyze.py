@@ -13,6 +13,8 @@ import json
 
 from absl import app, flags
 
+from launch import boundary
+from launch.common import INPUT_ERRORS, check_workdir
 from synther_jax.analysis.report import analyze
 from synther_jax.diffusion.denoiser import parameter_count
 from synther_jax.augment import AUGMENTATIONS
@@ -49,6 +51,10 @@ def count_denoiser_params(real: Transitions, samples_metadata: dict) -> int:
 
 
 def main(_):
+    unknown = set(FLAGS.baselines) - set(AUGMENTATIONS)
+    if unknown:
+        raise app.UsageError(f"--baselines: unknown {sorted(unknown)}; choose from {sorted(AUGMENTATIONS)}.")
+    check_workdir(FLAGS.out, "--out")
     real = load_dataset(FLAGS.dataset, env_id=FLAGS.env_id)
     synthetic = read_synthetic(FLAGS.samples)
     env_id = FLAGS.env_id or real.metadata.get("env_id") or synthetic.metadata.get("env_id")
@@ -68,4 +74,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS, resumes=False)

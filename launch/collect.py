@@ -48,12 +48,14 @@ from typing import List, Optional
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from agents import sac
 from configs import online
-from launch import online_loop
+from configs.checks import ConfigError
+from launch import boundary, online_loop
+from launch.common import INPUT_ERRORS
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data import load_dataset
 from synther_jax.data import maze2d as maze2d_data
@@ -138,7 +140,7 @@ class BehaviourPolicies:
 
     def __init__(self, config, workdir: str, medium_return: float):
         if config.synther.enabled or config.num_seeds != 1:
-            raise ValueError("Behaviour policies need a plain SAC config with one seed "
+            raise ConfigError("Behaviour policies need a plain SAC config with one seed "
                              "(e.g. configs/online.py:walker2d-sac).")
         self.config, self.workdir, self.medium_return = config, workdir, medium_return
         self.env, self.seed = config.env_name, config.seed
@@ -185,7 +187,7 @@ class BehaviourPolicies:
         result = online_loop.train(self.config, run_dir, on_eval=on_eval)
         medium_step = first_reaching(result.evaluations, threshold)
         if medium_step is None:
-            raise RuntimeError(f"SAC never reached the medium return {threshold:.1f} in {result.env_steps} steps "
+            raise ConfigError(f"SAC never reached the medium return {threshold:.1f} in {result.env_steps} steps "
                                f"(best {max(e['mean_return'] for e in result.evaluations):.1f}); raise the budget "
                                "(--sac_config.total_steps) or lower --medium_fraction / --medium_return.")
         if not os.path.exists(self.replay_path):
@@ -207,7 +209,7 @@ class BehaviourPolicies:
             self.train(need_expert=name == "expert")
             saved = self._saved(name)
         if saved is None:
-            raise RuntimeError(f"The SAC run in {self.workdir} passed the medium return {self.medium_return:g} "
+            raise ConfigError(f"The SAC run in {self.workdir} passed the medium return {self.medium_return:g} "
                                "before a policy for it was saved (an earlier call used another threshold); use a "
                                "fresh --behaviour_workdir for this threshold.")
         state = saved[1]
@@ -309,18 +311,17 @@ def collect_pixels() -> None:
 
 def print_reference_scores() -> None:
     if FLAGS.env not in MAZE_NAMES:
-        raise ValueError(f"--reference_scores is for the maze2d tasks {MAZE_NAMES}; locomotion tasks use D4RL's "
+        raise app.UsageError(f"--reference_scores is for the maze2d tasks {MAZE_NAMES}; locomotion tasks use D4RL's "
                          "reference table.")
     scores = maze2d_data.reference_returns(FLAGS.env, FLAGS.reference_episodes, FLAGS.seed)
     print(json.dumps({"env": FLAGS.env, **scores}))
 
 
 def main(_):
-    logging.set_verbosity(logging.WARNING)  # Keep Orbax's per-checkpoint INFO lines off the console.
     if FLAGS.reference_scores:
         return print_reference_scores()
     if FLAGS.env in MAZE_NAMES and FLAGS.level != "random":
-        raise ValueError("maze2d data has one level, D4RL's noisy controller: leave --level out.")
+        raise app.UsageError("maze2d data has one level, D4RL's noisy controller: leave --level out.")
     if FLAGS.pixels:
         return collect_pixels()
     dataset_id = FLAGS.dataset_id or default_dataset_id(FLAGS.env, FLAGS.level)
@@ -354,4 +355,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

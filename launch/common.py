@@ -14,7 +14,8 @@ from ml_collections import config_flags
 
 from configs.checks import ConfigError
 from synther_jax.atomic import read_json, write_json
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
+from synther_jax.data.errors import (DamagedFileError, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError,
+                                     WorkdirError)
 from synther_jax.metrics import MetricsWriter
 
 # Config sections that say where a run is reported, not what it computes: a rerun may change them.
@@ -29,12 +30,32 @@ def define_flags(example: str) -> None:
     flags.mark_flags_as_required(["config", "workdir"])
 
 
-class WorkdirBusyError(RuntimeError):
+class WorkdirBusyError(WorkdirError):
     """Another live process is running in the work directory."""
 
 
-# Errors in what the user asked for: entry points print them as one line, without a traceback, and exit.
-INPUT_ERRORS = (ConfigError, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError, WorkdirBusyError)
+# Errors in what the user asked for: entry points print them as one line, without a traceback, and exit
+# (`launch.boundary`, which also reports the operating system's errors on paths).
+INPUT_ERRORS = (ConfigError, DamagedFileError, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError,
+                WorkdirError)
+
+
+def check_workdir(workdir: str, flag: str = "--workdir") -> None:
+    """Fails with WorkdirError, before anything is written, if `workdir` (given as `flag`) cannot
+    become an output folder: an empty name, a file, a path under a file, or a folder this user may
+    not write."""
+    if not workdir:
+        raise WorkdirError(f"{flag} is empty; name the folder for the outputs, e.g. {flag}=runs/NAME.")
+    path = os.path.abspath(workdir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise WorkdirError(f"{flag}={workdir} is a file, not a folder; give a folder (it is created if missing).")
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise WorkdirError(f"{flag}={workdir} lies under {existing}, which is a file; give a path under a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WorkdirError(f"{flag}={workdir}: you may not write in {existing}; choose a folder you may write to.")
 
 
 @contextmanager
@@ -50,6 +71,7 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
     config's run is refused rather than silently mixed (the tracking sections aside, so a rerun
     may start or stop logging to W&B).
     """
+    check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, ".lock"), "a+") as lock:
         try:

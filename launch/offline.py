@@ -15,19 +15,20 @@ finished stage (and inside the diffusion and agent stages from their last checkp
       seconds per stage) and learning_curve.png.
 """
 import os
-import sys
 from typing import List
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from agents import OFFLINE_LEARNERS
 from configs import d4rl
 from configs.checks import ConfigError
-from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, metrics_writer, read_json, write_json
+from launch import boundary
+from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, define_flags, metrics_writer, read_json,
+                           write_json)
 from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
 from synther_jax import augment, sharding
 from synther_jax.analysis.report import REPORT_FILE, analyze
@@ -133,7 +134,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
         metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()}, per_seed=update_metrics)
         summary = result.summary()
         metrics.write("eval", step, summary, per_seed={"return": result.seed_returns, "score": result.seed_scores})
-        logging.warning("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
+        logging.info("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
                         summary["return_std"], "" if result.scores is None else
                         f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
     checkpointer.close()
@@ -178,6 +179,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     directory is touched, so a bad config or a missing dataset leaves nothing behind.
     """
     config = d4rl.validate(config)
+    check_workdir(workdir)
     load_timer = StageTimer()
     with load_timer("load"):
         ensure_default_dataset(config.dataset)  # maze2d: our default data is made on first use
@@ -199,12 +201,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     sharding.initialize_distributed()
-    try:
-        results = run(FLAGS.config, FLAGS.workdir)
-    except INPUT_ERRORS as error:
-        sys.exit(f"launch.offline: {error}")
+    results = run(FLAGS.config, FLAGS.workdir)
     score = results["final_normalized_score"] or results["final_return"]
     print(f"{results['algorithm']} on {results['data']} data ({results['name']}): final "
           f"{'normalised score' if results['final_normalized_score'] else 'return'} "
@@ -214,4 +212,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags("configs/d4rl.py:walker2d")
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

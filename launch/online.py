@@ -4,24 +4,19 @@
 
 The loop itself, its outputs and how a rerun resumes are in `launch/online_loop.py`.
 """
-import sys
-
-from absl import app, flags, logging
+from absl import flags
 
 from configs import online as online_config
+from launch import boundary
 from launch.common import INPUT_ERRORS, define_flags
 from launch.online_loop import make_synthesizer, train
 
 
 def main(_):
     FLAGS = flags.FLAGS
-    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     config = FLAGS.config
-    try:
-        online_config.validate(config)  # before the synthesizer is built from it
-        result = train(config, FLAGS.workdir, synthesize=make_synthesizer(config))
-    except INPUT_ERRORS as error:
-        sys.exit(f"launch.online: {error}")
+    online_config.validate(config)  # before the synthesizer is built from it
+    result = train(config, FLAGS.workdir, synthesize=make_synthesizer(config))
     final = result.evaluations[-1]
     print("%s: %d environment steps, final return %.1f +- %.1f over %d seeds; outputs in %s."
           % (config.name, result.env_steps, final["mean_return"], final["std_return"], config.num_seeds, FLAGS.workdir))
@@ -29,4 +24,4 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags("configs/online.py:hopper-synther")
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

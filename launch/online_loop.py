@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from agents import sac
 from configs import online as online_config
-from launch.common import StageTimer, claim_workdir, metrics_writer, read_json, write_json
+from launch.common import StageTimer, check_workdir, claim_workdir, metrics_writer, read_json, write_json
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -184,6 +184,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
     if config.synther.enabled and synthesize is None:
         raise ValueError("config.synther.enabled needs a `synthesize` function (`make_synthesizer(config)` builds one "
                          "from the diffusion model); pass one or use a sac/redq config.")
+    check_workdir(workdir)
     with claim_workdir(workdir, config):
         return _train_in_claimed_workdir(config, workdir, synthesize, on_eval)
 

@@ -24,19 +24,21 @@ Each seed has its own encoder, so each has its own latent space, denoiser and sa
 denoisers train one after another.
 """
 import os
-import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import app, flags, logging
+from absl import flags
 
 from agents import PIXEL_LEARNERS
+from configs.checks import ConfigError
 from configs.vd4rl import validate
-from launch.common import INPUT_ERRORS, StageTimer, claim_workdir, define_flags, metrics_writer, read_json, write_json
+from launch import boundary
+from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, define_flags, metrics_writer, read_json,
+                           write_json)
 from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.atomic import atomic_path
 from synther_jax.checkpoint import Checkpointer
@@ -70,7 +72,7 @@ def load_data(config: ml_collections.ConfigDict, workdir: str) -> PixelDataset:
     data = load_pixel_dataset(path)
     recorded = data.metadata.get("env_id")
     if recorded is not None and recorded != config.env:
-        raise ValueError(f"{path} was rendered from {recorded}, but the config evaluates on {config.env}; set "
+        raise ConfigError(f"{path} was rendered from {recorded}, but the config evaluates on {config.env}; set "
                          f"--config.dataset to a {config.env} dataset.")
     return data
 
@@ -202,19 +204,27 @@ def synthesize(config, real: Transitions, seed: int, workdir: str, metrics: Metr
 # --- the pipeline ----------------------------------------------------------------------------------------
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """The whole pipeline; returns what it writes to results.json. The config is checked before the
-    work directory is touched, and one run owns the work directory at a time (`claim_workdir`)."""
+    """The whole pipeline; returns what it writes to results.json. The config, the work directory's
+    path and a configured dataset are checked before the work directory is touched, and one run
+    owns the work directory at a time (`claim_workdir`)."""
     validate(config)
+    check_workdir(workdir)
+    load_timer = StageTimer()
+    with load_timer("data"):
+        data = None if config.dataset is None else load_data(config, workdir)
     with claim_workdir(workdir, config):
-        return _run_in_claimed_workdir(config, workdir)
+        return _run_in_claimed_workdir(config, workdir, data, load_timer.seconds["data"])
 
 
-def _run_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _run_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, data: Optional[PixelDataset],
+                            load_seconds: float) -> dict:
     timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
+    timer.add("data", load_seconds)
     metrics = metrics_writer(config, workdir)
     learner = PIXEL_LEARNERS[config.algorithm][0]
-    with timer("data"):
-        data = load_data(config, workdir)
+    if data is None:  # no dataset configured: rendered once into the work directory
+        with timer("data"):
+            data = load_data(config, workdir)
     image_shape = (3 * FRAME_STACK, data.image_size, data.image_size)
     init_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), config.num_seeds)
     states = learner.init_seeds(init_keys, image_shape, data.action_dim, **learner_kwargs(config))
@@ -274,11 +284,7 @@ def write_results(config, data: PixelDataset, original: List[dict], synther: Lis
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
-    try:
-        results = run(FLAGS.config, FLAGS.workdir)
-    except INPUT_ERRORS as error:
-        sys.exit(f"launch.pixels: {error}")
+    results = run(FLAGS.config, FLAGS.workdir)
     print(f"{results['algorithm']} on {results['name']} over {results['num_seeds']} seeds (return / 10): original "
           f"{results['original']['mean']:.1f} +- {results['original']['std']:.1f}, SynthER "
           f"{results['synther']['mean']:.1f} +- {results['synther']['std']:.1f}; results in "
@@ -287,4 +293,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags("configs/vd4rl.py:walker-walk-medium")
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

@@ -21,7 +21,7 @@ Launchers:
   has synther_jax's requirements. Its experiment database is `<root>/xmanager.sqlite3` unless
   `--xm_db_yaml_config_path` names another.
 
-This module imports only the standard library, absl and configs/sweeps.py, so it also runs in
+This module imports only the standard library, absl, configs/sweeps.py and launch/boundary.py, so it also runs in
 XManager's environment.
 """
 import csv
@@ -37,7 +37,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 
-from configs.sweeps import ALGORITHMS, Job, get_sweep
+from configs.sweeps import ALGORITHMS, SWEEPS, Job, get_sweep
+from launch import boundary
 
 try:  # The optional extra; importing it also defines its flags (--xm_db_yaml_config_path, ...).
     from xmanager import xm, xm_local
@@ -210,13 +211,13 @@ def write_summary(root: str, expected: Optional[Sequence[Job]] = None) -> Tuple[
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("sweep", None, "A sweep name from configs/sweeps.py.")
+flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "A sweep of configs/sweeps.py.")
 flags.DEFINE_string("root", None, "Folder of the sweep: one work directory per job, and the summary table.")
 flags.DEFINE_enum("launcher", "local", ["local", "xmanager"], "How to start the jobs.")
 flags.DEFINE_enum("xm_executor", "local", ["local", "vertex"], "XManager executor (with --launcher=xmanager).")
 flags.DEFINE_string("python", sys.executable, "Interpreter that runs the jobs (one with synther_jax's requirements).")
 flags.DEFINE_string("module", "launch.offline", "The program each job runs (python -m MODULE).")
-flags.DEFINE_integer("max_parallel", 1, "Jobs at once with --launcher=local.")
+flags.DEFINE_integer("max_parallel", 1, "Jobs at once with --launcher=local.", lower_bound=1)
 flags.DEFINE_bool("summarize_only", False, "Only write the summary table from the results already there.")
 
 
@@ -226,20 +227,23 @@ def main(argv):
         raise app.UsageError("--sweep and --root are required, e.g. --sweep=smoke --root=runs/sweep-smoke.")
     root = os.path.abspath(FLAGS.root) if "://" not in FLAGS.root else FLAGS.root
     jobs = get_sweep(FLAGS.sweep)
+    failed = []
     if not FLAGS.summarize_only:
         todo = pending(jobs, root)
         print(f"sweep {FLAGS.sweep}: {len(jobs)} jobs, {len(jobs) - len(todo)} already finished", flush=True)
         if FLAGS.launcher == "local":
             failed = run_local(todo, root, FLAGS.python, FLAGS.module, FLAGS.max_parallel)
-            if failed:
-                print(f"{len(failed)} jobs failed (see their log.txt): {', '.join(failed)}")
         elif todo:
             run_xmanager(todo, root, FLAGS.python, FLAGS.module, f"synther_jax {FLAGS.sweep}", FLAGS.xm_executor)
     csv_path, md_path = write_summary(root, jobs)
     with open(md_path) as f:
         print(f.read())
     print(f"wrote {csv_path} and {md_path}")
+    if failed:
+        boundary.fail(f"{len(failed)} of {len(todo)} jobs failed (each one's error is at the end of its log.txt): "
+                      f"{', '.join(os.path.join(root, name, 'log.txt') for name in failed)}; rerun the same command "
+                      "to retry them.")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main)

@@ -9,16 +9,16 @@ thresholded). Rerunning the command resumes training from the last checkpoint an
 already finished.
 """
 import os
-import sys
 
 import jax
 import ml_collections
-from absl import app, flags, logging
+from absl import flags
 
 from configs import d4rl
-from launch.common import INPUT_ERRORS, claim_workdir, define_flags, metrics_writer
+from launch import boundary
+from launch.common import INPUT_ERRORS, check_workdir, claim_workdir, define_flags, metrics_writer
 from synther_jax import sharding
-from synther_jax.data import SyntheticWriter, Transitions, load_dataset
+from synther_jax.data import InvalidDatasetError, SyntheticWriter, Transitions, load_dataset
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
 from synther_jax.metrics import MetricsWriter
 
@@ -55,27 +55,29 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
 
 
 def load_real(config: ml_collections.ConfigDict) -> Transitions:
-    return load_dataset(config.dataset, env_id=config.env_id)
+    """The configured dataset, checked to hold enough transitions to fit a model to."""
+    real = load_dataset(config.dataset, env_id=config.env_id)
+    if len(real) < 2:
+        raise InvalidDatasetError(f"{config.dataset} holds {len(real)} transition; the diffusion model and the agents "
+                                  "need at least 2 (a real dataset has thousands).")
+    return real
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-checkpoint INFO lines off the console
     sharding.initialize_distributed()
-    try:
-        config = d4rl.validate(FLAGS.config)
-        real = load_real(config)
-        with claim_workdir(FLAGS.workdir, config):
-            metrics = metrics_writer(config, FLAGS.workdir)
-            model = train_model(config, real, FLAGS.workdir, metrics)
-            path = write_samples(config, real, model, FLAGS.workdir)
-            metrics.close()
-    except INPUT_ERRORS as error:
-        sys.exit(f"launch.synthesize: {error}")
+    config = d4rl.validate(FLAGS.config)
+    check_workdir(FLAGS.workdir)
+    real = load_real(config)
+    with claim_workdir(FLAGS.workdir, config):
+        metrics = metrics_writer(config, FLAGS.workdir)
+        model = train_model(config, real, FLAGS.workdir, metrics)
+        path = write_samples(config, real, model, FLAGS.workdir)
+        metrics.close()
     print(f"Wrote {config.num_samples} synthetic transitions to {path}")
 
 
 if __name__ == "__main__":
     define_flags("configs/d4rl.py:walker2d")
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

@@ -37,8 +37,15 @@ def write_json(path: str, value: Any) -> None:
 
 
 def read_json(path: str, default: Any) -> Any:
-    """The JSON value stored at `path`, or `default` when there is no file."""
+    """The JSON value stored at `path`, or `default` when there is no file; DamagedFileError, naming
+    the file, when it holds no JSON (files written here are whole, so something else damaged it)."""
     if not os.path.exists(path):
         return default
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        from synther_jax.data.errors import DamagedFileError  # not at the top: synther_jax.data imports this module
+
+        raise DamagedFileError(f"{path} is damaged ({error}); restore it from a copy, or move it aside so that the "
+                               "rerun writes it anew from what it can rebuild.") from error

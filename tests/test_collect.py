@@ -8,6 +8,7 @@ import minari
 import numpy as np
 import pytest
 
+from configs.checks import ConfigError
 from launch.collect import episode_sample
 from synther_jax.data import InvalidDatasetError, episodes_to_transitions, load_dataset
 from synther_jax.data.collection import rollout, uniform_random_policy, write_minari
@@ -161,5 +162,5 @@ def test_sac_levels_come_from_one_saved_training_run(tmp_path):
     other = BehaviourPolicies(config, workdir, medium_return=-1e8)
     np.testing.assert_array_equal(episodes_to_transitions(other.medium_replay(), keep_timeouts=True).actions,
                                   episodes_to_transitions(episodes, keep_timeouts=True).actions)
-    with pytest.raises(RuntimeError, match="fresh --behaviour_workdir"):
+    with pytest.raises(ConfigError, match="fresh --behaviour_workdir"):
         other.policy("medium", seed=1)

@@ -91,10 +91,10 @@ flags = dict(arg[2:].split("=", 1) for arg in sys.argv[1:])
 os.makedirs(flags["workdir"], exist_ok=True)
 with open(os.path.join(flags["workdir"], "flags.json"), "a") as f:
     f.write(json.dumps(flags) + "\\n")
-if flags["config.algorithm"] == "iql" and "walker2d" in flags["config"] and os.environ.get("FAIL_WALKER_IQL"):
+if os.environ.get("FAIL_JOB") == os.path.basename(flags["workdir"]):
     sys.exit("simulated failure")
 name = flags["config"].split(":")[1].split(",")[0]
-score = 10.0 * ("walker2d" in name) + {"td3_bc": 1.0, "iql": 2.0}[flags["config.algorithm"]] + int(flags["config.seed"])
+score = 10.0 * (flags["config.data"] == "synthetic") + {"td3_bc": 1.0, "iql": 2.0}[flags["config.algorithm"]]
 result = {"name": name, "dataset": name + "-v2", "algorithm": flags["config.algorithm"], "data": flags["config.data"],
           "num_seeds": 1, "final_normalized_score": {"per_seed": [score], "mean": score, "std": 0.0}}
 with open(os.path.join(flags["workdir"], "results.json"), "w") as f:
@@ -116,9 +116,8 @@ def _check_smoke_sweep_outputs(root):
         assert received == [{**job.flags(), "workdir": os.path.join(root, job.name)}]  # ran once, with its flags
     with open(os.path.join(root, "summary.md")) as f:
         lines = f.read().splitlines()
-    assert "| hopper-random | 1.0 ± 0.0 | 2.0 ± 0.0 |" in lines
-    assert "| walker2d-random | 11.0 ± 0.0 | 12.0 ± 0.0 |" in lines
-    assert "| average | 6.0 ± 0.0 | 7.0 ± 0.0 |" in lines
+    assert "| Dataset | TD3+BC (Original) | TD3+BC (SynthER) | IQL (Original) | IQL (SynthER) |" in lines
+    assert "| walker2d | 1.0 ± 0.0 | 11.0 ± 0.0 | 2.0 ± 0.0 | 12.0 ± 0.0 |" in lines
 
 
 @pytest.fixture
@@ -131,13 +130,16 @@ def stand_in(tmp_path):
 
 def test_local_launcher_runs_every_job_once_and_reports_failures(tmp_path, stand_in):
     root = str(tmp_path / "sweep")
-    failing = _launch(root, stand_in, "--max_parallel=2", env={"FAIL_WALKER_IQL": "1"})
-    assert failing.returncode == 0, failing.stderr[-3000:]
-    assert "1 jobs failed" in failing.stdout and "walker2d-random-iql-synthetic-seed0" in failing.stdout
-    assert "simulated failure" in open(os.path.join(root, "walker2d-random-iql-synthetic-seed0", "log.txt")).read()
+    failed_job = "walker2d-iql-synthetic-seed0"
+    failing = _launch(root, stand_in, "--max_parallel=2", env={"FAIL_JOB": failed_job})
+    assert failing.returncode == 1  # the summary of the others is written, and the failure reported in one line
+    assert failing.stderr.splitlines() == [f"launch.sweep: 1 of 4 jobs failed (each one's error is at the end of its "
+                                           f"log.txt): {os.path.join(root, failed_job, 'log.txt')}; rerun the same "
+                                           "command to retry them."]
+    assert "simulated failure" in open(os.path.join(root, failed_job, "log.txt")).read()
     assert "Missing (1 jobs" in open(os.path.join(root, "summary.md")).read()
 
-    os.remove(os.path.join(root, "walker2d-random-iql-synthetic-seed0", "flags.json"))
+    os.remove(os.path.join(root, failed_job, "flags.json"))
     rerun = _launch(root, stand_in)  # only the failed job runs again
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "4 jobs, 3 already finished" in rerun.stdout

@@ -18,6 +18,7 @@ import numpy as np
 from synther_jax.analysis import dynamics, fidelity, novelty, plots
 from synther_jax.atomic import write_json
 from synther_jax.augment import AUGMENTATIONS, augment
+from synther_jax.data.errors import InvalidDatasetError
 from synther_jax.data.transitions import Transitions
 
 REPORT_FILE = "report.json"
@@ -60,8 +61,9 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
       The report as a dict (also written to out_dir/report.json).
     """
     if (real.obs_dim, real.action_dim) != (synthetic.obs_dim, synthetic.action_dim):
-        raise ValueError(f"Real and synthetic transitions differ in shape: obs {real.obs_dim} vs {synthetic.obs_dim}, "
-                         f"actions {real.action_dim} vs {synthetic.action_dim}.")
+        raise InvalidDatasetError(f"Real and synthetic transitions differ in shape: obs {real.obs_dim} vs "
+                                  f"{synthetic.obs_dim}, actions {real.action_dim} vs {synthetic.action_dim}; compare "
+                                  "samples with the dataset their generator was trained on.")
     unknown = set(baselines) - set(AUGMENTATIONS)
     if unknown:
         raise ValueError(f"Unknown baselines {sorted(unknown)}: choose from {sorted(AUGMENTATIONS)}.")

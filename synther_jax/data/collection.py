@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import tqdm
 
-from synther_jax.data.errors import UnknownEnvironmentError
+from synther_jax.data.errors import InvalidDatasetError, UnknownEnvironmentError
 from synther_jax.data.flatten import Episode
 from synther_jax.data.minari_store import minari_dataset_dir
 from synther_jax.data.scores import reference_scores
@@ -76,8 +76,8 @@ def minari_dataset_path(dataset_id: str) -> str:
 def check_new_minari_id(dataset_id: str) -> None:
     """Fails before any collection if `dataset_id` is malformed or already taken."""
     if not MINARI_ID.fullmatch(dataset_id):
-        raise ValueError(f"Malformed Minari dataset id {dataset_id!r}: use `namespace/name-vN` with a namespace of "
-                         "two or more characters, e.g. `synther/walker2d/random-v0`.")
+        raise InvalidDatasetError(f"Malformed Minari dataset id {dataset_id!r}: use `namespace/name-vN` with a namespace "
+                                  "of two or more characters, e.g. `synther/walker2d/random-v0`.")
     if os.path.exists(minari_dataset_path(dataset_id)):
         raise FileExistsError(f"A Minari dataset {dataset_id!r} already exists at {minari_dataset_path(dataset_id)}; "
                               "choose another id or version, or delete it (`minari delete ...`).")

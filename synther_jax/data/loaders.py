@@ -74,6 +74,25 @@ def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False,
     environment) or UnknownEnvironmentError (an `env_id` we cannot build).
     """
     id_or_path = os.fspath(id_or_path)
+    try:
+        transitions = _read(id_or_path, keep_timeouts, download)
+        if env_id is not None:
+            transitions.metadata["env_id"] = env_id
+            check_fits_env(transitions, env_id)
+        elif transitions.metadata.get("env_id") is not None:
+            try:
+                check_fits_env(transitions, transitions.metadata["env_id"])
+            except UnknownEnvironmentError:
+                pass  # Made on an environment not installed here: nothing to check against.
+    except InvalidDatasetError as error:  # Transitions' own checks do not know the dataset's name
+        if id_or_path in str(error):
+            raise
+        raise InvalidDatasetError(f"{id_or_path}: {error}") from error
+    return transitions
+
+
+def _read(id_or_path: str, keep_timeouts: bool, download: bool) -> Transitions:
+    """The dataset's transitions, without the environment check."""
     if os.path.isfile(id_or_path):
         if id_or_path.endswith(".npz"):
             transitions = read_synthetic(id_or_path)
@@ -99,13 +118,4 @@ def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False,
         transitions = read_d4rl_hdf5(path, keep_timeouts)
     else:
         transitions = load_minari(id_or_path, keep_timeouts, download)
-
-    if env_id is not None:
-        transitions.metadata["env_id"] = env_id
-        check_fits_env(transitions, env_id)
-    elif transitions.metadata.get("env_id") is not None:
-        try:
-            check_fits_env(transitions, transitions.metadata["env_id"])
-        except UnknownEnvironmentError:
-            pass  # Made on an environment not installed here: nothing to check against.
     return transitions

@@ -39,7 +39,7 @@ def load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transit
                   f"use another store). Make one with `python -m launch.collect --dataset_id={dataset_id} ...`, "
                   f"copy a downloaded one there (`minari download {dataset_id}` on a machine with network), ")
         if not download:
-            raise DatasetNotFoundError(advice + "or pass download=True.")
+            raise DatasetNotFoundError(advice + "or from Python let Minari fetch it: load_dataset(..., download=True).")
         try:
             minari.download_dataset(dataset_id)
         except Exception as error:  # Minari raises many kinds (network, hub, unknown id).

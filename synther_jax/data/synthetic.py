@@ -144,7 +144,9 @@ _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)  # what NumPy
 
 
 def _corrupt(path: str, error: Exception) -> InvalidDatasetError:
-    return InvalidDatasetError(f"Cannot read {path}: the file is truncated or corrupt ({error}). Generate it again.")
+    reason = "it is not a NumPy .npz archive" if "pickle" in str(error) else f"it is truncated or corrupt ({error})"
+    return InvalidDatasetError(f"Cannot read {path}: {reason}; replace it with a whole synthetic dataset, or delete "
+                               "it and generate it again.")
 
 
 def read_synthetic_metadata(path: str) -> Dict[str, Any]:

@@ -11,6 +11,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from synther_jax.data.errors import InvalidDatasetError
+
 KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 
 
@@ -36,7 +38,7 @@ class Transitions:
             object.__setattr__(self, key, np.asarray(getattr(self, key), np.float32))
         n = len(self.observations)
         if n == 0:
-            raise ValueError("The dataset is empty: it holds no transitions.")
+            raise InvalidDatasetError("The dataset is empty: it holds no transitions.")
         shapes = {key: getattr(self, key).shape for key in KEYS}
         expected = {
             "observations": (n, self.observations.shape[-1]),
@@ -47,19 +49,19 @@ class Transitions:
         }
         for key in KEYS:
             if shapes[key] != expected[key] or getattr(self, key).ndim != len(expected[key]):
-                raise ValueError(
+                raise InvalidDatasetError(
                     f"Transitions have inconsistent shapes {shapes}: expected observations (N, o), "
                     "actions (N, a), rewards (N,), next_observations (N, o), terminals (N,)."
                 )
         for key in ("timeouts", "episode_ids"):
             value = getattr(self, key)
             if value is not None and np.shape(value) != (n,):
-                raise ValueError(f"{key} has shape {np.shape(value)} but there are {n} transitions; "
+                raise InvalidDatasetError(f"{key} has shape {np.shape(value)} but there are {n} transitions; "
                                  f"give one entry per transition or leave it out.")
         for key in KEYS:
             if not np.all(np.isfinite(getattr(self, key))):
                 bad = int(np.sum(~np.isfinite(getattr(self, key))))
-                raise ValueError(f"{key} holds {bad} NaN or inf values; clean the dataset before using it.")
+                raise InvalidDatasetError(f"{key} holds {bad} NaN or inf values; clean the dataset before using it.")
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -97,7 +99,7 @@ class Transitions:
         online code) and no terminal column means every terminal is 0."""
         expected = 2 * obs_dim + action_dim + 1 + int(modelled_terminals)
         if rows.ndim != 2 or rows.shape[1] != expected:
-            raise ValueError(f"Rows of shape {rows.shape} do not fit obs_dim={obs_dim}, action_dim={action_dim}, "
+            raise InvalidDatasetError(f"Rows of shape {rows.shape} do not fit obs_dim={obs_dim}, action_dim={action_dim}, "
                              f"modelled_terminals={modelled_terminals} (expected (N, {expected})).")
         o, a = obs_dim, action_dim
         if modelled_terminals:

@@ -12,6 +12,8 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
+from synther_jax.data.errors import InvalidDatasetError
+
 STD_EPS = 1e-5
 
 
@@ -23,7 +25,8 @@ class Normalizer(flax.struct.PyTreeNode):
     def fit(cls, rows: np.ndarray, skip_dims: Sequence[int] = ()) -> "Normalizer":
         rows = np.asarray(rows, np.float64)
         if rows.ndim != 2 or len(rows) < 2:
-            raise ValueError(f"Need a (N >= 2, d) array of rows to fit the normaliser, got shape {rows.shape}.")
+            raise InvalidDatasetError(f"The diffusion model needs at least 2 transitions as rows of numbers (an (N, d) "
+                                      f"array with N >= 2); got rows of shape {rows.shape}.")
         mean = rows.mean(axis=0)
         raw_std = rows.std(axis=0, ddof=1)
         std = raw_std + STD_EPS

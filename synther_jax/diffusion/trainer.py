@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from synther_jax import sharding
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
+from synther_jax.data.errors import InvalidDatasetError
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser, init_variables
 from synther_jax.diffusion.guidance import ConditionNormalizer
@@ -250,7 +251,7 @@ def train_steps_seeds(states: TrainState, data: jax.Array, keys: jax.Array, *, c
 def _check_rows(rows: np.ndarray, ndim: int, shape: str) -> np.ndarray:
     rows = np.asarray(rows, np.float32)
     if rows.ndim != ndim or not np.all(np.isfinite(rows)):
-        raise ValueError(f"Training rows must be a finite {shape} array; got shape {rows.shape}"
+        raise InvalidDatasetError(f"Training rows must be a finite {shape} array; got shape {rows.shape}"
                          f"{'' if rows.ndim != ndim else ' with NaN or inf values'}.")
     return rows
 

@@ -16,12 +16,14 @@ Names are Gymnasium ids (`Hopper-v5`, `Walker2d-v4`, ...), DMC `domain-task` pai
 DMC tasks go through dm_control's suite and shimmy's Gymnasium wrapper. dm_control 1.0.50 needs
 mujoco 3.x: mujoco 4.0 breaks `suite.load`.
 """
+import difflib
 import warnings
 from typing import List, Optional
 
 import gymnasium as gym
 import numpy as np
 
+from synther_jax.data.errors import UnknownEnvironmentError
 from synther_jax.envs import maze2d
 
 MAX_EPISODE_STEPS = 1000
@@ -67,8 +69,8 @@ def _make_dmc(name: str, seed: Optional[int]) -> gym.Env:
 def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
     """Builds the task `name` with flat float32 observations, actions in [-1, 1] and a 1000-step limit.
 
-    `seed` seeds the first reset (and, for DMC, the task's random state). Raises a ValueError that
-    lists the known names if `name` is neither a Gymnasium MuJoCo id nor a DMC `domain-task`.
+    `seed` seeds the first reset (and, for DMC, the task's random state). Raises UnknownEnvironmentError,
+    listing the known names, if `name` is neither a Gymnasium MuJoCo id nor a DMC `domain-task`.
     """
     if name in maze2d.MAZE_NAMES:  # Already flat float32, unit action box, its own episode limit.
         env = gym.make(name)
@@ -79,10 +81,14 @@ def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
     elif name in dmc_task_names():
         env = gym.wrappers.TimeLimit(_make_dmc(name, seed), MAX_EPISODE_STEPS)
     else:
-        raise ValueError(f"Unknown environment {name!r}. Gymnasium MuJoCo ids: {', '.join(gym_task_names())}. "
-                         f"DeepMind Control tasks: {', '.join(dmc_task_names())}.")
+        known = [*gym_task_names(), *dmc_task_names(), *maze2d.MAZE_NAMES]
+        guess = difflib.get_close_matches(name, known, n=1)
+        raise UnknownEnvironmentError(f"Unknown environment {name!r}{f' (did you mean {guess[0]}?)' if guess else ''}. "
+                                      f"Gymnasium MuJoCo ids: {', '.join(gym_task_names())}. maze2d tasks: "
+                                      f"{', '.join(maze2d.MAZE_NAMES)}. DeepMind Control tasks: {', '.join(dmc_task_names())}.")
     if not isinstance(env.action_space, gym.spaces.Box) or len(env.action_space.shape) != 1:
-        raise ValueError(f"{name!r} has action space {env.action_space}; only flat continuous actions are supported.")
+        raise UnknownEnvironmentError(f"{name!r} has action space {env.action_space}; only flat continuous actions are "
+                                      "supported.")
     with warnings.catch_warnings():  # Gymnasium warns that float64 box bounds become float32: intended here
         warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
         env = gym.wrappers.RescaleAction(env, -1.0, 1.0)

@@ -1,0 +1,157 @@
+"""The error boundary every entry point runs behind: a mistake in what the user asked for ends in
+one line on stderr that says what is wrong and what to do, and a non-zero exit status.
+
+    if __name__ == "__main__":
+        boundary.run(main, INPUT_ERRORS)
+
+`run` replaces `absl.app.run`. It turns flag and config-file mistakes (an unknown flag, a value of
+the wrong type, a config file that does not load, a `--config.<field>` the config lacks, with
+ml_collections' "did you mean" kept), `app.UsageError`, the listed input errors and the operating
+system's errors on paths (missing, not a folder, no permission, disk full) into that line; Ctrl-C
+ends with one line saying whether rerunning resumes. Anything else is a bug and keeps its traceback.
+It also sets what the console shows (`show_progress_logs`).
+
+This module imports only the standard library and absl, so `launch.sweep` can use it in
+XManager's environment.
+"""
+import importlib.util
+import logging as python_logging
+import os
+import sys
+import warnings
+from typing import Callable, Sequence, Tuple
+
+from absl import app, flags, logging
+
+INTERRUPTED_STATUS = 130  # the shell's status for a process ended by SIGINT
+
+
+def program_name() -> str:
+    """The entry point as the user typed it (`launch.offline` for `python -m launch.offline`)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec is not None else os.path.basename(sys.argv[0])
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line; an operating-system error on a path says what failed where."""
+    if isinstance(error, OSError) and type(error).__module__ == "builtins" and error.filename is not None:
+        where = error.filename if error.filename2 is None else f"{error.filename} -> {error.filename2}"
+        text = f"{error.strerror}: {where}; check the path and that you may read and write there."
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def fail(message: str, status: int = 1) -> None:
+    """Ends the process with `<program>: <message>` on stderr, one line."""
+    print(f"{program_name()}: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _config_load_error(flag: flags.Flag, error: OSError) -> str:
+    cause = error.__cause__ or error
+    return (f"--{flag.name}: cannot load the config file ({_last_line(str(cause))}); "
+            "give the path of a config file, relative to the folder you run from, and its argument (see --helpshort).")
+
+
+def _field_error(argv: Sequence[str], error: Exception) -> str:
+    """ml_collections' error for a `--config.<field>` override naming no field, with its "did you mean"."""
+    while isinstance(error, BaseException) and error.args:  # AttributeError(KeyError("'name'\nDid you mean..."))
+        error = error.args[0]
+    key, _, hint = str(error).partition("\n")
+    key = key.strip("'\"")
+    option = next((arg.split("=")[0] for arg in argv[1:] if arg.split("=")[0].endswith(f".{key}")), f"--config.{key}")
+    return f"{option}: the config has no field {key!r}. {hint.strip()}".strip()
+
+
+def parse_flags(argv: Sequence[str]):
+    """`absl.app`'s flag parsing, with each mistake reported as one line instead of a traceback."""
+    try:
+        remaining = flags.FLAGS(argv)
+    except flags.Error as error:
+        flag_part, wrapped, trace = str(error).partition(": Error whilst parsing config file:")
+        if wrapped:  # ml_collections wraps get_config's error in its traceback: keep the error's message
+            fail(f"{flag_part}: {_last_line(trace).split(': ', 1)[-1]}")
+        fail(f"{flag_part.rstrip('.')}. Pass --helpshort to see the flags.")
+    except (AttributeError, KeyError) as error:  # a --config.<field> that the config does not have
+        fail(_field_error(argv, error))
+    except OSError as error:  # an override of a config whose file did not load
+        fail(_config_load_error(next(iter(_config_flags())), error))
+    for flag in _config_flags():
+        try:  # ml_collections defers a config file's load error to the first use of the config
+            getattr(flag.value, "lock", None)
+        except OSError as error:
+            fail(_config_load_error(flag, error))
+    return remaining
+
+
+def _config_flags():
+    """The ml_collections config-file flags defined (none where ml_collections is not installed)."""
+    try:
+        from ml_collections.config_flags.config_flags import is_config_flag
+    except ImportError:
+        return []
+    return [flag for flag in flags.FLAGS._flags().values() if is_config_flag(flag)]
+
+
+class _ThirdPartyInfo(python_logging.Filter):
+    """Drops INFO and DEBUG records of the listed packages (they log through absl's logger, so only
+    their file paths tell them apart) unless the package's own logger is set lower, e.g. with
+    `--logger_levels=orbax:INFO`."""
+
+    def __init__(self, packages: Sequence[str]):
+        super().__init__()
+        self.folders = {}  # package -> the folder it is installed in
+        for package in packages:
+            spec = importlib.util.find_spec(package)
+            if spec is not None and spec.submodule_search_locations:
+                self.folders[package] = tuple(os.path.join(folder, "") for folder in spec.submodule_search_locations)
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        if record.levelno >= python_logging.WARNING:
+            return True
+        for package, folders in self.folders.items():
+            if record.pathname.startswith(folders):
+                return record.levelno >= (python_logging.getLogger(package).level or python_logging.WARNING)
+        return True
+
+
+QUIET_PACKAGES = ("orbax", "jax", "minari")  # their INFO lines: one per checkpoint, backend probing
+
+
+def show_progress_logs() -> None:
+    """What the console shows: our progress and results at INFO (absl's default after flag parsing;
+    `--verbosity=-1` hides them, `--verbosity=1` adds DEBUG), without the INFO lines of Orbax, JAX
+    and Minari (`--logger_levels=orbax:INFO` brings Orbax's back), and without warnings that
+    say nothing to act on: GLFW's missing DISPLAY on a headless machine (rendering uses
+    MUJOCO_GL=egl), Gymnasium's advice to move from the v4 environments (D4RL's scores are
+    measured on them) and Minari's notes on optional metadata."""
+    logging.get_absl_handler().addFilter(_ThirdPartyInfo(QUIET_PACKAGES))
+    warnings.filterwarnings("ignore", message=r".*DISPLAY environment variable.*")
+    warnings.filterwarnings("ignore", message=r".*is out of date. You should consider upgrading.*")
+    warnings.filterwarnings("ignore", message=r".*(dataset_size|author|code_permalink|minari_version|metadata).*",
+                            module=r"minari.*")
+
+
+def run(main: Callable, input_errors: Tuple[type, ...] = (), resumes: bool = True) -> None:
+    """`absl.app.run(main)` behind the boundary; `input_errors` are the library's exceptions for bad
+    input, printed as one line. `resumes` says whether a rerun of an interrupted command resumes."""
+
+    def guarded(argv):
+        show_progress_logs()
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            fail("interrupted; " + ("rerun the same command to resume where it stopped." if resumes else
+                                    "rerun the same command to start again."), INTERRUPTED_STATUS)
+        except app.UsageError as error:
+            fail(f"{one_line(error)} Pass --helpshort to see the flags.")
+        except (*input_errors, OSError) as error:
+            fail(one_line(error))
+
+    app.run(guarded, flags_parser=parse_flags)

@@ -1,11 +1,17 @@
-"""The Colab notebook, executed top to bottom on the CPU with the smoke config shrunk further.
+"""The Colab notebook, executed top to bottom on the CPU with the smoke config shrunk further, and
+its install cell as a fresh runtime runs it.
 
-It runs in a real Jupyter kernel (nbclient + ipykernel) from this checkout, without the pip
-install, so it exercises exactly the cells a Colab user runs. The data is the bundled walker2d
-dataset when the package ships it, else 2000 random Hopper steps from the real simulator.
+The pipeline runs in a real Jupyter kernel (nbclient + ipykernel) from this checkout, without the
+pip install, so it exercises exactly the cells a Colab user runs. The data is the bundled walker2d
+dataset when the package ships it, else 2000 random Hopper steps from the real simulator. The
+install cell runs outside any checkout, in a new virtual environment that sees this one's packages
+(a runtime's preinstalled ones), with no package index: it clones this repository and installs a
+wheel of it built here.
 """
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -57,3 +63,31 @@ def test_notebook_runs_the_pipeline_and_shows_its_plots(tmp_path, monkeypatch, r
     assert any(p.name == "learning_curve.png" for p in pngs)
     shown = [output for output in code[5].outputs if "image/png" in output.get("data", {})]
     assert len(shown) == len(pngs)
+
+
+def test_install_cell_clones_and_installs_the_package_with_runtime_dependencies_only(tmp_path):
+    wheelhouse, runtime, fresh = tmp_path / "wheels", tmp_path / "runtime", tmp_path / "content"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            f"--wheel-dir={wheelhouse}", ROOT], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = wheelhouse.glob("synther_jax-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(runtime)], check=True)
+    fresh.mkdir()
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    parameters, install = [cell.source for cell in notebook.cells if cell.cell_type == "code"][:2]
+    environment = {**os.environ, "SYNTHER_REPO_URL": f"file://{ROOT}", "SYNTHER_NOTEBOOK_PACKAGE": str(wheel),
+                   "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse), "PYTHONNOUSERSITE": "1"}
+    python = str(runtime / "bin" / "python")
+    run = subprocess.run([python, "-c", parameters + "\n" + install], cwd=fresh, env=environment, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (fresh / "synther_jax" / "launch" / "offline.py").exists()  # the clone, for launch/ and configs/
+    assert "installed synther_jax" in run.stdout
+
+    where = subprocess.run([python, "-c", "import synther_jax; print(synther_jax.__file__)"], cwd=tmp_path,
+                           env=environment, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(runtime))  # the package itself, installed into the runtime
+    installed = subprocess.run([python, "-m", "pip", "list", "--path", str(next(runtime.glob("lib/python*/site-packages"))),
+                                "--format=json"], env=environment, capture_output=True, text=True, check=True).stdout
+    assert [package["name"] for package in json.loads(installed)] == ["synther_jax"]
+    assert "requirements" not in install and "[test" not in install  # runtime dependencies only, no test pins

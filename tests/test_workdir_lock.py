@@ -62,6 +62,17 @@ def test_the_folder_of_a_killed_run_is_taken_over(holder, tmp_path):
             pass
 
 
+def test_a_rerun_may_change_where_it_is_tracked_but_not_what_it_computes(tmp_path):
+    config = lambda seed, project: ml_collections.ConfigDict({"seed": seed, "wandb": {"project": project}})
+    with claim_workdir(str(tmp_path / "run"), config(0, None)):
+        pass
+    with claim_workdir(str(tmp_path / "run"), config(0, "my-project")):  # now also logged to W&B
+        pass
+    with pytest.raises(ConfigError, match="another config"):
+        with claim_workdir(str(tmp_path / "run"), config(1, "my-project")):
+            pass
+
+
 def _offline(dataset, workdir):
     command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
                f"--config.dataset={dataset}", "--config.env_id=Hopper-v5", "--config.data=real",

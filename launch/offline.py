@@ -34,7 +34,10 @@ from synther_jax import augment, sharding
 from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
+from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion.denoiser import parameter_count
 from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
+from synther_jax.data.errors import DamagedFileError, InvalidDatasetError
 from synther_jax.data.maze2d import ensure_default_dataset
 from synther_jax.data.scores import reference_scores
 from synther_jax.envs.evaluation import evaluate
@@ -68,12 +71,17 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
             write_synthetic(path, augmented, source_dataset=config.dataset, config=config, seed=config.seed,
                             model_checkpoint=None, env_id=real.metadata.get("env_id"))
     else:
-        with timer("diffusion"):
-            model = train_model(config, real, workdir, metrics)
-        denoiser_params = sum(x.size for x in jax.tree.leaves(model.params))
-        with timer("generate"):
-            write_samples(config, real, model, workdir)
-    synthetic = read_synthetic(path)
+        diffusion = DiffusionConfig(**config.diffusion)
+        denoiser_params = parameter_count(real.to_rows(config.modelled_terminals).shape[1], diffusion.width,
+                                          diffusion.depth, diffusion.dim_t, diffusion.layer_norm, diffusion.conditioning)
+        if os.path.exists(path):  # a finished stage: its model and checkpoints are not needed again
+            logging.info("Using the synthetic data in %s (diffusion and generation finished earlier).", path)
+        else:
+            with timer("diffusion"):
+                model = train_model(config, real, workdir, metrics)
+            with timer("generate"):
+                write_samples(config, real, model, workdir)
+    synthetic = read_stage_output(path)
     analysis_dir = os.path.join(workdir, "analysis")
     if config.analyze and not os.path.exists(os.path.join(analysis_dir, REPORT_FILE)):
         with timer("analyze"):
@@ -83,6 +91,15 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
         arrays = {key: np.concatenate([getattr(real, key), getattr(synthetic, key)]) for key in real.as_dict()}
         return Transitions(**arrays, metadata=real.metadata)
     return synthetic
+
+
+def read_stage_output(path: str) -> Transitions:
+    """The synthetic data a finished stage wrote; DamagedFileError, saying to delete it, if it is damaged."""
+    try:
+        return read_synthetic(path)
+    except InvalidDatasetError as error:
+        raise DamagedFileError(f"{error} Delete {path} and rerun the same command: it generates the file again "
+                               "(from the diffusion checkpoints when they are there).") from error
 
 
 def init_agents(config: ml_collections.ConfigDict, real: Transitions, num_updates: int):
@@ -105,14 +122,20 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
     dataset = {key: jnp.asarray(value) for key, value in data.as_dict().items()}
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 3), config.num_seeds)
 
-    checkpointer = Checkpointer(os.path.join(workdir, "agent"))
     evaluations_path = os.path.join(workdir, "evaluations.json")
+    evaluations = read_json(evaluations_path, [])
+    if evaluations and evaluations[-1]["step"] >= num_updates:  # a finished stage: no checkpoint needed
+        logging.info("The agents finished their %d updates earlier; writing the results from %s.", num_updates,
+                     evaluations_path)
+        return evaluations
+    checkpointer = Checkpointer(os.path.join(workdir, "agent"))
     step, evaluations = 0, []
     restored = checkpointer.restore_latest({"states": states})
     if restored is not None:
         step, states = restored[0], restored[1]["states"]
         # Evaluations written after the last checkpoint belong to the crashed run's future.
         evaluations = [e for e in read_json(evaluations_path, []) if e["step"] <= step]
+        logging.info("Resumed the agents in %s at update %d of %d.", checkpointer.directory, step, num_updates)
 
     # Seeds are split across the local devices (data parallel over the seed axis), the data copied to each.
     mesh = sharding.mesh_for_axis(config.num_seeds)

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import flags
+from absl import flags, logging
 
 from agents import PIXEL_LEARNERS
 from configs.checks import ConfigError
@@ -110,6 +110,8 @@ def train_stage(stage: str, config, learner, states, dataset, update_steps, num_
     if restored is not None:
         step, states = restored[0], restored[1]["states"]
         evaluations = [e for e in history.get(stage, []) if e["step"] <= step]
+        logging.info("Resumed the %s agents in %s at update %d of %d.", stage, checkpointer.directory, step,
+                     num_updates)
     stream = {"original": 3, "synther": 6}[stage]
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), stream), config.num_seeds)
     bar = tqdm.tqdm(total=num_updates, initial=step, desc=f"{stage} agents", unit="update")

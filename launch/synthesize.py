@@ -70,10 +70,14 @@ def main(argv):
     config = d4rl.validate(FLAGS.config)
     check_workdir(FLAGS.workdir)
     real = load_real(config)
+    path = os.path.join(FLAGS.workdir, SAMPLES_FILE)
     with claim_workdir(FLAGS.workdir, config):
+        if os.path.exists(path):  # finished earlier: the model and its checkpoints are not needed again
+            print(f"{path} exists already (delete it to generate it again).")
+            return
         metrics = metrics_writer(config, FLAGS.workdir)
         model = train_model(config, real, FLAGS.workdir, metrics)
-        path = write_samples(config, real, model, FLAGS.workdir)
+        write_samples(config, real, model, FLAGS.workdir)
         metrics.close()
     print(f"Wrote {config.num_samples} synthetic transitions to {path}")
 

@@ -67,3 +67,52 @@ def test_resume_after_a_kill_in_the_agent_stage_is_exact(hopper_random_npz, tmp_
     jax.tree.map(np.testing.assert_array_equal, states[0][1], states[1][1])
     history = json.loads((tmp_path / "resumed" / "evaluations.json").read_text())
     assert [e["step"] for e in history] == [10, 20, 30]
+
+
+def truncate_newest_checkpoint(folder) -> int:
+    """Cuts every array file of the newest checkpoint under `folder` to half its length; returns its step."""
+    step = max(int(name) for name in os.listdir(folder) if name.isdigit())
+    for parent, _, files in os.walk(os.path.join(folder, str(step))):
+        for name in files:
+            if os.sep + "d" in parent:  # the array data (OCDBT), not the metadata
+                path = os.path.join(parent, name)
+                os.truncate(path, os.path.getsize(path) // 2)
+    return step
+
+
+def _synthetic_config(dataset):
+    config = _resume_config(dataset)
+    config.data, config.num_samples = "synthetic", 2_000
+    config.diffusion.update(width=32, depth=1, dim_t=8, num_train_steps=100, steps_per_call=50, checkpoint_every=50,
+                            num_sample_steps=4, sample_chunk_size=1_000)
+    return config
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_ends_as_an_uninterrupted_one(hopper_random_npz, tmp_path,
+                                                                                         monkeypatch, caplog):
+    straight = offline.run(_synthetic_config(hopper_random_npz), str(tmp_path / "straight"))
+
+    real_evaluate = offline.evaluate
+    calls = []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # killed in the third chunk, after the checkpoints at updates 10 and 20
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(offline, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        offline.run(_synthetic_config(hopper_random_npz), str(tmp_path / "damaged"))
+    monkeypatch.setattr(offline, "evaluate", real_evaluate)
+    assert truncate_newest_checkpoint(tmp_path / "damaged" / "agent") == 20
+    # The diffusion stage finished (samples.npz is there): its damaged checkpoints are never read again.
+    assert truncate_newest_checkpoint(tmp_path / "damaged" / "diffusion" / "checkpoints") == 100
+    with caplog.at_level("INFO"):
+        resumed = offline.run(_synthetic_config(hopper_random_npz), str(tmp_path / "damaged"))
+
+    assert resumed["final_return"] == straight["final_return"]
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("agent/20 does not restore" in message for message in messages), messages
+    assert any("at update 10 of 30" in message for message in messages), messages
+    assert any("diffusion and generation finished earlier" in message for message in messages), messages

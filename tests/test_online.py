@@ -11,6 +11,7 @@ import pytest
 from configs.online import get_config
 from launch import online_loop
 from synther_jax.diffusion import DiffusionConfig
+from tests.test_offline import truncate_newest_checkpoint
 
 
 def tiny_config(variant="synther", env="hopper", **overrides):
@@ -78,20 +79,27 @@ def newest_checkpoint(workdir):
     return manager.restore(manager.latest_step())
 
 
-def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
-    config = tiny_config(total_steps=300, checkpoint_every=150, eval_every=100)
-    config.synther.retrain_every = 100  # retrains at 100 and 200, on both sides of the checkpoint at 150
-    uninterrupted = online_loop.train(config, str(tmp_path / "a"), synthesize=noisy_copy)
+def resume_config(checkpoint_every):
+    config = tiny_config(total_steps=300, checkpoint_every=checkpoint_every, eval_every=100)
+    config.synther.retrain_every = 100  # retrains at 100 and 200
+    return config
 
-    def crash(env_step, mean_return, states):
-        if env_step == 200:
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The resume tests' run without interruption (how often it checkpoints changes nothing else)."""
+    return online_loop.train(resume_config(150), str(tmp_path_factory.mktemp("uninterrupted")), synthesize=noisy_copy)
+
+
+def crash_at(step):
+    def on_eval(env_step, mean_return, states):
+        if env_step == step:
             raise KeyboardInterrupt("killed")
         return False
+    return on_eval
 
-    with pytest.raises(KeyboardInterrupt):
-        online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy, on_eval=crash)
-    resumed = online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy)
 
+def assert_same_run(resumed, uninterrupted):
     assert resumed.env_steps == 300
     for a, b in zip(jax.tree.leaves(resumed.agent_state), jax.tree.leaves(uninterrupted.agent_state)):
         np.testing.assert_array_equal(a, b)
@@ -99,6 +107,26 @@ def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path):
         for key in ("observations", "actions", "rewards", "terminals", "timeouts", "episode_ids"):
             np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     assert resumed.evaluations == uninterrupted.evaluations
+
+
+def test_resume_after_a_crash_ends_identical_to_an_uninterrupted_run(tmp_path, uninterrupted):
+    config = resume_config(150)  # retrains on both sides of the checkpoint at 150
+    with pytest.raises(KeyboardInterrupt):
+        online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy, on_eval=crash_at(200))
+    assert_same_run(online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy), uninterrupted)
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, uninterrupted, caplog):
+    config = resume_config(100)
+    with pytest.raises(KeyboardInterrupt):  # killed at 300, after the checkpoints at 100 and 200
+        online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy, on_eval=crash_at(300))
+    assert truncate_newest_checkpoint(tmp_path / "b" / "checkpoints") == 200
+    with caplog.at_level("INFO"):
+        resumed = online_loop.train(config, str(tmp_path / "b"), synthesize=noisy_copy)
+    assert_same_run(resumed, uninterrupted)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("checkpoints/200 does not restore" in message for message in messages), messages
+    assert any("at environment step 100" in message for message in messages), messages
 
 
 def test_retrains_every_period_but_not_at_the_last_step(tmp_path):

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import logging
 from tqdm.auto import tqdm
 
 from synther_jax import sharding
@@ -317,6 +318,8 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
         restored = checkpointer.restore_latest(_saved(state, normalizer, condition_normalizer))
         if restored is not None:
             state = restored[1]["state"]
+            logging.info("Resuming diffusion training in %s at step %d of %d.", checkpointer.directory, restored[0],
+                         config.num_train_steps)
     if mesh is not None:
         state = sharding.replicate(state, mesh)
     calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))

@@ -1,12 +1,17 @@
 """`SynthER`, the public API: every form of input gives the same model, samples keep the layout,
 save/load round-trips exactly, bad input is refused with what to pass."""
+import dataclasses
+import re
+
 import jax
 import numpy as np
 import pytest
 
 from synther_jax import SynthER
 from synther_jax.data import Transitions
-from synther_jax.diffusion import DiffusionConfig
+from synther_jax.data.errors import DamagedFileError, WorkdirError
+from synther_jax.diffusion import DiffusionConfig, load_diffusion
+from tests.test_offline import truncate_newest_checkpoint
 
 CONFIG = DiffusionConfig(width=32, depth=1, dim_t=16, num_train_steps=40, steps_per_call=20, num_sample_steps=4,
                          sample_chunk_size=64)
@@ -91,3 +96,33 @@ def test_the_guided_docs_example_runs_as_written(tmp_path, monkeypatch, capsys):
     real, unguided, guided = map(float, re.findall(r"-?\d+\.\d+", capsys.readouterr().out))
     assert guided > unguided + 0.1 and guided > real
     assert (tmp_path / "hopper_guided" / "synther.json").exists()
+
+
+def test_a_used_workdir_resumes_only_the_same_fit_and_stays_loadable(transitions, tmp_path):
+    workdir = str(tmp_path / "fit")
+    first = SynthER.fit(transitions, CONFIG, seed=0, workdir=workdir, progress=False)
+    saved = {name: (tmp_path / "fit" / name).read_bytes() for name in ("fit.json", "diffusion_config.json")}
+    other_rows = {**transitions.as_dict(), "rewards": transitions.rewards + 1.0}
+    wider = dataclasses.replace(CONFIG, width=64)
+    for data, config, seed, differing in ((other_rows, CONFIG, 0, "rows"), (transitions, wider, 0, "config (width)"),
+                                          (transitions, CONFIG, 1, "key")):
+        with pytest.raises(WorkdirError, match=re.escape(f"differing: {differing}")):
+            SynthER.fit(data, config, seed=seed, workdir=workdir, progress=False)
+    for name, content in saved.items():
+        assert (tmp_path / "fit" / name).read_bytes() == content, name  # nothing in the workdir touched
+    jax.tree.map(np.testing.assert_array_equal, load_diffusion(workdir).params, first.model.params)
+    again = SynthER.fit(transitions, CONFIG, seed=0, workdir=workdir, progress=False)  # the same fit: loads
+    jax.tree.map(np.testing.assert_array_equal, again.model.params, first.model.params)
+
+
+def test_load_names_the_damaged_file(transitions, tmp_path):
+    SynthER.fit(transitions, CONFIG, progress=False).save(str(tmp_path / "model"))
+    layout = tmp_path / "model" / "synther.json"
+    content = layout.read_text()
+    layout.write_text(content[: len(content) // 2])
+    with pytest.raises(DamagedFileError, match=re.escape(str(layout))):
+        SynthER.load(str(tmp_path / "model"))
+    layout.write_text(content)
+    truncate_newest_checkpoint(tmp_path / "model" / "model")
+    with pytest.raises(DamagedFileError, match=re.escape(str(tmp_path / "model" / "model"))):
+        SynthER.load(str(tmp_path / "model"))

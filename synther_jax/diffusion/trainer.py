@@ -25,6 +25,7 @@ then replicated on its devices and each minibatch, and each chunk of samples, is
 them. Without a mesh everything runs on the default device, exactly as before.
 """
 import dataclasses
+import hashlib
 import os
 from functools import partial
 from typing import Callable, Dict, Iterator, Optional, Sequence
@@ -42,7 +43,7 @@ from tqdm.auto import tqdm
 from synther_jax import sharding
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
-from synther_jax.data.errors import InvalidDatasetError
+from synther_jax.data.errors import InvalidDatasetError, WorkdirError
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser, init_variables
 from synther_jax.diffusion.guidance import ConditionNormalizer
@@ -51,6 +52,7 @@ from synther_jax.nn import ACTIVATIONS
 
 LARGE_DATASET = 800_000  # datasets at least this big train with batch 1024, smaller ones with 256
 CONDITIONINGS = ("none", "add", "concat")
+FIT_FILE = "fit.json"  # in a training workdir: what the checkpoints there were fitted to (`claim_fit`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,7 +294,8 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
 
     `skip_norm_dims` stay unnormalised (SynthER: the terminal column). With a `workdir`, a
     checkpoint is written every `checkpoint_every` steps and at the end, and a rerun resumes from
-    the newest one (a finished run just loads). `log_fn(step, {"loss": ...})` is called after each
+    the newest one (a finished run just loads); a workdir holding a fit of other rows or settings
+    is refused before anything in it changes (`claim_fit`). `log_fn(step, {"loss": ...})` is called after each
     jitted chunk, with the loss averaged over the chunk. With a `mesh`, each minibatch is split
     across its devices (the batch size must be a multiple of their number). `warm_start` starts
     from another model's EMA weights and Fourier frequencies instead of a fresh draw (online
@@ -313,6 +316,7 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
 
     checkpointer = None
     if workdir is not None:
+        claim_fit(workdir, fit_record(rows, config, key, skip_norm_dims, condition, warm_start is not None))
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
         _write_config(workdir, config, rows.shape[1])
         restored = checkpointer.restore_latest(_saved(state, normalizer, condition_normalizer))
@@ -406,6 +410,43 @@ def train_diffusion_seeds(rows: np.ndarray, config: DiffusionConfig, keys: jax.A
 
     state = _run_chunks(state, 0, run_chunk, config, progress)
     return Diffusion(config, rows.shape[2], state.ema_params, state.constants, normalizer, condition_normalizer)
+
+
+def _fingerprint(array) -> dict:
+    array = np.ascontiguousarray(array)
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+
+
+def fit_record(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_norm_dims: Sequence[int],
+               condition: Optional[np.ndarray], warm_started: bool) -> dict:
+    """What makes two fits the same: the rows (shape, dtype and a hash), the config, the key, the
+    raw columns, the condition and whether it was warm-started."""
+    key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return {"rows": _fingerprint(rows), "config": dataclasses.asdict(config), "key": np.asarray(key_data).tolist(),
+            "skip_norm_dims": sorted(int(d) for d in skip_norm_dims),
+            "condition": None if condition is None else _fingerprint(condition), "warm_started": warm_started}
+
+
+def claim_fit(workdir: str, record: dict) -> None:
+    """Makes `workdir` the folder of the fit `record` describes, or refuses (WorkdirError, nothing
+    touched) when it holds another fit: other rows, another config, key or condition. Only the
+    same fit may resume there, never someone else's model."""
+    path = os.path.join(workdir, FIT_FILE)
+    recorded = read_json(path, None)
+    if recorded is None:
+        if os.path.exists(os.path.join(workdir, "checkpoints")):
+            raise WorkdirError(f"{workdir} holds diffusion checkpoints but no {FIT_FILE} saying what they were fitted "
+                               "to, so they cannot be resumed safely; use another workdir, or delete this one to "
+                               "start over.")
+        os.makedirs(workdir, exist_ok=True)
+        write_json(path, record)
+        return
+    different = [name for name in record if recorded.get(name) != record[name]]
+    if different:
+        config_fields = [f for f in record["config"] if (recorded.get("config") or {}).get(f) != record["config"][f]]
+        what = ", ".join(f"config ({', '.join(config_fields)})" if name == "config" else name for name in different)
+        raise WorkdirError(f"{workdir} holds a fit of other data or settings (differing: {what}; see {path}); "
+                           "use another workdir, or delete this one to start over.")
 
 
 def _write_config(workdir: str, config: DiffusionConfig, dim: int) -> None:

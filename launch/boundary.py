@@ -121,13 +121,15 @@ class _ThirdPartyInfo(python_logging.Filter):
         return True
 
 
-QUIET_PACKAGES = ("orbax", "jax", "minari")  # their INFO lines: one per checkpoint, backend probing
+# Their INFO lines: one per checkpoint, backend probing, the MuJoCo version and PyOpenGL's
+# accelerator probe at import.
+QUIET_PACKAGES = ("orbax", "jax", "minari", "dm_control", "OpenGL")
 
 
 def show_progress_logs() -> None:
     """What the console shows: our progress and results at INFO (absl's default after flag parsing;
-    `--verbosity=-1` hides them, `--verbosity=1` adds DEBUG), without the INFO lines of Orbax, JAX
-    and Minari (`--logger_levels=orbax:INFO` brings Orbax's back), and without warnings that
+    `--verbosity=-1` hides them, `--verbosity=1` adds DEBUG), without the INFO lines of Orbax, JAX,
+    Minari, dm_control and PyOpenGL (`--logger_levels=orbax:INFO` brings Orbax's back), and without warnings that
     say nothing to act on: GLFW's missing DISPLAY on a headless machine (rendering uses
     MUJOCO_GL=egl), Gymnasium's advice to move from the v4 environments (D4RL's scores are
     measured on them) and Minari's notes on optional metadata."""

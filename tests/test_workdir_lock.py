@@ -86,9 +86,7 @@ def test_a_sigkilled_run_resumes_to_the_same_result(hopper_random_npz, tmp_path)
     assert straight.wait(timeout=600) == 0, straight.stderr.read()[-2000:]
 
     killed = _offline(hopper_random_npz, tmp_path / "resumed")
-    checkpoints = tmp_path / "resumed" / "agent"
-    while killed.poll() is None and not (checkpoints.exists() and any(p.isdigit() for p in os.listdir(checkpoints))):
-        time.sleep(0.05)
+    _wait_for_checkpoint(killed, tmp_path / "resumed" / "agent")
     killed.send_signal(signal.SIGKILL)
     assert killed.wait() == -signal.SIGKILL  # killed midway, not finished
     assert not (tmp_path / "resumed" / "results.json").exists()
@@ -98,3 +96,23 @@ def test_a_sigkilled_run_resumes_to_the_same_result(hopper_random_npz, tmp_path)
     results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("straight", "resumed")]
     assert results[0]["num_updates"] == results[1]["num_updates"] == 2000
     np.testing.assert_array_equal(results[0]["final_return"]["per_seed"], results[1]["final_return"]["per_seed"])
+    log = resumed.stderr.read()
+    assert "Resumed the agents in" in log, log[-3000:]  # the console says that, and where, it resumed
+
+
+def _wait_for_checkpoint(process, checkpoints):
+    while process.poll() is None and not (checkpoints.exists() and any(p.isdigit() for p in os.listdir(checkpoints))):
+        time.sleep(0.05)
+
+
+def test_ctrl_c_ends_in_one_line_that_says_a_rerun_resumes(hopper_random_npz, tmp_path):
+    run = _offline(hopper_random_npz, tmp_path / "run")
+    _wait_for_checkpoint(run, tmp_path / "run" / "agent")
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=120) == 130
+    log = run.stderr.read()
+    lines = log.splitlines()
+    assert "Traceback" not in log, log[-3000:]
+    assert lines[-1] == "launch.offline: interrupted; rerun the same command to resume where it stopped."
+    assert any(line.startswith("I") and "scores.py" in line for line in lines), log[-3000:]  # our INFO lines are shown
+    assert not any("orbax" in line or "checkpoint_manager" in line for line in lines), log[-3000:]  # Orbax's INFO hidden

@@ -19,6 +19,8 @@ from absl import app, flags
 
 from agents import edac, iql, td3_bc
 from bench.common import best_time, environment, matmul_peak_flops, write_json
+from launch import boundary
+from launch.common import INPUT_ERRORS
 
 LEARNERS = {"td3_bc": (td3_bc, {}), "td3_bc_large": (td3_bc, {"hidden_dims": td3_bc.LARGE_HIDDEN_DIMS}),
             "iql": (iql, {}), "edac": (edac, {})}
@@ -93,4 +95,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS, resumes=False)

@@ -9,9 +9,11 @@ evaluations), divided by the FLOP/s of a large matmul measured in the same run.
 """
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from bench.common import best_time, environment, matmul_peak_flops, write_json
+from launch import boundary
+from launch.common import INPUT_ERRORS
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
@@ -78,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS, resumes=False)

@@ -71,6 +71,8 @@ from absl import app, flags, logging  # noqa: E402
 
 from bench.common import environment, parse_denoiser, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
+from launch import boundary  # noqa: E402
+from launch.common import INPUT_ERRORS  # noqa: E402
 from launch import offline  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
 from synther_jax.analysis.report import REPORT_FILE, headline_figures  # noqa: E402
@@ -231,4 +233,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

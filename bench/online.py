@@ -21,10 +21,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from bench.common import best_time, environment, write_json
 from configs.online import get_config
+from launch import boundary
+from launch.common import INPUT_ERRORS
 from launch import online_loop
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
@@ -176,4 +178,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS, resumes=False)

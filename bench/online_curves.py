@@ -31,10 +31,12 @@ import time
 from typing import Optional
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
 from bench.common import environment, parse_denoiser, write_json
 from configs import online as online_configs
+from launch import boundary
+from launch.common import INPUT_ERRORS
 from launch import online_loop
 from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
@@ -132,4 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

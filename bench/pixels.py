@@ -24,10 +24,12 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from agents import PIXEL_LEARNERS  # noqa: E402
 from bench.common import best_time, environment, write_json  # noqa: E402
+from launch import boundary  # noqa: E402
+from launch.common import INPUT_ERRORS  # noqa: E402
 from launch.pixels import run_updates  # noqa: E402
 from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset  # noqa: E402
 from synther_jax.diffusion import DiffusionConfig, train_diffusion  # noqa: E402
@@ -149,4 +151,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS, resumes=False)

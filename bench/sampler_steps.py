@@ -32,10 +32,12 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
 
 from bench.common import environment, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
+from launch import boundary  # noqa: E402
+from launch.common import INPUT_ERRORS  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
 from synther_jax.analysis.report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
@@ -250,4 +252,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS)

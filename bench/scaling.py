@@ -13,10 +13,11 @@ sharding rather than a speed-up; real speed-ups need real devices.
 
 import jax
 import numpy as np
-from absl import app
 
 from bench.common import best_time, environment, write_json
 from bench.diffusion import DIM, FLAGS, SIZES
+from launch import boundary
+from launch.common import INPUT_ERRORS
 from synther_jax import sharding
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
@@ -69,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    boundary.run(main, INPUT_ERRORS, resumes=False)

@@ -1,5 +1,6 @@
-"""Every entry point (and the benchmarks that take paths) refuses bad input like a library: a non-zero exit, one line on stderr naming
-the problem and the fix, no traceback, and no work directory left behind.
+"""Every entry point (and the benchmarks that take paths) refuses bad input like a library: a
+non-zero exit, one line on stderr naming the problem and the fix, no traceback, and no work
+directory left behind.
 
 Each launcher's cases run in one child process (`HARNESS` runs the module as `__main__` once per
 case, as `python -m` does, after one `--helpshort` run that imports everything), since importing

@@ -28,7 +28,7 @@ def test_eight_device_checks_pass():
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", __file__], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert "6 passed, 2 skipped in" in result.stdout, result.stdout[-2000:]  # all 8-device tests ran (2 are parent-only)
+    assert "7 passed, 2 skipped in" in result.stdout, result.stdout[-2000:]  # all 8-device tests ran (2 are parent-only)
 
 
 def _on_all_devices(x: jax.Array, split: bool):
@@ -144,6 +144,26 @@ def test_seed_axis_of_a_learner_shards_and_matches_one_device():
     for a, b in zip(jax.tree.leaves(single.actor_params), jax.tree.leaves(sharded.actor_params)):
         _on_all_devices(b, split=True)  # one seed per device
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-5)  # 20 Adam steps of float32 drift
+
+
+@eight_devices
+def test_seed_axis_of_the_denoisers_shards_and_matches_one_device():
+    """One denoiser per seed (shared rows), the seeds split over the 8 devices, trained and sampled."""
+    from synther_jax.diffusion import DiffusionConfig, generate_seeds, iterate_samples_seeds, train_diffusion_seeds
+    config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=20, steps_per_call=20, batch_size=64,
+                             num_sample_steps=8)
+    keys = jax.random.split(jax.random.PRNGKey(3), NUM_DEVICES)
+    single = train_diffusion_seeds(_rows(), config, keys, (4,), progress=False)
+    mesh = sharding.data_mesh()
+    sharded = train_diffusion_seeds(_rows(), config, keys, (4,), progress=False, mesh=mesh)
+    for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(sharded.params)):
+        _on_all_devices(b, split=True)  # one seed's denoiser per device
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-5)
+    rows = np.concatenate(list(iterate_samples_seeds(sharded, 50, keys, chunk_size=32, progress=False, mesh=mesh)),
+                          axis=1)
+    np.testing.assert_allclose(rows, generate_seeds(single, 50, keys, chunk_size=32, progress=False), atol=1e-4)
+    with pytest.raises(ValueError, match="multiple of the number of devices"):
+        train_diffusion_seeds(_rows(), config, keys[:6], progress=False, mesh=mesh)
 
 
 @eight_devices

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from synther_jax.data.errors import WorkdirError
 from synther_jax.diffusion import (DiffusionConfig, generate, generate_seeds, load_diffusion, train_diffusion,
                                    train_diffusion_seeds)
 from synther_jax.diffusion.trainer import ema_decay, make_optimizer, update_ema
@@ -145,3 +146,49 @@ def test_seeds_trained_and_sampled_as_one_program_equal_one_by_one():
         other = 1 - seed
         gap = jax.tree.map(lambda together, alone: np.max(np.abs(together[other] - alone)), models.params, model.params)
         assert max(jax.tree.leaves(gap)) > 1e-2 and np.max(np.abs(samples[other] - alone)) > 1e-1
+
+
+def test_seeds_sharing_rows_equal_one_by_one_and_resume_exactly(tmp_path):
+    """Offline SynthER's one denoiser per agent seed: every seed fits the same (N, d) rows with its
+    own key, checkpointed as one program. Seed s equals `train_diffusion(rows, keys[s])` to float32
+    rounding (bounds as in the test above), a run killed after its first checkpoint resumes to
+    exactly the uninterrupted run, and `load_diffusion` reads the seeds' models back."""
+    rows = _rows(seed=3)
+    keys = jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6)])
+    straight = train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "a"),
+                                     progress=False)
+
+    def crash_after_first_checkpoint(step, metrics):
+        if step == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "b"),
+                              log_fn=crash_after_first_checkpoint, progress=False)
+    steps_seen = []
+    resumed = train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "b"),
+                                    log_fn=lambda step, m: steps_seen.append(step), progress=False)
+    assert steps_seen == [40, 60]
+    jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
+    loaded = load_diffusion(str(tmp_path / "b"))
+    jax.tree.map(np.testing.assert_array_equal, loaded.params, resumed.params)
+    assert loaded.normalizer.std.shape == (2, 5)
+
+    samples = generate_seeds(loaded, 100, keys, chunk_size=64, progress=False)
+    for seed in range(2):
+        model = train_diffusion(rows, TINY, keys[seed], skip_norm_dims=(4,), progress=False)
+        np.testing.assert_array_equal(straight.normalizer.mean[seed], model.normalizer.mean)
+        jax.tree.map(lambda together, alone: np.testing.assert_allclose(together[seed], alone, atol=1e-5),
+                     straight.params, model.params)
+        alone = generate(model, 100, keys[seed], chunk_size=64, progress=False)
+        np.testing.assert_allclose(samples[seed], alone, atol=1e-4)
+    assert np.max(np.abs(samples[0] - samples[1])) > 1e-1  # the seeds' models differ
+
+
+def test_seeds_refuse_a_workdir_of_other_keys(tmp_path):
+    rows, keys = _rows(), jax.random.split(jax.random.PRNGKey(0), 2)
+    short = dataclasses.replace(TINY, num_train_steps=20)
+    train_diffusion_seeds(rows, short, keys, workdir=str(tmp_path), progress=False)
+    with pytest.raises(WorkdirError, match="key"):
+        train_diffusion_seeds(rows, short, jax.random.split(jax.random.PRNGKey(1), 2), workdir=str(tmp_path),
+                              progress=False)

@@ -4,4 +4,5 @@ from synther_jax.diffusion.edm import EDMConfig
 from synther_jax.diffusion.guidance import ConditionNormalizer, top_fraction_prompts
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import (Diffusion, DiffusionConfig, generate, generate_seeds, iterate_samples,
-                                           load_diffusion, train_diffusion, train_diffusion_seeds)
+                                           iterate_samples_seeds, load_diffusion, train_diffusion,
+                                           train_diffusion_seeds)

@@ -11,9 +11,11 @@ probability `condition_dropout` per training row (classifier-free guidance's unc
 model; never at sampling), and sampling takes targets in the condition's own units and a guidance
 scale w (`edm.guided_sample`).
 
-`train_diffusion_seeds` and `generate_seeds` do the same for one model per seed as one vmapped
-program (online SynthER's per-seed models): seed s gets what `train_diffusion` and `generate`
-give for its rows and key, up to float32 rounding (a batched matmul may sum in another order).
+`train_diffusion_seeds` and `generate_seeds` (`iterate_samples_seeds`) do the same for one model
+per seed as one vmapped program (online SynthER's per-seed models, and offline SynthER's
+`denoiser_per_seed`, where every seed fits the same rows with its own key, checkpointed and
+resumable like one model): seed s gets what `train_diffusion` and `generate` give for its rows and
+key, up to float32 rounding (a batched matmul may sum in another order).
 
 Deviations from the original, all without effect on the model's behaviour:
 - minibatches are drawn uniformly with replacement instead of by a shuffled DataLoader with a
@@ -242,13 +244,14 @@ train_steps = jax.jit(_train_chunk, static_argnames=("config", "num_steps", "bat
                       donate_argnames=("state",))
 
 
-@jax.jit(static_argnames=("config", "num_steps", "batch_size"), donate_argnames=("states",))
+@jax.jit(static_argnames=("config", "num_steps", "batch_size", "shared_data"), donate_argnames=("states",))
 def train_steps_seeds(states: TrainState, data: jax.Array, keys: jax.Array, *, config: DiffusionConfig,
-                      num_steps: int, batch_size: int):
+                      num_steps: int, batch_size: int, shared_data: bool = False):
     """`train_steps` for every seed at once: states, data (S, N, d) and keys carry a leading seed
-    axis, and so do the returned states and mean losses."""
+    axis, and so do the returned states and mean losses. With `shared_data`, data is one (N, d)
+    array that every seed trains on (passed once, not copied per seed)."""
     chunk = partial(_train_chunk, config=config, num_steps=num_steps, batch_size=batch_size)
-    return jax.vmap(chunk)(states, data, keys)
+    return jax.vmap(chunk, in_axes=(0, None if shared_data else 0, 0))(states, data, keys)
 
 
 def _check_rows(rows: np.ndarray, ndim: int, shape: str) -> np.ndarray:
@@ -380,36 +383,83 @@ def _saved(state: TrainState, normalizer: Normalizer, condition_normalizer: Opti
     return tree
 
 
+def _stacked(tree, num_seeds: int):
+    """`tree` repeated along a new leading seed axis."""
+    return jax.tree.map(lambda x: jnp.stack([x] * num_seeds), tree)
+
+
 def train_diffusion_seeds(rows: np.ndarray, config: DiffusionConfig, keys: jax.Array,
                           skip_norm_dims: Sequence[int] = (), progress: bool = True,
-                          warm_start: Optional[Diffusion] = None,
-                          condition: Optional[np.ndarray] = None) -> Diffusion:
+                          warm_start: Optional[Diffusion] = None, condition: Optional[np.ndarray] = None,
+                          workdir: Optional[str] = None,
+                          log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
+                          mesh: Optional[Mesh] = None) -> Diffusion:
     """One model per seed, trained together as one vmapped program, on rows (S, N, d) with keys (S, ...).
 
+    Rows of shape (N, d) are shared by every seed (offline SynthER with one denoiser per agent
+    seed: the same real data, another key), passed once instead of copied per seed.
     Returns a `Diffusion` whose arrays carry a leading seed axis; seed s's model is
-    `train_diffusion(rows[s], config, keys[s], skip_norm_dims)` up to float32 rounding, so a GPU
-    trains all seeds' models at once instead of one after another. `warm_start`, if given, holds
-    one model per seed (a leading seed axis, as returned here); so does a conditional model's
-    `condition` (S, N). No checkpoints and no mesh: online SynthER, the user, retrains from its own
-    checkpointed replay instead.
+    `train_diffusion(rows[s], config, keys[s], skip_norm_dims)` (or `rows`, when shared) up to
+    float32 rounding, so a GPU trains all seeds' models at once instead of one after another.
+    `warm_start`, if given, holds one model per seed (a leading seed axis, as returned here); a
+    conditional model's `condition` has the rows' leading shape ((S, N), or (N,) when shared).
+    `workdir` and `log_fn` act as in `train_diffusion`: all seeds' states go into one checkpoint,
+    and a rerun resumes from it. With a `mesh`, the seeds are split across its devices (the number
+    of seeds must be a multiple of its size), as the agents' seeds are.
     """
-    rows = _check_rows(rows, 3, "(seeds, N, d)")
-    batch_size = config.resolve_batch_size(rows.shape[1])
-    normalizer = jax.tree.map(lambda *xs: jnp.stack(xs), *[Normalizer.fit(r, skip_norm_dims) for r in rows])
-    condition_normalizer, condition = _check_condition(config, condition, rows.shape[:2])
-    data = _training_data(jax.vmap(Normalizer.normalize)(normalizer, jnp.asarray(rows)), condition_normalizer,
-                          condition)
+    shared = np.ndim(rows) == 2
+    rows = _check_rows(rows, 2 if shared else 3, "(N, d) or (seeds, N, d)")
+    num_seeds, dim = len(keys), rows.shape[-1]
+    if not shared and len(rows) != num_seeds:
+        raise ValueError(f"rows hold {len(rows)} seeds' data but {num_seeds} keys were given.")
+    check_divisible(num_seeds, mesh, "number of seeds")
+    batch_size = config.resolve_batch_size(rows.shape[-2])
+    condition_normalizer, condition = _check_condition(config, condition, rows.shape[:-1])
+    if shared:
+        normalizer = Normalizer.fit(rows, skip_norm_dims)
+        data = _training_data(normalizer.normalize(rows), condition_normalizer, condition)
+        normalizer = _stacked(normalizer, num_seeds)
+        if condition_normalizer is not None:
+            condition_normalizer = _stacked(condition_normalizer, num_seeds)
+    else:
+        normalizer = jax.tree.map(lambda *xs: jnp.stack(xs), *[Normalizer.fit(r, skip_norm_dims) for r in rows])
+        data = _training_data(jax.vmap(Normalizer.normalize)(normalizer, jnp.asarray(rows)), condition_normalizer,
+                              condition)
     init_keys, train_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
-    state = jax.vmap(lambda key: init_state(config, key, rows.shape[2]))(init_keys)
+    state = jax.vmap(lambda key: init_state(config, key, dim))(init_keys)
     if warm_start is not None:
         state = _warm_started(state, warm_start)
 
+    checkpointer = None
+    if workdir is not None:
+        claim_fit(workdir, fit_record(rows, config, keys, skip_norm_dims, condition, warm_start is not None))
+        checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+        _write_config(workdir, config, dim, num_seeds)
+        restored = checkpointer.restore_latest(_saved(state, normalizer, condition_normalizer))
+        if restored is not None:
+            state = restored[1]["state"]
+            logging.info("Resuming the %d seeds' diffusion training in %s at step %d of %d.", num_seeds,
+                         checkpointer.directory, restored[0], config.num_train_steps)
+    if mesh is not None:
+        state, train_keys = sharding.shard_leading_axis((state, train_keys), mesh)
+        data = sharding.replicate(data, mesh) if shared else sharding.shard_leading_axis(data, mesh)
+    calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
+
     def run_chunk(states, step, num_steps):
         chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, step)
-        return train_steps_seeds(states, data, chunk_keys, config=config, num_steps=num_steps, batch_size=batch_size)
+        return train_steps_seeds(states, data, chunk_keys, config=config, num_steps=num_steps, batch_size=batch_size,
+                                 shared_data=shared)
 
-    state = _run_chunks(state, 0, run_chunk, config, progress)
-    return Diffusion(config, rows.shape[2], state.ema_params, state.constants, normalizer, condition_normalizer)
+    def after_chunk(states, step, calls, loss):
+        if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
+            checkpointer.save(step, _saved(states, normalizer, condition_normalizer))
+        if log_fn is not None:
+            log_fn(step, {"loss": loss})
+
+    state = _run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk)
+    if checkpointer is not None:
+        checkpointer.close()
+    return Diffusion(config, dim, state.ema_params, state.constants, normalizer, condition_normalizer)
 
 
 def _fingerprint(array) -> dict:
@@ -449,22 +499,28 @@ def claim_fit(workdir: str, record: dict) -> None:
                            "use another workdir, or delete this one to start over.")
 
 
-def _write_config(workdir: str, config: DiffusionConfig, dim: int) -> None:
+def _write_config(workdir: str, config: DiffusionConfig, dim: int, num_seeds: Optional[int] = None) -> None:
+    """diffusion_config.json: what `load_diffusion` rebuilds the model from (`num_seeds` for the
+    models of `train_diffusion_seeds`)."""
     os.makedirs(workdir, exist_ok=True)
-    write_json(os.path.join(workdir, "diffusion_config.json"), {"dim": dim, **dataclasses.asdict(config)})
+    seeds = {} if num_seeds is None else {"num_seeds": num_seeds}
+    write_json(os.path.join(workdir, "diffusion_config.json"), {"dim": dim, **seeds, **dataclasses.asdict(config)})
 
 
 def load_diffusion(workdir: str) -> Diffusion:
-    """The EMA model of the newest checkpoint that `train_diffusion(..., workdir=workdir)` wrote."""
+    """The EMA model of the newest checkpoint that `train_diffusion(..., workdir=workdir)` wrote
+    (the seeds' models, with their leading seed axis, for `train_diffusion_seeds`)."""
     fields = read_json(os.path.join(workdir, "diffusion_config.json"), None)
     if fields is None:
         raise FileNotFoundError(f"No diffusion model in {workdir!r} (missing diffusion_config.json); train one "
                                 "with launch.synthesize first.")
-    dim = fields.pop("dim")
+    dim, num_seeds = fields.pop("dim"), fields.pop("num_seeds", None)
     config = DiffusionConfig(**fields)
     template = model_template(config, dim)
     target = _saved(init_state(config, jax.random.PRNGKey(0), dim), template.normalizer,
                     template.condition_normalizer)
+    if num_seeds is not None:
+        target = _stacked(target, num_seeds)
     restored = Checkpointer(os.path.join(workdir, "checkpoints")).restore_latest(target)
     if restored is None:
         raise FileNotFoundError(f"No checkpoint under {workdir!r}/checkpoints.")
@@ -578,22 +634,37 @@ def generate(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Opt
     return out
 
 
-def generate_seeds(models: Diffusion, num_samples: int, keys: jax.Array, chunk_size: Optional[int] = None,
-                   progress: bool = True, condition: Optional[np.ndarray] = None, guidance: float = 1.0) -> np.ndarray:
-    """(S, num_samples, d) rows from the S models of `train_diffusion_seeds`, all seeds in each
-    vmapped sampler call; seed s's rows are `generate(model s, num_samples, keys[s], chunk_size,
-    condition=condition[s], guidance=guidance)` up to float32 rounding (the same chunks and chunk
-    keys)."""
+def iterate_samples_seeds(models: Diffusion, num_samples: int, keys: jax.Array, chunk_size: Optional[int] = None,
+                          progress: bool = True, condition: Optional[np.ndarray] = None, guidance: float = 1.0,
+                          mesh: Optional[Mesh] = None) -> Iterator[np.ndarray]:
+    """Yields host chunks (S, rows, d) from the S models of `train_diffusion_seeds`, all seeds in
+    each vmapped sampler call; seed s's rows are those of `iterate_samples(model s, num_samples,
+    keys[s], chunk_size, condition=condition[s], guidance=guidance)` up to float32 rounding (the
+    same chunks and chunk keys). With a `mesh`, the seeds are split across its devices."""
     num_seeds = len(keys)
     condition = _check_targets(condition, (num_seeds, num_samples))
     chunk_size = min(chunk_size or models.config.sample_chunk_size, num_samples)
-    out = np.empty((num_seeds, num_samples, models.dim), np.float32)
+    if mesh is not None:
+        check_divisible(num_seeds, mesh, "number of seeds")
+        models, keys = sharding.shard_leading_axis((models, keys), mesh)
     with tqdm(total=num_samples * num_seeds, desc="generating", disable=not progress, unit="sample") as bar:
         for c, start in enumerate(range(0, num_samples, chunk_size)):
             chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, c)
             targets = _condition_chunk(condition, start, chunk_size)
-            rows = np.asarray(sample_rows_seeds(models, chunk_keys, chunk_size, targets, guidance))
+            rows = sharding.to_host(sample_rows_seeds(models, chunk_keys, chunk_size, targets, guidance))
             rows = rows[:, : num_samples - start]
-            out[:, start:start + rows.shape[1]] = rows
             bar.update(rows.size // models.dim)
+            yield rows
+
+
+def generate_seeds(models: Diffusion, num_samples: int, keys: jax.Array, chunk_size: Optional[int] = None,
+                   progress: bool = True, condition: Optional[np.ndarray] = None, guidance: float = 1.0) -> np.ndarray:
+    """(S, num_samples, d) rows of `iterate_samples_seeds`, gathered into one array; seed s's rows
+    are `generate(model s, num_samples, keys[s], chunk_size, condition=condition[s],
+    guidance=guidance)` up to float32 rounding."""
+    out = np.empty((len(keys), num_samples, models.dim), np.float32)
+    start = 0
+    for rows in iterate_samples_seeds(models, num_samples, keys, chunk_size, progress, condition, guidance):
+        out[:, start:start + rows.shape[1]] = rows
+        start += rows.shape[1]
     return out

@@ -8,12 +8,15 @@ from typing import Callable, Dict, Tuple
 import jax
 import jax.numpy as jnp
 
+from launch.common import command_line
 from synther_jax import atomic
 
 
 def environment() -> Dict[str, str]:
+    """The device, versions, date and load, and the exact command line that made the record."""
     device = jax.devices()[0]
     return {
+        "command": command_line(),
         "device": f"{device.platform}:{device.device_kind}",
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),

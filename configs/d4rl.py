@@ -105,6 +105,12 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
 
     config.algorithm = "td3_bc"
     config.num_seeds = 4
+    # One denoiser for all agent seeds (False, the default: the original's scripts train one model
+    # with `train_diffuser.py --seed` and point every agent seed's run at its samples file; the paper
+    # does not say whether its seeds shared one), or one per agent seed (True: denoiser seed
+    # `seed + i` for agent seed i, all trained and sampled as one vmapped program), so that the
+    # spread over seeds covers the generative model too.
+    config.denoiser_per_seed = False
     config.agent_steps = placeholder(int)  # None: 1M (TD3+BC, IQL), 3M (EDAC)
     config.batch_size = 256
     config.eval_every = 5_000
@@ -147,6 +153,13 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             f"--config.augmentation={config.augmentation} replaces the diffusion model, but --config.data=real trains "
             "on the real data alone: use --config.data=synthetic or mixed, or --config.augmentation=none.")
     check_positive(config, "num_seeds", "batch_size", "eval_every", "eval_episodes", "num_samples")
+    require(isinstance(config.denoiser_per_seed, bool),
+            f"--config.denoiser_per_seed must be true or false, got {config.denoiser_per_seed!r}.")
+    require(not config.denoiser_per_seed or (config.data != "real" and config.augmentation == "none"),
+            "--config.denoiser_per_seed trains one denoiser per agent seed, but "
+            + ("--config.data=real trains none" if config.data == "real" else
+               f"--config.augmentation={config.augmentation} replaces the denoiser")
+            + ": leave --config.denoiser_per_seed=false for this run.")
     if config.agent_steps is not None:
         check_positive(config, "agent_steps")
     require(isinstance(config.seed, int) and config.seed >= 0, f"--config.seed must be >= 0, got {config.seed!r}.")

@@ -2,6 +2,7 @@
 import fcntl
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -96,6 +97,14 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
 
 def _computed(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in TRACKING_SECTIONS}
+
+
+def command_line() -> str:
+    """The command that started this process, as a shell takes it (`python -m launch.offline ...`
+    for a module run): what a results file records so that it can be made again."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    program = ["python", "-m", spec.name] if spec is not None and spec.name else ["python", sys.argv[0]]
+    return shlex.join(program + sys.argv[1:])
 
 
 def metrics_writer(config: ml_collections.ConfigDict, workdir: str) -> MetricsWriter:

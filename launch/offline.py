@@ -7,31 +7,35 @@ finished stage (and inside the diffusion and agent stages from their last checkp
   (a) load the real dataset, subsampled to `real_fraction` (a default maze2d dataset is made first if absent);
   (b) train the diffusion model                         -> diffusion/
   (c) generate `num_samples` synthetic transitions       -> samples.npz, analysis/ (report.json, PNGs)
-      (with `augmentation`, an explicit augmentation of the real data replaces (b) and (c));
-  (d) train `num_seeds` agents as one vmapped program on the synthetic, real or mixed data -> agent/
+      (with `augmentation`, an explicit augmentation of the real data replaces (b) and (c); with
+      `denoiser_per_seed`, one denoiser per agent seed, all trained and sampled as one vmapped
+      program, each into samples/seed<i>.npz and analysis/seed<i>/);
+  (d) train `num_seeds` agents as one vmapped program on the synthetic, real or mixed data (seed i
+      on denoiser i's samples with `denoiser_per_seed`)  -> agent/
   (e) evaluate all seeds every `eval_every` updates on `eval_episodes` episodes in the real simulator
                                                          -> evaluations.json, metrics.jsonl, TensorBoard
   (f) results.json (per-seed and mean/std final normalised scores, the scores at every evaluation,
-      seconds per stage) and learning_curve.png.
+      each seed's agent and denoiser seed, the fidelity per denoiser, seconds per stage, the command
+      line) and learning_curve.png.
 """
 import os
-from typing import List
+from typing import Dict, List, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import flags, logging
+from tqdm.auto import tqdm
 
 from agents import OFFLINE_LEARNERS
 from configs import d4rl
 from configs.checks import ConfigError
 from launch import boundary
-from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, define_flags, metrics_writer, read_json,
-                           write_json)
-from launch.synthesize import SAMPLES_FILE, load_real, train_model, write_samples
+from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, command_line, define_flags,
+                           metrics_writer, read_json, write_json)
+from launch.synthesize import denoiser_seeds, load_real, samples_paths, train_model, write_samples
 from synther_jax import augment, sharding
-from synther_jax.analysis.report import REPORT_FILE, analyze
+from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.diffusion import DiffusionConfig
@@ -58,39 +62,70 @@ def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
 
 
 def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir: str, timer: StageTimer,
-                  metrics: MetricsWriter) -> Transitions:
-    """Stages (b) and (c): the transitions the agents learn from."""
+                  metrics: MetricsWriter) -> List[Transitions]:
+    """Stages (b) and (c): the transitions the agents learn from, one dataset for all seeds, or
+    with `denoiser_per_seed` one per agent seed (seed i: denoiser i's samples)."""
     if config.data == "real":
-        return real
-    path = os.path.join(workdir, SAMPLES_FILE)
+        return [real]
+    paths = samples_paths(config, workdir)
     denoiser_params = None
     if config.augmentation != "none":
-        if not os.path.exists(path):
+        if not os.path.exists(paths[0]):
             with timer("generate"):
                 augmented = augment.augment(real, config.augmentation, config.seed, config.num_samples)
-            write_synthetic(path, augmented, source_dataset=config.dataset, config=config, seed=config.seed,
+            write_synthetic(paths[0], augmented, source_dataset=config.dataset, config=config, seed=config.seed,
                             model_checkpoint=None, env_id=real.metadata.get("env_id"))
     else:
         diffusion = DiffusionConfig(**config.diffusion)
         denoiser_params = parameter_count(real.to_rows(config.modelled_terminals).shape[1], diffusion.width,
                                           diffusion.depth, diffusion.dim_t, diffusion.layer_norm, diffusion.conditioning)
-        if os.path.exists(path):  # a finished stage: its model and checkpoints are not needed again
-            logging.info("Using the synthetic data in %s (diffusion and generation finished earlier).", path)
+        if all(os.path.exists(path) for path in paths):  # a finished stage: its model and checkpoints are not needed
+            logging.info("Using the synthetic data in %s (diffusion and generation finished earlier).",
+                         ", ".join(paths))
         else:
             with timer("diffusion"):
                 model = train_model(config, real, workdir, metrics)
             with timer("generate"):
                 write_samples(config, real, model, workdir)
-    synthetic = read_stage_output(path)
-    analysis_dir = os.path.join(workdir, "analysis")
-    if config.analyze and not os.path.exists(os.path.join(analysis_dir, REPORT_FILE)):
-        with timer("analyze"):
-            analyze(real, synthetic, real.metadata.get("env_id"), analysis_dir, denoiser_params=denoiser_params,
-                    seed=config.seed)
+    synthetic = [read_stage_output(path) for path in paths]
+    for folder, data, seed in zip(analysis_dirs(config, workdir), synthetic, denoiser_seeds(config)):
+        if config.analyze and not os.path.exists(os.path.join(folder, REPORT_FILE)):
+            with timer("analyze"):
+                analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params, seed=seed)
     if config.data == "mixed":  # real and synthetic pooled into one dataset, sampled uniformly
-        arrays = {key: np.concatenate([getattr(real, key), getattr(synthetic, key)]) for key in real.as_dict()}
-        return Transitions(**arrays, metadata=real.metadata)
+        return [Transitions(**{key: np.concatenate([getattr(real, key), getattr(data, key)]) for key in real.as_dict()},
+                            metadata=real.metadata) for data in synthetic]
     return synthetic
+
+
+def analysis_dirs(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
+    """Where each synthetic file's fidelity report goes: `analysis/`, or `analysis/seed<i>/` per denoiser."""
+    if not config.denoiser_per_seed:
+        return [os.path.join(workdir, "analysis")]
+    return [os.path.join(workdir, "analysis", f"seed{i}") for i in range(config.num_seeds)]
+
+
+def fidelity_summary(config: ml_collections.ConfigDict, workdir: str) -> Optional[dict]:
+    """The headline figures of every synthetic file's fidelity report, and their mean and std over
+    the denoisers (None where a figure is missing from any report); None without reports."""
+    reports = [read_json(os.path.join(folder, REPORT_FILE), None) for folder in analysis_dirs(config, workdir)]
+    if config.data == "real" or any(report is None for report in reports):
+        return None
+    figures = [headline_figures(report) for report in reports]
+
+    def over_denoisers(statistic):
+        return {name: None if any(f[name] is None for f in figures) else float(statistic([f[name] for f in figures]))
+                for name in figures[0]}
+
+    return {"per_denoiser": figures, "mean": over_denoisers(np.mean), "std": over_denoisers(np.std)}
+
+
+def agent_dataset(data: List[Transitions]) -> Tuple[Dict[str, np.ndarray], bool]:
+    """The arrays the agents draw minibatches from and whether they carry a leading seed axis (one
+    dataset per seed: seed i learns only from `data[i]`)."""
+    if len(data) == 1:
+        return data[0].as_dict(), False
+    return {key: np.stack([getattr(d, key) for d in data]) for key in data[0].as_dict()}, True
 
 
 def read_stage_output(path: str) -> Transitions:
@@ -112,14 +147,15 @@ def init_agents(config: ml_collections.ConfigDict, real: Transitions, num_update
     return learner.init_seeds(keys, real.obs_dim, real.action_dim, **config[config.algorithm], **statistics)
 
 
-def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Transitions, env_id: str,
+def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: List[Transitions], env_id: str,
                  workdir: str, metrics: MetricsWriter, timer: StageTimer) -> List[dict]:
     """Stages (d) and (e): updates in jitted chunks of `eval_every`, each followed by an evaluation
-    of every seed and a checkpoint. Returns the evaluation history."""
+    of every seed and a checkpoint, under a progress bar. `data` holds one dataset for all seeds or
+    one per seed. Returns the evaluation history."""
     learner = OFFLINE_LEARNERS[config.algorithm][0]
     num_updates = config.agent_steps or DEFAULT_AGENT_STEPS[config.algorithm]
     states = init_agents(config, real, num_updates)
-    dataset = {key: jnp.asarray(value) for key, value in data.as_dict().items()}
+    dataset, per_seed = agent_dataset(data)
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), 3), config.num_seeds)
 
     evaluations_path = os.path.join(workdir, "evaluations.json")
@@ -137,17 +173,20 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
         evaluations = [e for e in read_json(evaluations_path, []) if e["step"] <= step]
         logging.info("Resumed the agents in %s at update %d of %d.", checkpointer.directory, step, num_updates)
 
-    # Seeds are split across the local devices (data parallel over the seed axis), the data copied to each.
+    # Seeds are split across the local devices (data parallel over the seed axis), a shared dataset
+    # copied to each, per-seed datasets split with their seeds.
     mesh = sharding.mesh_for_axis(config.num_seeds)
     states, seed_keys = sharding.shard_leading_axis((states, seed_keys), mesh)
-    dataset = sharding.replicate(dataset, mesh)
+    dataset = sharding.shard_leading_axis(dataset, mesh) if per_seed else sharding.replicate(dataset, mesh)
+    bar = tqdm(total=num_updates, initial=step, desc="agent training", unit="update")
     while step < num_updates:
         num_steps = min(config.eval_every, num_updates - step)
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
         with timer("agent"):
             states, update_metrics = jax.block_until_ready(learner.update_steps_seeds(
-                states, dataset, keys, num_steps=num_steps, batch_size=config.batch_size))
+                states, dataset, keys, num_steps=num_steps, batch_size=config.batch_size, dataset_per_seed=per_seed))
         step += num_steps
+        bar.update(num_steps)
         with timer("evaluate"):
             result = evaluate(learner.act, states, env_id, config.eval_episodes, seed=config.seed * 1_000_003 + step)
         evaluations.append({"step": step, "returns": result.seed_returns.tolist(),
@@ -158,8 +197,11 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
         summary = result.summary()
         metrics.write("eval", step, summary, per_seed={"return": result.seed_returns, "score": result.seed_scores})
         logging.info("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
-                        summary["return_std"], "" if result.scores is None else
-                        f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
+                     summary["return_std"], "" if result.scores is None else
+                     f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
+        bar.set_postfix({"score" if result.scores is not None else "return":
+                         f"{summary['score_mean' if result.scores is not None else 'return_mean']:.1f}"})
+    bar.close()
     checkpointer.close()
     return evaluations
 
@@ -167,7 +209,13 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Tra
 def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: List[dict], timer: StageTimer,
                   workdir: str) -> dict:
     """Stage (f): results.json (with every evaluation's per-seed normalised scores, or returns where
-    the environment has none) and learning_curve.png of them."""
+    the environment has none) and learning_curve.png of them.
+
+    results.json says which denoiser protocol made the data (`denoiser_protocol`: "shared",
+    "per_seed", or None without a denoiser), and per agent seed i (`seeds`) its agent seed (agent
+    i draws the i-th of `num_seeds` keys split from it), its denoiser seed and its samples file;
+    `fidelity` holds each denoiser's headline figures and their spread; `command` the command line.
+    """
     final = evaluations[-1]
     scores = final["scores"] is not None
     curve = {"steps": [e["step"] for e in evaluations],
@@ -181,12 +229,20 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
         return None if values is None else {"per_seed": values, "mean": float(np.mean(values)),
                                             "std": float(np.std(values))}
 
+    denoiser = config.data != "real" and config.augmentation == "none"
+    paths = [None] if config.data == "real" else samples_paths(config, workdir)
+    files = paths if config.denoiser_per_seed else paths * config.num_seeds  # agent seed i's samples
+    seeds = [{"agent": i, "agent_seed": config.seed, "denoiser_seed": denoiser_seed if denoiser else None,
+              "samples": None if path is None else os.path.relpath(path, workdir)}
+             for i, (denoiser_seed, path) in enumerate(zip(denoiser_seeds(config), files))]
     results = {
         "name": config.name, "dataset": config.dataset, "env_id": env_id, "algorithm": config.algorithm,
         "data": config.data, "augmentation": config.augmentation, "real_fraction": config.real_fraction,
         "num_seeds": config.num_seeds, "num_updates": final["step"], "score_table": score_table,
-        "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
-        "scores_by_step": curve, "stage_seconds": timer.seconds,
+        "denoiser_protocol": None if not denoiser else "per_seed" if config.denoiser_per_seed else "shared",
+        "seeds": seeds, "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
+        "scores_by_step": curve, "fidelity": fidelity_summary(config, workdir), "stage_seconds": timer.seconds,
+        "command": command_line(),
     }
     write_json(os.path.join(workdir, "results.json"), results)
     plot_learning_curve(curve["steps"], curve["per_seed"], os.path.join(workdir, "learning_curve.png"), "agent updates",

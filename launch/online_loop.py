@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from agents import sac
 from configs import online as online_config
-from launch.common import StageTimer, check_workdir, claim_workdir, metrics_writer, read_json, write_json
+from launch.common import (StageTimer, check_workdir, claim_workdir, command_line, metrics_writer, read_json,
+                           write_json)
 from synther_jax import replay
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -321,7 +322,7 @@ def _vector_env(env_name: str, num_envs: int) -> gym.vector.VectorEnv:
 
 
 def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: TrainResult) -> None:
-    """results.json, timings.json and learning_curve.png."""
+    """results.json (with the command line), timings.json and learning_curve.png."""
     total = sum(v for k, v in result.timings.items() if "/" not in k)
     write_json(os.path.join(workdir, "timings.json"), {
         "seconds": result.timings, "env_steps": result.env_steps, "num_seeds": config.num_seeds,
@@ -330,7 +331,8 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: Trai
     write_json(os.path.join(workdir, "results.json"), {
         "name": config.name, "env_name": config.env_name, "env_steps": result.env_steps,
         "num_seeds": config.num_seeds, "final_mean_return": final and final["mean_return"],
-        "final_std_return": final and final["std_return"], "evaluations": result.evaluations})
+        "final_std_return": final and final["std_return"], "evaluations": result.evaluations,
+        "command": command_line()})
     if result.evaluations:
         plot_learning_curve([e["env_step"] for e in result.evaluations], [e["returns"] for e in result.evaluations],
                             os.path.join(workdir, "learning_curve.png"), "environment steps", "evaluation return",

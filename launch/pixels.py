@@ -37,8 +37,8 @@ from agents import PIXEL_LEARNERS
 from configs.checks import ConfigError
 from configs.vd4rl import validate
 from launch import boundary
-from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, define_flags, metrics_writer, read_json,
-                           write_json)
+from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, command_line, define_flags,
+                           metrics_writer, read_json, write_json)
 from synther_jax.analysis.report import REPORT_FILE, analyze
 from synther_jax.atomic import atomic_path
 from synther_jax.checkpoint import Checkpointer
@@ -274,6 +274,7 @@ def write_results(config, data: PixelDataset, original: List[dict], synther: Lis
         "original": stats(original[-1]["scores"]), "synther": stats(synther[-1]["scores"]),
         "stage1_updates": original[-1]["step"], "stage2_updates": synther[-1]["step"],
         "latent_samples_per_seed": config.latent.num_samples, "stage_seconds": timer.seconds,
+        "command": command_line(),
     }
     write_json(os.path.join(workdir, "results.json"), results)
     steps = [e["step"] for e in original] + [original[-1]["step"] + e["step"] for e in synther]

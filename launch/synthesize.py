@@ -5,12 +5,16 @@
 Writes into the work directory: `config.json`, `diffusion/` (checkpoints of the denoiser, its EMA
 and the normaliser), `metrics.jsonl` and TensorBoard files, and `samples.npz` with the original's
 keys (observations, actions, rewards, next_observations, terminals; float32, terminals
-thresholded). Rerunning the command resumes training from the last checkpoint and skips what is
-already finished.
+thresholded). With `--config.denoiser_per_seed`, one denoiser per agent seed (`num_seeds`, denoiser
+seed `seed + i`) trains and samples as one vmapped program, into `samples/seed<i>.npz`. Rerunning
+the command resumes training from the last checkpoint and skips what is already finished.
 """
+import contextlib
 import os
+from typing import List
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import flags
 
@@ -19,39 +23,73 @@ from launch import boundary
 from launch.common import INPUT_ERRORS, check_workdir, claim_workdir, define_flags, metrics_writer
 from synther_jax import sharding
 from synther_jax.data import InvalidDatasetError, SyntheticWriter, Transitions, load_dataset
-from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, iterate_samples, iterate_samples_seeds, train_diffusion,
+                                  train_diffusion_seeds)
 from synther_jax.metrics import MetricsWriter
 
-SAMPLES_FILE = "samples.npz"
+SAMPLES_FILE = "samples.npz"  # one denoiser shared by every agent seed
+SEED_SAMPLES_FILE = os.path.join("samples", "seed{}.npz")  # denoiser_per_seed: agent seed i's data
+
+
+def denoiser_seeds(config: ml_collections.ConfigDict) -> List[int]:
+    """Each agent seed's denoiser seed: `seed` for all of them with one shared denoiser (the
+    original's scripts); `seed + i` for agent seed i with `denoiser_per_seed`, so that denoiser i
+    is the model `--config.seed=<seed + i>` trains alone (to float32 rounding)."""
+    return [config.seed + i if config.denoiser_per_seed else config.seed for i in range(config.num_seeds)]
+
+
+def samples_paths(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
+    """The synthetic files: `samples.npz` of the shared denoiser, or `samples/seed<i>.npz` per agent
+    seed, each a file of the original's five keys that its loader reads."""
+    if not config.denoiser_per_seed:
+        return [os.path.join(workdir, SAMPLES_FILE)]
+    return [os.path.join(workdir, SEED_SAMPLES_FILE.format(i)) for i in range(config.num_seeds)]
 
 
 def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: str,
                 metrics: MetricsWriter) -> Diffusion:
-    """Stage: fit the denoiser to the real transitions (resumes from `workdir/diffusion`)."""
+    """Stage: fit the denoiser to the real transitions (resumes from `workdir/diffusion`); with
+    `denoiser_per_seed`, one per agent seed as one vmapped program, the seeds split across the
+    local devices as the agents' are (a model with a leading seed axis)."""
     rows = real.to_rows(config.modelled_terminals)
     skip_norm_dims = (rows.shape[1] - 1,) if config.modelled_terminals else ()
-    return train_diffusion(rows, DiffusionConfig(**config.diffusion), jax.random.PRNGKey(config.seed), skip_norm_dims,
-                           workdir=os.path.join(workdir, "diffusion"),
-                           log_fn=lambda step, m: metrics.write("diffusion", step, m), mesh=sharding.auto_mesh())
+    diffusion, folder = DiffusionConfig(**config.diffusion), os.path.join(workdir, "diffusion")
+    log_fn = lambda step, m: metrics.write("diffusion", step, m)
+    if config.denoiser_per_seed:
+        keys = jnp.stack([jax.random.PRNGKey(seed) for seed in denoiser_seeds(config)])
+        return train_diffusion_seeds(rows, diffusion, keys, skip_norm_dims, workdir=folder, log_fn=log_fn,
+                                     mesh=sharding.mesh_for_axis(config.num_seeds))
+    return train_diffusion(rows, diffusion, jax.random.PRNGKey(config.seed), skip_norm_dims, workdir=folder,
+                           log_fn=log_fn, mesh=sharding.auto_mesh())
 
 
-def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str) -> str:
-    """Stage: generate `config.num_samples` transitions into `workdir/samples.npz`.
+def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str) -> List[str]:
+    """Stage: generate `config.num_samples` transitions per denoiser into `samples_paths`.
 
-    The writer streams chunks to disk and renames the file into place only when complete, so an
-    existing file is a finished stage and is kept.
+    The writers stream chunks to disk and rename each file into place only when complete, so a
+    file that exists is finished; the stage is done when all of them exist. Denoiser seed s
+    samples with the key fold_in(PRNGKey(s), 1).
     """
-    path = os.path.join(workdir, SAMPLES_FILE)
-    if os.path.exists(path):
-        return path
-    sample_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
-    with SyntheticWriter(path, source_dataset=config.dataset, config=config, seed=config.seed,
-                         model_checkpoint=os.path.join(workdir, "diffusion"),
-                         env_id=real.metadata.get("env_id")) as writer:
-        for rows in iterate_samples(model, config.num_samples, sample_key, mesh=sharding.auto_mesh()):
-            writer.write(Transitions.from_rows(rows, real.obs_dim, real.action_dim, config.modelled_terminals,
-                                               config.terminal_threshold))
-    return path
+    paths = samples_paths(config, workdir)
+    if all(os.path.exists(path) for path in paths):
+        return paths
+    seeds = denoiser_seeds(config)[:len(paths)]  # one per file: the shared denoiser's, or each seed's
+    keys = [jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds]
+    if config.denoiser_per_seed:
+        chunks = iterate_samples_seeds(model, config.num_samples, jnp.stack(keys),
+                                       mesh=sharding.mesh_for_axis(config.num_seeds))
+    else:
+        chunks = (rows[None] for rows in iterate_samples(model, config.num_samples, keys[0], mesh=sharding.auto_mesh()))
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(SyntheticWriter(path, source_dataset=config.dataset, config=config, seed=seed,
+                                                       model_checkpoint=os.path.join(workdir, "diffusion"),
+                                                       env_id=real.metadata.get("env_id")))
+                   for path, seed in zip(paths, seeds)]
+        for rows in chunks:  # (denoisers, chunk, d)
+            for writer, seed_rows in zip(writers, rows):
+                writer.write(Transitions.from_rows(seed_rows, real.obs_dim, real.action_dim, config.modelled_terminals,
+                                                   config.terminal_threshold))
+    return paths
 
 
 def load_real(config: ml_collections.ConfigDict) -> Transitions:
@@ -70,16 +108,16 @@ def main(argv):
     config = d4rl.validate(FLAGS.config)
     check_workdir(FLAGS.workdir)
     real = load_real(config)
-    path = os.path.join(FLAGS.workdir, SAMPLES_FILE)
+    paths = samples_paths(config, FLAGS.workdir)
     with claim_workdir(FLAGS.workdir, config):
-        if os.path.exists(path):  # finished earlier: the model and its checkpoints are not needed again
-            print(f"{path} exists already (delete it to generate it again).")
+        if all(os.path.exists(path) for path in paths):  # finished earlier: the model and checkpoints are not needed
+            print(f"{', '.join(paths)} exist already (delete them to generate them again).")
             return
         metrics = metrics_writer(config, FLAGS.workdir)
         model = train_model(config, real, FLAGS.workdir, metrics)
         write_samples(config, real, model, FLAGS.workdir)
         metrics.close()
-    print(f"Wrote {config.num_samples} synthetic transitions to {path}")
+    print(f"Wrote {config.num_samples} synthetic transitions to each of {', '.join(paths)}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ def _offline(**overrides):
     ({"data": "fake"}, "--config.data='fake' is not a choice"),
     ({"augmentation": "gaussian"}, "--config.augmentation='gaussian' is not a choice"),
     ({"augmentation": "additive", "data": "real"}, "use --config.data=synthetic or mixed"),
+    ({"denoiser_per_seed": True, "data": "real"}, "--config.data=real trains none: leave --config.denoiser_per_seed"),
+    ({"denoiser_per_seed": True, "augmentation": "dynamics"}, "--config.augmentation=dynamics replaces the denoiser"),
     ({"num_samples": -5}, "--config.num_samples must be positive, got -5"),
     ({"num_samples": 0}, "--config.num_samples must be positive"),
     ({"num_seeds": 0}, "--config.num_seeds must be positive"),

@@ -1,6 +1,7 @@
 """`launch.offline`: the whole pipeline on real MuJoCo data, its outputs, and exact resume."""
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -9,31 +10,67 @@ import numpy as np
 import pytest
 
 from configs.d4rl import get_config
-from launch import offline
+from launch import offline, synthesize
 from synther_jax.checkpoint import Checkpointer
+from synther_jax.data import read_synthetic
+from synther_jax.metrics import MetricsWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
+    """The smoke run with one denoiser per seed, as a user types it: every output, the protocol,
+    each seed's denoiser and agent seed, the fidelity per denoiser, and the command line."""
     workdir = tmp_path / "run"
-    command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
-               "--config.env_id=Hopper-v5", f"--config.dataset={hopper_random_npz}", "--config.diffusion.num_train_steps=200",
-               "--config.diffusion.steps_per_call=100", "--config.num_samples=3000",
-               "--config.diffusion.sample_chunk_size=1500", "--config.agent_steps=200", "--config.eval_every=100",
-               "--config.eval_episodes=1", f"--workdir={workdir}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    arguments = ["--config=configs/d4rl.py:hopper-random,smoke", "--config.denoiser_per_seed=true",
+                 "--config.env_id=Hopper-v5", f"--config.dataset={hopper_random_npz}",
+                 "--config.diffusion.num_train_steps=200", "--config.diffusion.steps_per_call=100",
+                 "--config.num_samples=3000", "--config.diffusion.sample_chunk_size=1500", "--config.agent_steps=200",
+                 "--config.eval_every=100", "--config.eval_episodes=1", f"--workdir={workdir}"]
+    result = subprocess.run([sys.executable, "-m", "launch.offline", *arguments], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("samples.npz", "results.json", "metrics.jsonl", "learning_curve.png", "evaluations.json",
-                 "analysis/report.json", "analysis/marginals.png", "stage_seconds.json"):
+    for name in ("samples/seed0.npz", "samples/seed1.npz", "samples/seed1.json", "results.json", "metrics.jsonl",
+                 "learning_curve.png", "evaluations.json", "analysis/seed0/report.json", "analysis/seed1/marginals.png",
+                 "stage_seconds.json"):
         assert os.path.exists(workdir / name), name
+    assert not os.path.exists(workdir / "samples.npz")
     assert os.listdir(workdir / "tensorboard")
+    assert "agent training: 100%" in result.stderr  # the agent stage's progress bar
     results = json.loads((workdir / "results.json").read_text())
     score = results["final_normalized_score"]
     assert len(score["per_seed"]) == 2 and np.isclose(score["mean"], np.mean(score["per_seed"]))
     assert results["score_table"].startswith("D4RL v2 table (hopper")
     assert {"diffusion", "generate", "agent", "evaluate"} <= set(results["stage_seconds"])
     assert [e["step"] for e in json.loads((workdir / "evaluations.json").read_text())] == [100, 200]
+    assert results["denoiser_protocol"] == "per_seed"
+    assert results["seeds"] == [{"agent": i, "agent_seed": 0, "denoiser_seed": i, "samples": f"samples/seed{i}.npz"}
+                                for i in range(2)]
+    assert results["command"] == shlex.join(["python", "-m", "launch.offline", *arguments])
+    fidelity = results["fidelity"]
+    assert len(fidelity["per_denoiser"]) == 2
+    scores = [f["marginal_score"] for f in fidelity["per_denoiser"]]
+    assert scores[0] != scores[1] and np.isclose(fidelity["mean"]["marginal_score"], np.mean(scores))
+    assert np.isclose(fidelity["std"]["marginal_score"], np.std(scores))
+
+
+def test_the_recorded_command_line_reproduces_the_result(hopper_random_npz, tmp_path):
+    arguments = ["--config=configs/d4rl.py:hopper-random,smoke", "--config.env_id=Hopper-v5",
+                 f"--config.dataset={hopper_random_npz}", "--config.data=real", "--config.agent_steps=40",
+                 "--config.eval_every=20", "--config.eval_episodes=1", f"--workdir={tmp_path / 'first'}"]
+    first = subprocess.run([sys.executable, "-m", "launch.offline", *arguments], cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    recorded = json.loads((tmp_path / "first" / "results.json").read_text())
+    program, *rest = shlex.split(recorded["command"])
+    assert program == "python"
+    rest = [f"--workdir={tmp_path / 'again'}" if a.startswith("--workdir=") else a for a in rest]
+    again = subprocess.run([sys.executable, *rest], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    repeated = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert repeated["final_return"] == recorded["final_return"]
+    assert repeated["denoiser_protocol"] is None and repeated["seeds"][1] == {
+        "agent": 1, "agent_seed": 0, "denoiser_seed": None, "samples": None}
 
 
 def _resume_config(dataset):
@@ -116,3 +153,65 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_ends_as_an_uninterru
     assert any("agent/20 does not restore" in message for message in messages), messages
     assert any("at update 10 of 30" in message for message in messages), messages
     assert any("diffusion and generation finished earlier" in message for message in messages), messages
+
+
+def _per_seed_config(dataset):
+    config = _synthetic_config(dataset)
+    config.denoiser_per_seed = True
+    config.agent_steps, config.eval_every = 20, 10
+    return config
+
+
+def test_one_denoiser_per_seed_as_one_program_equals_each_alone_and_resumes_exactly(hopper_random_npz, tmp_path,
+                                                                                     monkeypatch):
+    """Denoiser i of a per-seed run is the model a shared-denoiser run of seed i trains alone (to
+    float32 rounding, as in tests/test_trainer.py); agent i learns from denoiser i's samples only;
+    a run killed in the middle of the per-seed diffusion stage resumes to exactly the uninterrupted one."""
+    learner = offline.OFFLINE_LEARNERS["td3_bc"][0]
+    real_update, seen = learner.update_steps_seeds, []
+
+    def spy(states, dataset, keys, **kwargs):
+        seen.append((np.asarray(dataset["observations"]), kwargs["dataset_per_seed"]))
+        return real_update(states, dataset, keys, **kwargs)
+
+    monkeypatch.setattr(learner, "update_steps_seeds", spy)
+    straight = offline.run(_per_seed_config(hopper_random_npz), str(tmp_path / "straight"))
+    monkeypatch.setattr(learner, "update_steps_seeds", real_update)
+    samples = [read_synthetic(str(tmp_path / "straight" / "samples" / f"seed{i}.npz")) for i in range(2)]
+    observations, per_seed = seen[0]
+    assert per_seed and observations.shape == (2, 2_000, 11)
+    for i in range(2):
+        np.testing.assert_array_equal(observations[i], samples[i].observations)
+    assert np.max(np.abs(samples[0].observations - samples[1].observations)) > 1e-1
+    assert [s["denoiser_seed"] for s in straight["seeds"]] == [0, 1]
+
+    for i in range(2):
+        alone_config = _synthetic_config(hopper_random_npz)
+        alone_config.seed = i
+        alone_dir = str(tmp_path / f"alone{i}")
+        model = synthesize.train_model(alone_config, synthesize.load_real(alone_config), alone_dir,
+                                       MetricsWriter(alone_dir))
+        alone = read_synthetic(synthesize.write_samples(alone_config, synthesize.load_real(alone_config), model,
+                                                        alone_dir)[0])
+        for key in ("observations", "actions", "rewards", "next_observations"):
+            # 1e-4 of the raw units' scale: velocities reach +-20 (about 1e-5 relative measured)
+            np.testing.assert_allclose(getattr(samples[i], key), getattr(alone, key), rtol=1e-4, atol=1e-4)
+
+    real_write = MetricsWriter.write
+
+    def die_after_the_first_checkpoint(self, stage, step, *args, **kwargs):
+        if stage == "diffusion" and step == 50:  # checkpoint_every=50: the seeds' states at 50 are saved
+            raise KeyboardInterrupt
+        return real_write(self, stage, step, *args, **kwargs)
+
+    monkeypatch.setattr(MetricsWriter, "write", die_after_the_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        offline.run(_per_seed_config(hopper_random_npz), str(tmp_path / "resumed"))
+    monkeypatch.setattr(MetricsWriter, "write", real_write)
+    assert not os.path.exists(tmp_path / "resumed" / "samples")
+    assert Checkpointer(str(tmp_path / "resumed" / "diffusion" / "checkpoints")).latest_step() == 50
+    resumed = offline.run(_per_seed_config(hopper_random_npz), str(tmp_path / "resumed"))
+    for i in range(2):
+        again = read_synthetic(str(tmp_path / "resumed" / "samples" / f"seed{i}.npz"))
+        np.testing.assert_array_equal(again.observations, samples[i].observations)
+    assert resumed["final_return"] == straight["final_return"]

@@ -15,16 +15,24 @@ explicit augmentations of the real data), with the wall time of every stage.
 Each run is one `launch.offline` run in `<workdir>/real`, `<workdir>/augmentation-<kind>` or
 `<workdir>/synthetic-<denoiser>`, so a rerun resumes, and finished runs are only read back. A
 denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none given means the config's own (the paper's width, depth 6, 100K steps). Only the flags that concern
-a run are applied to it: the real-data run has no diffusion stage and no fidelity report.
+a run are applied to it: the real-data run has no diffusion stage and no fidelity report. Each
+synthetic run trains one denoiser per agent seed (`--denoiser_per_seed`, the default), so its
+mean +- std over seeds covers the generative model, not only the agents; `--denoiser_per_seed=false`
+shares one denoiser between the seeds, as the results committed before this flag did.
 
-The JSON records the device and versions, the mean normalised return of the dataset's own episodes
-(the behaviour policy), and per run the final scores (per seed, mean, std over seeds), the scores
-at every evaluation, the seconds per stage, and the fidelity report's headline figures. A bar chart
+The JSON records the command line, the device and versions, the mean normalised return of the
+dataset's own episodes (the behaviour policy), and per run the final scores (per seed, mean, std
+over seeds), the scores at every evaluation, each seed's agent and denoiser seed, the seconds per
+stage, the fidelity reports' headline figures (per denoiser, their mean and std) and the command
+that made the run. A bar chart
 of the final scores goes beside it, and the runs' learning curves (`<out>_curves.png`) where they
 were evaluated more than once.
 
-The committed CPU figures (`bench/results/offline_walker2d_medium_cpu*.json`) come from the second
-command, on data made by `python -m launch.collect --env=Walker2d-v5 --level=medium --num_steps=100000
+The JSONs committed before command lines were recorded (no `command` key) were made with one
+denoiser shared by the seeds; their commands, with `--denoiser_per_seed=false`, follow.
+
+The CPU figures `bench/results/offline_walker2d_medium_cpu*.json` come from the second command
+above, on data made by `python -m launch.collect --env=Walker2d-v5 --level=medium --num_steps=100000
 --seed=0 --sac_config=configs/online.py:walker2d-sac --sac_config.total_steps=300000
 --behaviour_workdir=DIR --dataset_id=synther/walker2d/medium-v0`; the 4-seed file reruns it with
 `--num_seeds=4 --denoisers=1024x6:100000` in a work directory given a copy of the 2-seed run's
@@ -34,7 +42,7 @@ The Figure 1a figures (`bench/results/offline_walker2d_figure1a_cpu.json`) come 
 sharing one work directory, then a gathering run without `--only`:
     F="--config=walker2d --augmentations=additive,multiplicative,dynamics --denoisers=1024x6:10000 \
        --num_samples=500000 --num_sample_steps=32 --S_churn=0 --agent_steps=100000 --eval_every=25000 \
-       --workdir=runs/figure1a"
+       --denoiser_per_seed=false --workdir=runs/figure1a"
     python -m bench.offline $F --only=real,augmentation-additive &
     python -m bench.offline $F --only=augmentation-multiplicative &
     python -m bench.offline $F --only=synthetic &
@@ -45,16 +53,23 @@ The runs were made in two stretches, to their 25K-update checkpoints and then re
 uninterrupted run); the JSON's note says so.
 
 The maze2d figures (`bench/results/offline_maze2d-umaze_cpu{,_edac}.json`) come from
-    python -m bench.offline --config=maze2d-umaze --denoisers=256x3:20000 --num_samples=200000 \
+    python -m bench.offline --config=maze2d-umaze --denoisers=256x3:10000 --num_samples=100000 \
         --sample_chunk_size=50000 --num_seeds=4 --eval_episodes=100 --algorithm=td3_bc \
-        --agent_steps=20000 --eval_every=5000 --workdir=runs/maze-td3_bc
-and the same with `--algorithm=edac --agent_steps=1500 --eval_every=1500 --workdir=runs/maze-edac`,
-whose `synthetic-256x3-20000/` was given a copy of the TD3+BC run's `diffusion/`, `samples.npz` and
-`analysis/` (the data stages do not depend on the learner). The data is the default 1M-step
-`synther/maze2d/umaze-v0`, made by the first run. The 20K- and 40K-update files
-(`offline_maze2d-umaze_cpu_{20k,40k}.json`, `--agent_steps=20000 --out=...`, then 40000) continue
-those TD3+BC runs from copies of the previous length's checkpoints (TD3+BC has no schedule: the same
-as runs of that length from the start).
+        --agent_steps=10000 --eval_every=5000 --denoiser_per_seed=false --workdir=runs/maze-td3_bc
+(the denoiser and sample count are those the JSON records: an earlier version of this docstring
+gave 256x3:20000 and 200000) and the same with `--algorithm=edac --agent_steps=1500
+--eval_every=1500 --workdir=runs/maze-edac`, whose `synthetic-256x3-10000/` was given a copy of the
+TD3+BC run's `diffusion/`, `samples.npz` and `analysis/` (the data stages do not depend on the
+learner). The data is the default 1M-step `synther/maze2d/umaze-v0`, made by the first run. The
+20K- and 40K-update files (`offline_maze2d-umaze_cpu_{20k,40k}.json`, `--agent_steps=20000
+--out=...`, then 40000) continue those TD3+BC runs from copies of the previous length's
+checkpoints (TD3+BC has no schedule: the same as runs of that length from the start).
+
+With one denoiser per seed, the same maze2d-umaze comparison at 40K updates is
+    F="--config=maze2d-umaze --denoisers=256x3:10000 --num_samples=100000 --sample_chunk_size=50000 \
+       --num_seeds=4 --eval_episodes=100 --agent_steps=40000 --eval_every=5000 --workdir=runs/maze-per-seed"
+    python -m bench.offline $F --only=synthetic && python -m bench.offline $F --only=real && \
+    python -m bench.offline $F --out=bench/results/offline_maze2d-umaze_cpu_per_seed.json
 """
 import copy
 import os
@@ -75,7 +90,7 @@ from launch import boundary  # noqa: E402
 from launch.common import INPUT_ERRORS  # noqa: E402
 from launch import offline  # noqa: E402
 from launch.synthesize import load_real  # noqa: E402
-from synther_jax.analysis.report import REPORT_FILE, headline_figures  # noqa: E402
+from synther_jax.analysis.report import REPORT_FILE  # noqa: E402
 from synther_jax.atomic import read_json  # noqa: E402
 from synther_jax.curves import plot_learning_curves  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
@@ -98,6 +113,9 @@ flags.DEFINE_integer("agent_steps", None, "Agent updates (default: 1M; EDAC 3M).
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
 flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
 flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
+flags.DEFINE_bool("denoiser_per_seed", True, "Each synthetic run trains one denoiser per agent seed (launch.offline's "
+                  "--config.denoiser_per_seed), so the mean +- std over seeds covers the generative model too; "
+                  "false: one denoiser shared by the seeds, as the original's scripts (and results made before).")
 flags.DEFINE_list("only", [], "Run just the runs whose names start with these (e.g. real,augmentation or "
                   "synthetic) and write no JSON: arms in parallel processes; a final run without it gathers.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
@@ -130,7 +148,7 @@ def run_configs() -> List[Tuple[str, ml_collections.ConfigDict]]:
         runs.append((f"augmentation-{kind}", config))
     for spec in FLAGS.denoisers or [None]:
         config = copy.deepcopy(base)
-        config.data = "synthetic"
+        config.data, config.denoiser_per_seed = "synthetic", FLAGS.denoiser_per_seed
         if spec is not None:
             width, depth, steps = parse_denoiser(spec)
             config.diffusion.update(width=width, depth=depth, num_train_steps=steps)
@@ -159,12 +177,17 @@ def dataset_episode_score(real: Transitions, env_id: str) -> Optional[float]:
         return None
 
 
-def fidelity(workdir: str) -> Optional[dict]:
-    """Headline figures of the run's fidelity report, and the denoiser's size (none for augmentations)."""
-    report = read_json(os.path.join(workdir, "analysis", REPORT_FILE), None)
-    if report is None:
+def fidelity(config: ml_collections.ConfigDict, results: dict, workdir: str) -> Optional[dict]:
+    """Headline figures of the run's fidelity reports (their mean over the denoisers, with `std` and
+    `per_denoiser` beside it; one report's own figures for a shared denoiser or an augmentation) and
+    the denoiser's size (none for augmentations)."""
+    summary = results["fidelity"]
+    if summary is None:
         return None
-    return {**headline_figures(report), "denoiser_params": report.get("compression", {}).get("denoiser_params")}
+    report = read_json(os.path.join(offline.analysis_dirs(config, workdir)[0], REPORT_FILE), {})
+    figures = summary["per_denoiser"][0] if len(summary["per_denoiser"]) == 1 else summary["mean"]
+    return {**figures, "std": summary["std"], "per_denoiser": summary["per_denoiser"],
+            "denoiser_params": report.get("compression", {}).get("denoiser_params")}
 
 
 def plot(runs: List[dict], behaviour: Optional[float], path: str, title: str) -> None:
@@ -203,11 +226,15 @@ def main(argv):
         trained_denoiser = name.startswith("synthetic")
         runs.append({"name": name, "diffusion": config.diffusion.to_dict() if trained_denoiser else None,
                      "augmentation": config.augmentation, "num_samples": None if name == "real" else config.num_samples,
+                     "denoiser_protocol": results["denoiser_protocol"], "seeds": results["seeds"],
                      "final_normalized_score": results["final_normalized_score"],
                      "scores_by_step": results["scores_by_step"],
-                     "stage_seconds": results["stage_seconds"], "fidelity": fidelity(workdir)})
+                     "stage_seconds": results["stage_seconds"], "fidelity": fidelity(config, results, workdir),
+                     "command": results["command"]})
         score = results["final_normalized_score"]
-        print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}; seconds per stage "
+        protocol = {"per_seed": " (one denoiser per seed)", "shared": " (one denoiser shared by the seeds)"}
+        print(f"{name}: {score['mean']:.1f} +- {score['std']:.1f}{protocol.get(results['denoiser_protocol'], '')}; "
+              "seconds per stage "
               + ", ".join(f"{stage} {seconds:.0f}" for stage, seconds in results["stage_seconds"].items()))
 
     if FLAGS.only:
@@ -217,14 +244,15 @@ def main(argv):
     record = {**environment(), "config": FLAGS.config, "dataset": real_config.dataset, "env_id": env_id,
               "algorithm": real_config.algorithm, "num_real": len(real), "real_terminals": int(real.terminals.sum()),
               "dataset_episode_score": behaviour, "score_table": real_results["score_table"], "num_seeds": real_config.num_seeds,
-              "agent_steps": real_results["num_updates"],
+              "agent_steps": real_results["num_updates"], "denoiser_per_seed": FLAGS.denoiser_per_seed,
               "note": FLAGS.note, "runs": runs}
     suffix = "" if FLAGS.algorithm == "td3_bc" else f"_{FLAGS.algorithm}"
     out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}{suffix}.json"
     write_json(out, record)
+    seeds = "seeds, each with its own denoiser" if FLAGS.denoiser_per_seed else "seeds"
     plot(runs, behaviour, os.path.splitext(out)[0] + ".png",
          f"{real_config.algorithm} on {real_config.dataset}\n"
-         f"{record['num_seeds']} seeds, {record['agent_steps']} updates, mean ± std over seeds")
+         f"{record['num_seeds']} {seeds}, {record['agent_steps']} updates, mean ± std over seeds")
     if any(len(run["scores_by_step"]["steps"]) > 1 for run in runs):
         plot_learning_curves({run["name"]: (run["scores_by_step"]["steps"], run["scores_by_step"]["per_seed"])
                               for run in runs}, os.path.splitext(out)[0] + "_curves.png", "agent updates",

@@ -214,7 +214,8 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
     results.json says which denoiser protocol made the data (`denoiser_protocol`: "shared",
     "per_seed", or None without a denoiser), and per agent seed i (`seeds`) its agent seed (agent
     i draws the i-th of `num_seeds` keys split from it), its denoiser seed and its samples file;
-    `fidelity` holds each denoiser's headline figures and their spread; `command` the command line.
+    `fidelity` holds each denoiser's headline figures and their spread; `command` the command line
+    that made the run (kept when a later command only reads the finished run back).
     """
     final = evaluations[-1]
     scores = final["scores"] is not None
@@ -242,7 +243,8 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
         "denoiser_protocol": None if not denoiser else "per_seed" if config.denoiser_per_seed else "shared",
         "seeds": seeds, "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
         "scores_by_step": curve, "fidelity": fidelity_summary(config, workdir), "stage_seconds": timer.seconds,
-        "command": command_line(),
+        # A rerun of a finished run only reads it back: the command that made it stays recorded.
+        "command": read_json(os.path.join(workdir, "results.json"), {}).get("command") or command_line(),
     }
     write_json(os.path.join(workdir, "results.json"), results)
     plot_learning_curve(curve["steps"], curve["per_seed"], os.path.join(workdir, "learning_curve.png"), "agent updates",

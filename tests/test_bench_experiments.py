@@ -26,10 +26,10 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
     assert os.listdir(tmp_path / "runs") == ["synthetic-64x2-200"] and not out.exists()
     synthetic = tmp_path / "runs" / "synthetic-64x2-200"
     first_scores = json.loads((synthetic / "results.json").read_text())["final_normalized_score"]
-    samples_written = os.path.getmtime(synthetic / "samples.npz")
+    samples_written = os.path.getmtime(synthetic / "samples" / "seed0.npz")
 
     _run("bench.offline", *flags)
-    assert os.path.getmtime(synthetic / "samples.npz") == samples_written  # the finished arm is not redone
+    assert os.path.getmtime(synthetic / "samples" / "seed0.npz") == samples_written  # the finished arm is not redone
     record = json.loads(out.read_text())
     runs = {run["name"]: run for run in record["runs"]}
     assert runs["synthetic-64x2-200"]["final_normalized_score"] == first_scores
@@ -44,6 +44,14 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
         assert run["scores_by_step"]["steps"] == [50, 100]
         assert run["scores_by_step"]["per_seed"][-1] == run["final_normalized_score"]["per_seed"]
     assert (tmp_path / "figure1a.png").exists() and (tmp_path / "figure1a_curves.png").exists()
+    # The synthetic arm has one denoiser per seed (the default), and says so per seed.
+    synthetic_run = runs["synthetic-64x2-200"]
+    assert synthetic_run["denoiser_protocol"] == "per_seed" and record["denoiser_per_seed"] is True
+    assert [s["denoiser_seed"] for s in synthetic_run["seeds"]] == [0, 1]
+    assert os.path.exists(synthetic / "samples" / "seed1.npz") and len(synthetic_run["fidelity"]["per_denoiser"]) == 2
+    assert runs["augmentation-additive"]["denoiser_protocol"] is None
+    assert record["command"].startswith("python -m bench.offline --config=walker2d,smoke")
+    assert synthetic_run["command"].endswith("--only=synthetic")  # the arm was made by the first command
 
 
 def test_online_curves_smoke(tmp_path):

@@ -178,30 +178,34 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
     mesh = sharding.mesh_for_axis(config.num_seeds)
     states, seed_keys = sharding.shard_leading_axis((states, seed_keys), mesh)
     dataset = sharding.shard_leading_axis(dataset, mesh) if per_seed else sharding.replicate(dataset, mesh)
-    bar = tqdm(total=num_updates, initial=step, desc="agent training", unit="update")
-    while step < num_updates:
-        num_steps = min(config.eval_every, num_updates - step)
-        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
-        with timer("agent"):
-            states, update_metrics = jax.block_until_ready(learner.update_steps_seeds(
-                states, dataset, keys, num_steps=num_steps, batch_size=config.batch_size, dataset_per_seed=per_seed))
-        step += num_steps
-        bar.update(num_steps)
-        with timer("evaluate"):
-            result = evaluate(learner.act, states, env_id, config.eval_episodes, seed=config.seed * 1_000_003 + step)
-        evaluations.append({"step": step, "returns": result.seed_returns.tolist(),
-                            "scores": None if result.seed_scores is None else result.seed_scores.tolist()})
-        write_json(evaluations_path, evaluations)
-        checkpointer.save(step, {"states": states})
-        metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()}, per_seed=update_metrics)
-        summary = result.summary()
-        metrics.write("eval", step, summary, per_seed={"return": result.seed_returns, "score": result.seed_scores})
-        logging.info("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
-                     summary["return_std"], "" if result.scores is None else
-                     f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
-        bar.set_postfix({"score" if result.scores is not None else "return":
-                         f"{summary['score_mean' if result.scores is not None else 'return_mean']:.1f}"})
-    bar.close()
+    # The bar closes before an error reaches the launcher, so the error stays the last line.
+    with tqdm(total=num_updates, initial=step, desc="agent training", unit="update") as bar:
+        while step < num_updates:
+            num_steps = min(config.eval_every, num_updates - step)
+            keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
+            with timer("agent"):
+                states, update_metrics = jax.block_until_ready(learner.update_steps_seeds(
+                    states, dataset, keys, num_steps=num_steps, batch_size=config.batch_size,
+                    dataset_per_seed=per_seed))
+            step += num_steps
+            bar.clear()  # the log lines below start on a line of their own; the bar is redrawn after them
+            with timer("evaluate"):
+                result = evaluate(learner.act, states, env_id, config.eval_episodes,
+                                  seed=config.seed * 1_000_003 + step)
+            evaluations.append({"step": step, "returns": result.seed_returns.tolist(),
+                                "scores": None if result.seed_scores is None else result.seed_scores.tolist()})
+            write_json(evaluations_path, evaluations)
+            checkpointer.save(step, {"states": states})
+            metrics.write("agent", step, {k: float(np.mean(v)) for k, v in update_metrics.items()},
+                          per_seed=update_metrics)
+            summary = result.summary()
+            metrics.write("eval", step, summary, per_seed={"return": result.seed_returns, "score": result.seed_scores})
+            logging.info("updates %d/%d: return %.1f +- %.1f%s", step, num_updates, summary["return_mean"],
+                         summary["return_std"], "" if result.scores is None else
+                         f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
+            shown = "return" if result.scores is None else "score"
+            bar.set_postfix({shown: f"{summary[shown + '_mean']:.1f}"}, refresh=False)
+            bar.update(num_steps)
     checkpointer.close()
     return evaluations
 

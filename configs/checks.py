@@ -4,10 +4,13 @@ Each raises `ConfigError` with a message that names the field as a command-line 
 (`--config.num_samples`) and says what to change, so a launcher can print it and stop before it
 writes anything.
 """
-import dataclasses
-from typing import Any, Iterable
+from __future__ import annotations
 
-import ml_collections
+import dataclasses
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:  # only annotations: `launch.common` imports ConfigError without ml_collections
+    import ml_collections
 
 
 class ConfigError(ValueError):

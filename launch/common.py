@@ -1,4 +1,9 @@
-"""What every entry point does with its work directory."""
+"""What every entry point does with its work directory.
+
+ml_collections and the metrics writer (TensorBoard) are imported where they are used, so a
+benchmark that needs only `INPUT_ERRORS` and `check_workdir` starts without them."""
+from __future__ import annotations
+
 import fcntl
 import json
 import os
@@ -7,17 +12,19 @@ import socket
 import sys
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
-import ml_collections
 from absl import flags
-from ml_collections import config_flags
 
 from configs.checks import ConfigError
 from synther_jax.atomic import read_json, write_json
-from synther_jax.data.errors import (DamagedFileError, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError,
-                                     WorkdirError)
-from synther_jax.metrics import MetricsWriter
+from synther_jax.data.errors import (DamagedFileError, DatasetNotFoundError, InvalidDatasetError, MissingExtraError,
+                                     UnknownEnvironmentError, WorkdirError)
+
+if TYPE_CHECKING:
+    import ml_collections
+
+    from synther_jax.metrics import MetricsWriter
 
 # Config sections that say where a run is reported, not what it computes: a rerun may change them.
 TRACKING_SECTIONS = ("wandb",)
@@ -26,6 +33,8 @@ TRACKING_SECTIONS = ("wandb",)
 def define_flags(example: str) -> None:
     """The two flags of every pipeline entry point. Called under `if __name__ == "__main__"`, so
     entry points can import each other's stages without defining flags twice."""
+    from ml_collections import config_flags
+
     config_flags.DEFINE_config_file("config", None, f"A config file and its argument, e.g. {example}.")
     flags.DEFINE_string("workdir", None, "Where every stage's output goes; rerun the same command to resume.")
     flags.mark_flags_as_required(["config", "workdir"])
@@ -37,8 +46,8 @@ class WorkdirBusyError(WorkdirError):
 
 # Errors in what the user asked for: entry points print them as one line, without a traceback, and exit
 # (`launch.boundary`, which also reports the operating system's errors on paths).
-INPUT_ERRORS = (ConfigError, DamagedFileError, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError,
-                WorkdirError)
+INPUT_ERRORS = (ConfigError, DamagedFileError, DatasetNotFoundError, InvalidDatasetError, MissingExtraError,
+                UnknownEnvironmentError, WorkdirError)
 
 
 def check_workdir(workdir: str, flag: str = "--workdir") -> None:
@@ -110,6 +119,8 @@ def command_line() -> str:
 def metrics_writer(config: ml_collections.ConfigDict, workdir: str) -> MetricsWriter:
     """The run's metrics writer: metrics.jsonl and TensorBoard with the config as hparams, and W&B
     where `--config.wandb.project` is set."""
+    from synther_jax.metrics import MetricsWriter
+
     wandb = config.wandb
     settings = None if wandb.project is None else {k: v for k, v in wandb.to_dict().items() if v is not None}
     return MetricsWriter(workdir, config=json.loads(config.to_json_best_effort()), wandb=settings)

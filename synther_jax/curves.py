@@ -1,11 +1,12 @@
 """Learning curves: mean and standard deviation over seeds against training progress."""
 from typing import Dict, Sequence, Tuple
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
+from synther_jax.data.errors import require
+
+require("matplotlib", "analysis").use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 
 def plot_learning_curves(curves: Dict[str, Tuple[Sequence[float], Sequence]], path: str, xlabel: str, ylabel: str,

@@ -20,20 +20,21 @@ import os
 import secrets
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from tensorboardX import SummaryWriter
-from tensorboardX.summary import hparams
-
 from synther_jax.atomic import atomic_path
+from synther_jax.data.errors import MissingExtraError, require
+
+SummaryWriter = require("tensorboardX", "launch").SummaryWriter
+hparams = require("tensorboardX.summary", "launch").hparams
 
 WANDB_RUN_ID_FILE = "wandb_run_id"
 WANDB_MODES = ("online", "offline", "disabled")
 
 
 def check_wandb_installed() -> None:
-    """Raises ImportError, saying how to install it, where the optional `wandb` package is missing."""
+    """Raises MissingExtraError, saying how to install it, where the optional `wandb` package is missing."""
     if importlib.util.find_spec("wandb") is None:
-        raise ImportError("W&B logging needs the wandb package: pip install 'synther_jax[wandb]' (or pip install "
-                          "wandb), or leave --config.wandb.project unset.")
+        raise MissingExtraError("W&B logging needs the wandb package: pip install 'synther_jax[wandb]' (or pip "
+                                "install wandb), or leave --config.wandb.project unset.")
 
 
 class MetricsWriter:

@@ -1,10 +1,15 @@
 """The import graph of the code: no cycle inside `synther_jax`, and the layering rules of WORKSPACE.md.
 
 Read from the source (every `import` statement, those inside functions included), so a cycle that
-a lazy import hides at run time still counts.
+a lazy import hides at run time still counts. And the other side of lazy imports: the core (the
+`SynthER` API, the diffusion code and its benchmark) runs with none of the optional packages, and a
+missing one is named with the pip extra that brings it.
 """
 import ast
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -92,3 +97,69 @@ def test_layers_import_only_downwards(importer, forbidden):
                    for target in imports_of(name)
                    if any(target == f or target.startswith(f + ".") for f in forbidden))
     assert not wrong, f"{importer} must not import {forbidden}: {wrong}"
+
+
+# The optional packages (pyproject's extras; distrax, with TensorFlow Probability, comes with the launchers' learners).
+OPTIONAL = ("gymnasium", "mujoco", "dm_control", "shimmy", "gymnasium_robotics", "minari", "matplotlib", "tensorboardX",
+            "ml_collections", "distrax", "tensorflow_probability", "wandb")
+
+
+def run_without(packages, code: str) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh Python where `packages` cannot be imported (None in `sys.modules`, so any
+    `import` of them or of their submodules raises ModuleNotFoundError)."""
+    blocker = f"import sys\nsys.modules.update(dict.fromkeys({list(packages)!r}))\n"
+    return subprocess.run([sys.executable, "-c", blocker + textwrap.dedent(code)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def test_the_core_trains_and_samples_without_any_optional_package():
+    run = run_without(OPTIONAL, """
+        import jax, numpy as np
+        import synther_jax
+        from synther_jax import SynthER
+        from synther_jax.diffusion import DiffusionConfig
+
+        rows = np.random.default_rng(0).normal(size=(64, 3 + 2 + 1 + 3 + 1)).astype(np.float32)
+        config = DiffusionConfig(width=16, depth=1, num_train_steps=3, batch_size=8, num_sample_steps=2,
+                                 sample_chunk_size=32)
+        synther = SynthER.fit(rows, config, obs_dim=3, action_dim=2, progress=False)
+        print(synther.sample(jax.random.PRNGKey(0), 10).observations.shape)
+        import bench.diffusion  # the diffusion benchmark starts too
+    """)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "(10, 3)" in run.stdout
+
+
+@pytest.mark.parametrize("missing, code, extra", [
+    ("gymnasium", "import synther_jax.envs", "envs"),
+    ("gymnasium", "from synther_jax.data import load_dataset; load_dataset()", "envs"),  # its environment check
+    ("mujoco", "from synther_jax.envs import make_env; make_env('Hopper-v5')", "envs"),
+    ("dm_control", "from synther_jax.envs import make_env; make_env('cheetah-run')", "dmc"),
+    ("gymnasium_robotics", "from synther_jax.envs import make_env; make_env('maze2d-umaze')", "maze"),
+    ("minari", "from synther_jax.data import load_dataset; load_dataset('mujoco/hopper/medium-v0')", "minari"),
+    ("matplotlib", "import synther_jax.analysis.plots", "analysis"),
+    ("tensorboardX", "import synther_jax.metrics", "launch"),
+])
+def test_a_missing_optional_package_is_named_with_the_extra_that_brings_it(missing, code, extra):
+    run = run_without([missing], f"""
+        from synther_jax.data.errors import MissingExtraError
+        try:
+            {code}
+        except MissingExtraError as error:
+            print(error)
+    """)
+    assert run.returncode == 0, run.stderr[-3000:]
+    message = run.stdout.strip()
+    assert message.startswith(f"{missing} is not installed") and f'pip install "synther_jax[{extra}]"' in message
+    assert "\n" not in message
+
+
+def test_the_offline_learners_import_without_environments_configs_or_pixel_learners():
+    run = run_without([name for name in OPTIONAL if name not in ("distrax", "tensorflow_probability")], """
+        import sys
+        from agents import OFFLINE_LEARNERS, sac
+        assert sorted(OFFLINE_LEARNERS) == ["edac", "iql", "td3_bc"]
+        print(sorted(name for name in sys.modules if name in ("agents.drqbc", "agents.pixel_bc", "agents.pixel_networks")))
+    """)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip() == "[]"

@@ -1,11 +1,27 @@
-"""The installed package, used from outside the clone: `pip install` of this checkout, then the
-README's "SynthER for your own agent" example, run as written from another directory."""
+"""The installed package, used from outside the clone: `pip install` of this checkout, its metadata,
+then the README's "SynthER for your own agent" example, run as written from another directory with
+nothing but the core and the `envs` extra importable; and the extras that the errors for a missing
+optional package name."""
+import ast
+import importlib.metadata
 import os
 import re
 import subprocess
 import sys
+import tomllib
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOT_IN_ENVS_EXTRA = ("dm_control", "shimmy", "gymnasium_robotics", "minari", "scipy", "matplotlib", "tensorboardX",
+                     "ml_collections", "distrax", "tensorflow_probability", "wandb")
+
+
+def version() -> str:
+    """`__version__` as the source says it, read without importing the package."""
+    with open(os.path.join(ROOT, "synther_jax", "__init__.py")) as file:
+        return re.search(r'^__version__ = "(.+)"$', file.read(), re.M).group(1)
 
 
 def readme_example() -> str:
@@ -22,9 +38,19 @@ def test_the_readme_example_runs_against_the_installed_package(tmp_path):
     assert (site / "synther_jax" / "data" / "bundled" / "walker2d-medium-replay.hdf5").exists()
     assert not (site / "launch").exists() and not (site / "agents").exists()  # the library only
 
+    metadata = next(site.glob("synther_jax-*.dist-info")) / "METADATA"
+    fields = metadata.read_text().split("\n\n", 1)[0].splitlines()
+    core = {canonicalize_name(Requirement(line.split(": ", 1)[1]).name) for line in fields
+            if line.startswith("Requires-Dist: ") and "extra ==" not in line}
+    assert core == {"jax", "flax", "optax", "orbax-checkpoint", "numpy", "h5py", "tqdm"}
+    assert "License-Expression: MIT" in fields and (metadata.parent / "licenses" / "LICENSE").exists()
+
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    prelude = ("import synther_jax, os\n"
+    # The packages that neither the core nor the `envs` extra brings cannot be imported.
+    prelude = (f"import sys; sys.modules.update(dict.fromkeys({list(NOT_IN_ENVS_EXTRA)!r}))\n"
+               "import synther_jax, os\n"
+               f"assert synther_jax.__version__ == {version()!r}\n"
                f"assert synther_jax.__file__.startswith({str(site)!r}), synther_jax.__file__\n"
                "assert len(synther_jax.data.load_dataset()) > 0  # the bundled data ships with the package\n")
     environment = {**os.environ, "PYTHONPATH": str(site), "JAX_PLATFORMS": "cpu"}
@@ -33,3 +59,34 @@ def test_the_readme_example_runs_against_the_installed_package(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "(10000, 11)" in run.stdout
     assert (elsewhere / "hopper_synther" / "synther.json").exists()
+
+
+def extra_requirements(extra: str) -> set:
+    """The distributions `pip install "synther_jax[extra]"` brings beyond the core, extras it names expanded."""
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as file:
+        extras = tomllib.load(file)["project"]["optional-dependencies"]
+    found = set()
+    for requirement in map(Requirement, extras[extra]):
+        if canonicalize_name(requirement.name) == "synther-jax":
+            found |= set().union(*(extra_requirements(name) for name in requirement.extras))
+        else:
+            found.add(canonicalize_name(requirement.name))
+    return found
+
+
+def require_calls():
+    """(module, extra, file) of every `require("module", "extra")` in the library."""
+    for folder, _, files in os.walk(os.path.join(ROOT, "synther_jax")):
+        for file in (os.path.join(folder, name) for name in files if name.endswith(".py")):
+            for node in ast.walk(ast.parse(open(file).read())):
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "require":
+                    yield node.args[0].value, node.args[1].value, os.path.relpath(file, ROOT)
+
+
+def test_every_extra_an_error_names_brings_the_missing_package():
+    calls = list(require_calls())
+    assert {extra for _, extra, _ in calls} >= {"envs", "dmc", "maze", "minari", "analysis", "launch"}
+    distributions = importlib.metadata.packages_distributions()
+    for module, extra, file in calls:
+        brings = {canonicalize_name(name) for name in distributions[module.split(".")[0]]}
+        assert brings & extra_requirements(extra), f"{file}: {module} is not in the {extra!r} extra"

@@ -28,13 +28,15 @@ The dynamics error of a transition is the mean squared error over the (o + 1) nu
 import dataclasses
 from typing import Dict, List, Optional
 
-import gymnasium as gym
-import mujoco
 import numpy as np
 from tqdm import tqdm
 
+from synther_jax.data.errors import require
 from synther_jax.data.transitions import Transitions
 from synther_jax.envs import maze2d
+
+gym = require("gymnasium", "envs")
+mujoco = require("mujoco", "envs")
 
 # Environments whose observation is qpos[1:] ++ qvel, with the velocity clip each applies (None: no clip).
 VELOCITY_CLIP = {"Hopper": 10.0, "Walker2d": 10.0, "HalfCheetah": None}

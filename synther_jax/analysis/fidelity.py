@@ -13,7 +13,10 @@ import warnings
 from typing import Dict, Tuple
 
 import numpy as np
-import scipy.stats
+
+from synther_jax.data.errors import require
+
+stats = require("scipy.stats", "analysis")
 
 CORRELATION_METHODS = ("spearman", "pearson")
 
@@ -39,7 +42,7 @@ def ks_statistics(real: np.ndarray, synthetic: np.ndarray) -> np.ndarray:
     ties, so binary and other discrete columns too). Only the statistic is used, so its p-value is
     asked for by the cheap asymptotic method."""
     _check_pair(real, synthetic)
-    return scipy.stats.ks_2samp(real, synthetic, axis=0, method="asymp").statistic
+    return stats.ks_2samp(real, synthetic, axis=0, method="asymp").statistic
 
 
 def marginal_score(real: np.ndarray, synthetic: np.ndarray) -> float:
@@ -54,8 +57,8 @@ def correlation_matrix(x: np.ndarray, method: str = "spearman") -> np.ndarray:
         raise ValueError(f"Unknown correlation method {method!r}: choose one of {CORRELATION_METHODS}.")
     x = np.asarray(x, np.float64)
     with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", scipy.stats.ConstantInputWarning)  # constant columns give NaN
-        rho = scipy.stats.spearmanr(x).statistic if method == "spearman" else np.corrcoef(x, rowvar=False)
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)  # constant columns give NaN
+        rho = stats.spearmanr(x).statistic if method == "spearman" else np.corrcoef(x, rowvar=False)
     if np.ndim(rho) == 0:  # spearmanr answers two columns with one number
         rho = np.array([[1.0, rho], [rho, 1.0]])
     return rho

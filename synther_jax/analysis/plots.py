@@ -2,11 +2,12 @@
 dynamics error (Figure 5) and data compression (Table 5). Each function writes one PNG."""
 from typing import Dict, Optional, Sequence, Tuple
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display needed
+from synther_jax.data.errors import require
+
+require("matplotlib", "analysis").use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 REAL_COLOUR = "tab:orange"  # the paper's colours: real data orange, SynthER blue
 SOURCE_COLOURS = {"synthetic": "tab:blue", "additive": "tab:orange", "multiplicative": "tab:green",

@@ -12,14 +12,15 @@ import re
 import shutil
 from typing import Callable, List, Optional, Sequence
 
-import gymnasium as gym
 import numpy as np
 import tqdm
 
-from synther_jax.data.errors import InvalidDatasetError, UnknownEnvironmentError
+from synther_jax.data.errors import InvalidDatasetError, UnknownEnvironmentError, require
 from synther_jax.data.flatten import Episode
 from synther_jax.data.minari_store import minari_dataset_dir
 from synther_jax.data.scores import reference_scores
+
+gym = require("gymnasium", "envs")
 
 # A behaviour policy maps one observation to one action (it keeps its own random state).
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -94,8 +95,8 @@ def write_minari(dataset_id: str, episodes: Sequence[Episode], env: gym.Env, alg
     we have them (`synther_jax.data.scores`), so `minari.get_normalized_score` works. An env without
     a spec (DMC) records only its spaces.
     """
-    import minari
-    from minari.data_collector import EpisodeBuffer
+    minari = require("minari", "minari")
+    EpisodeBuffer = require("minari.data_collector", "minari").EpisodeBuffer
 
     check_new_minari_id(dataset_id)
     if not episodes:

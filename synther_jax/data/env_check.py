@@ -6,12 +6,13 @@ import numpy as np
 
 from synther_jax.data.errors import InvalidDatasetError, UnknownEnvironmentError
 from synther_jax.data.transitions import Transitions
-from synther_jax.envs import make_env
 
 
 @functools.lru_cache(maxsize=None)
 def env_dims(env_id: str) -> Tuple[int, int]:
     """(obs_dim, action_dim) of an environment as the learners see it (`synther_jax.envs.make_env`)."""
+    from synther_jax.envs import make_env  # Gymnasium: the `envs` extra, imported only to check a dataset
+
     try:
         env = make_env(env_id)
     except ValueError as error:

@@ -1,6 +1,8 @@
 """The errors synther_jax raises for bad input, so callers can tell "not there" from "there but
 broken" and an entry point can print the message as one line: each says what is wrong, which file
-or folder, and what to do."""
+or folder, and what to do. An optional package missing for what was asked is one of them too
+(`require`)."""
+import importlib
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -24,3 +26,23 @@ class DamagedFileError(ValueError):
 class WorkdirError(ValueError):
     """A work directory that this run cannot use: it cannot be created or written, or it holds the
     work of another run (other data or another config)."""
+
+
+class MissingExtraError(ModuleNotFoundError):
+    """An optional package that this use needs is not installed; the message names the pip extra
+    that brings it. The core install (the `SynthER` API) needs none of them."""
+
+
+def require(module: str, extra: str):
+    """Imports and returns `module`, or raises MissingExtraError naming `synther_jax[extra]`.
+
+    The packages of environments, datasets, plots and logging are optional extras (pyproject.toml),
+    imported only by the modules that use them, through this function."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name is None or not (module == error.name or module.startswith(error.name + ".")):
+            raise  # the package is there but one of its own dependencies is missing: its error says which
+        raise MissingExtraError(f"{module.split('.')[0]} is not installed; it comes with the {extra!r} extra: "
+                                f'pip install "synther_jax[{extra}]" (in a clone: pip install ".[{extra}]").',
+                                name=module) from error

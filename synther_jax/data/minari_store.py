@@ -13,10 +13,9 @@ from typing import Iterable
 import numpy as np
 import tqdm
 
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
+from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, require
 from synther_jax.data.flatten import Episode, episodes_to_transitions
 from synther_jax.data.transitions import Transitions
-from synther_jax.envs import maze2d
 
 # Minari's datasets made from PointMaze with D4RL's maze2d recipe, and the maze2d task each belongs to.
 MINARI_POINTMAZE = {"D4RL/pointmaze/umaze-v2": "maze2d-umaze", "D4RL/pointmaze/medium-v2": "maze2d-medium",
@@ -31,7 +30,7 @@ def minari_dataset_dir() -> str:
 def load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transitions:
     """Minari dataset `dataset_id` as flattened `Transitions` (D4RL's rules, `flatten.py`), with its
     environment id and reference scores in the metadata."""
-    import minari
+    minari = require("minari", "minari")
 
     where = os.path.join(minari_dataset_dir(), dataset_id)
     if not os.path.isdir(os.path.join(where, "data")):
@@ -70,6 +69,8 @@ def from_pointmaze_episodes(maze: str, episodes: Iterable) -> Iterable[Episode]:
     """Minari `D4RL/pointmaze` episodes as maze2d episodes: the observation dict's `observation`
     (x, y, vx, vy) as the state, rewards relabelled against the fixed evaluation goal (Minari stores
     the reward against the moving goal the controller chased)."""
+    from synther_jax.envs import maze2d  # needs Gymnasium, as Minari itself does
+
     for episode in episodes:
         observations = np.asarray(episode.observations["observation"], np.float32)
         yield Episode(observations, np.asarray(episode.actions, np.float32),

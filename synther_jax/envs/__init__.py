@@ -20,11 +20,12 @@ import difflib
 import warnings
 from typing import List, Optional
 
-import gymnasium as gym
 import numpy as np
 
-from synther_jax.data.errors import UnknownEnvironmentError
+from synther_jax.data.errors import UnknownEnvironmentError, require
 from synther_jax.envs import maze2d
+
+gym = require("gymnasium", "envs")
 
 MAX_EPISODE_STEPS = 1000
 
@@ -51,14 +52,14 @@ def gym_task_names() -> List[str]:
 
 def dmc_task_names() -> List[str]:
     """Every DeepMind Control suite task as `domain-task` (cheetah-run, quadruped-walk, ...)."""
-    from dm_control import suite
+    suite = require("dm_control.suite", "dmc")
 
     return sorted(f"{domain}-{task}" for domain, task in suite.ALL_TASKS)
 
 
 def _make_dmc(name: str, seed: Optional[int]) -> gym.Env:
-    from dm_control import suite
-    from shimmy.dm_control_compatibility import DmControlCompatibilityV0
+    suite = require("dm_control.suite", "dmc")
+    DmControlCompatibilityV0 = require("shimmy.dm_control_compatibility", "dmc").DmControlCompatibilityV0
 
     domain, task = name.split("-", 1)
     # dm_control seeds its task (initial states) at construction; later `reset(seed=...)` calls reseed it.
@@ -77,6 +78,7 @@ def make_env(name: str, seed: Optional[int] = None) -> gym.Env:
         env.reset(seed=seed)
         return env
     if name in gym.registry:
+        require("mujoco", "envs")
         env = gym.make(name, max_episode_steps=MAX_EPISODE_STEPS)
     elif name in dmc_task_names():
         env = gym.wrappers.TimeLimit(_make_dmc(name, seed), MAX_EPISODE_STEPS)

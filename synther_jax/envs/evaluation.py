@@ -14,13 +14,15 @@ import dataclasses
 import functools
 from typing import Callable, Dict, Optional
 
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from synther_jax.data.errors import require
 from synther_jax.data.scores import normalized_score
+
+gym = require("gymnasium", "envs")
 
 # act(state, observations, key, deterministic) -> actions, as every learner in `agents/` exposes it.
 ActFn = Callable[..., jax.Array]

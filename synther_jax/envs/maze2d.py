@@ -24,8 +24,11 @@ Gymnasium-Robotics is imported only when a maze is built.
 """
 from typing import Dict, List, Optional, Tuple
 
-import gymnasium as gym
 import numpy as np
+
+from synther_jax.data.errors import require
+
+gym = require("gymnasium", "envs")
 
 MAZE_NAMES = ("maze2d-umaze", "maze2d-medium", "maze2d-large")
 # Gymnasium-Robotics' `maps.U_MAZE`, `MEDIUM_MAZE`, `LARGE_MAZE` (1: wall, 0: free), which match D4RL's.
@@ -110,7 +113,7 @@ class Maze2dEnv(gym.Env):
 
     def __init__(self, maze: str):
         check_maze(maze)
-        from gymnasium_robotics.envs.maze.point_maze import PointMazeEnv
+        PointMazeEnv = require("gymnasium_robotics.envs.maze.point_maze", "maze").PointMazeEnv
 
         layout = [list(row) for row in LAYOUTS[maze]]
         row, col = GOAL_CELLS[maze]

@@ -36,14 +36,24 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def matmul_peak_flops(sizes=(1024, 2048, 4096), repeats: int = 5) -> float:
-    """FLOP/s of the fastest large float32 square matmul on the default device: the ceiling a dense
-    MLP can reach. Several sizes, since the fastest one depends on the device's caches."""
-    matmul = jax.jit(lambda a, b: a @ b)
+# How a float32 matmul may round its inputs: `default` is what JAX does unasked (what the models run
+# at; on NVIDIA GPUs since Ampere it may use TF32), `float32` full precision, `tf32` and `bfloat16`
+# the tensor-core formats (bfloat16: bfloat16 inputs and output).
+PRECISIONS = ("default", "float32", "tf32", "bfloat16")
+
+
+def matmul_peak_flops(sizes=(1024, 2048, 4096), repeats: int = 5, precision: str = "default") -> float:
+    """FLOP/s of the fastest large square matmul on the default device at `precision`: the ceiling a
+    dense MLP can reach. Several sizes, since the fastest one depends on the device's caches. A
+    precision the device lacks raises (XLA:CPU has no TF32)."""
+    dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
+    option = {"default": None, "float32": jax.lax.Precision.HIGHEST, "bfloat16": None,
+              "tf32": jax.lax.DotAlgorithmPreset.TF32_TF32_F32}[precision]
+    matmul = jax.jit(lambda a, b: jnp.matmul(a, b, precision=option))
     best = 0.0
     for size in sizes:
-        a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
-        b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+        a = jax.random.normal(jax.random.PRNGKey(0), (size, size), dtype)
+        b = jax.random.normal(jax.random.PRNGKey(1), (size, size), dtype)
         matmul(a, b).block_until_ready()
         best = max(best, 2.0 * size**3 / best_time(lambda: matmul(a, b).block_until_ready(), repeats))
     return best

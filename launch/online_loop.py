@@ -355,13 +355,15 @@ class DiffusionSynthesizer:
     """
 
     def __init__(self, diffusion: ml_collections.ConfigDict, num_samples: int, skip_norm_dims: Sequence[int],
-                 warm_start: bool = False, one_program: bool = True, progress: bool = True):
+                 warm_start: bool = False, one_program: bool = True, progress: bool = True,
+                 log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None):
         self.config = DiffusionConfig(**diffusion)
         self.num_samples = num_samples
         self.skip_norm_dims = tuple(skip_norm_dims)
         self.warm_start, self.one_program = warm_start, one_program
-        self.progress = progress
+        self.progress, self.log_fn = progress, log_fn  # log_fn(step, {"loss"}) after each training chunk
         self.seconds = {"diffusion_training": 0.0, "generation": 0.0}
+        self.retrains = 0
         self._previous: Optional[Diffusion] = None  # every seed's last model, seed axis first
 
     def __call__(self, real_rows: np.ndarray, keys: jax.Array) -> np.ndarray:
@@ -370,10 +372,10 @@ class DiffusionSynthesizer:
         start = time.perf_counter()
         if self.one_program:
             models = train_diffusion_seeds(real_rows, self.config, train_keys, self.skip_norm_dims,
-                                           progress=self.progress, warm_start=warm_start)
+                                           progress=self.progress, warm_start=warm_start, log_fn=self.log_fn)
         else:
             models = stack_seeds([
-                train_diffusion(rows, self.config, key, self.skip_norm_dims, progress=self.progress,
+                train_diffusion(rows, self.config, key, self.skip_norm_dims, progress=self.progress, log_fn=self.log_fn,
                                 warm_start=None if warm_start is None else seed_slice(warm_start, i))
                 for i, (rows, key) in enumerate(zip(real_rows, train_keys))])
         jax.block_until_ready(models)
@@ -387,6 +389,7 @@ class DiffusionSynthesizer:
                              for i, key in enumerate(sample_keys)])
         self.seconds["diffusion_training"] += middle - start
         self.seconds["generation"] += time.perf_counter() - middle
+        self.retrains += 1
         return rows
 
 
@@ -400,11 +403,13 @@ def skip_norm_dims(obs_dim: int, action_dim: int, modelled_terminals: bool, norm
     return tuple(dims)
 
 
-def make_synthesizer(config: ml_collections.ConfigDict) -> Optional[DiffusionSynthesizer]:
+def make_synthesizer(config: ml_collections.ConfigDict, **options) -> Optional[DiffusionSynthesizer]:
+    """The config's synthesizer (None without SynthER); `options` go to `DiffusionSynthesizer`."""
     if not config.synther.enabled:
         return None
     probe = make_env(config.env_name)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
     dims = skip_norm_dims(obs_dim, action_dim, config.synther.modelled_terminals, config.synther.normalise_reward)
-    return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.synther.warm_start)
+    return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.synther.warm_start,
+                                **options)

@@ -1,84 +1,67 @@
-"""bench.runbook: slices that stop at their time limit, or are killed, are picked up by the next;
-and its smoke size runs a real pipeline step across two slices."""
+"""bench.runbook: within its budget it runs what fits, stops what overruns, skips what lacks its
+packages and reports every step; its smoke command ends in time; its online step really retrains."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 
-from bench.runbook import AGAIN, STATE_FILE, Step, run_slice
+from bench import runbook_steps
+from bench.runbook import MARGIN_S, Step, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A resumable stand-in step: one unit of work per 0.2 s, its progress kept in a file; done at `units`.
-COUNTER = """
-import os, sys, time
-path, units = sys.argv[1], int(sys.argv[2])
-done = int(open(path).read()) if os.path.exists(path) else 0
-while done < units:
-    time.sleep(0.2)
-    done += 1
-    open(path + ".tmp", "w").write(str(done)); os.replace(path + ".tmp", path)
-"""
+
+def stand_in(name, seconds, estimate, needs=(), status=0):
+    """A step that sleeps `seconds`, writes its record and exits with `status`."""
+    code = (f"import json, os, sys, time; print('working on {name}', flush=True); time.sleep({seconds}); "
+            f"json.dump({{'value': {seconds}}}, open(os.path.join(sys.argv[1], '{name}.json'), 'w')); "
+            f"sys.exit({status})")
+    return Step(name, f"stand-in {name}", tuple(needs), lambda work: [sys.executable, "-c", code, work],
+                lambda figures: estimate, lambda record, figures: {"value": record["value"],
+                                                                  "earlier": sorted(figures)})
 
 
-def counter_step(tmp_path, name, units):
-    path = tmp_path / f"{name}.count"
-    step = Step(name, [sys.executable, "-c", COUNTER, str(path), str(units)], lambda root: {})
-    return step, lambda: int(path.read_text()) if path.exists() else 0
+def test_the_budget_is_kept_and_every_step_is_reported(tmp_path):
+    step_list = [stand_in("quick", 0.1, 1), stand_in("too_big", 0.1, 1_000), stand_in("missing", 0.1, 1, ["no_such_pkg"]),
+                 stand_in("failing", 0.1, 1, status=3), stand_in("overrun", 60, 1), stand_in("after", 0.1, 1)]
+    budget = MARGIN_S + 4.0
+    start = time.monotonic()
+    record = run(step_list, str(tmp_path), budget, smoke=True)
+    assert time.monotonic() - start < budget + 1.0  # the overrunning step was stopped, the report written in time
+    status = {step["name"]: step["status"] for step in record["steps"]}
+    assert status == {"quick": "done", "too_big": "not reached", "missing": "skipped", "failing": "failed (exit 3)",
+                      "overrun": "stopped at the budget", "after": "not reached"}
+    steps = {step["name"]: step for step in record["steps"]}
+    assert steps["quick"]["figures"] == {"value": 0.1, "earlier": ["quick"]}
+    assert steps["too_big"]["reason"].startswith("estimated 1000 s")
+    assert steps["missing"]["reason"] == "not installed: no_such_pkg"
+    assert steps["failing"]["log_tail"] == ["working on failing"]
+    assert steps["overrun"]["log_tail"] == ["working on overrun"]
+    assert record["not_run"] == ["too_big", "missing", "failing", "overrun", "after"]
+    assert json.loads((tmp_path / "runbook.json").read_text()) == record
+    table = (tmp_path / "runbook.md").read_text()
+    assert "| quick | done |" in table and "| after | not reached: estimated 1 s, 0 s left |" in table
 
 
-def test_a_slice_stopped_at_its_limit_is_resumed_by_the_next(tmp_path):
-    quick, quick_count = counter_step(tmp_path, "quick", 2)
-    slow, slow_count = counter_step(tmp_path, "slow", 20)  # about 4 s of work, in slices of 2.5 s
-    root = str(tmp_path / "root")
-    os.makedirs(root)
-    statuses = []
-    while not statuses or statuses[-1] == AGAIN:
-        statuses.append(run_slice([quick, slow], root, slice_seconds=2.5))
-        assert len(statuses) < 10
-    assert statuses[0] == AGAIN and statuses[-1] == 0 and len(statuses) >= 2
-    assert quick_count() == 2 and slow_count() == 20  # each unit of work done once, never restarted from 0
-    state = json.loads((tmp_path / "root" / STATE_FILE).read_text())
-    assert state["quick"] == {"done": True, "slices": 1, "seconds": state["quick"]["seconds"]}
-    assert state["slow"]["done"] and state["slow"]["slices"] == len(statuses)
-    assert run_slice([quick, slow], root, slice_seconds=2.5) == 0  # nothing left: returns at once
-    assert slow_count() == 20
+def test_the_smoke_runbook_ends_within_its_budget(tmp_path):
+    budget = 40
+    start = time.monotonic()
+    finished = subprocess.run([sys.executable, "-m", "bench.runbook", "--smoke", f"--budget_s={budget}",
+                               f"--results={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
+    assert time.monotonic() - start < budget + 20  # process start and the last report
+    record = json.loads((tmp_path / "runbook.json").read_text())
+    status = {step["name"]: step["status"] for step in record["steps"]}
+    assert status["device"] == "done" and record["device"] == "cpu:cpu" and "jax" in record["versions"]
+    assert "pending" not in status.values() and record["not_run"]  # 40 s cannot hold every step on a CPU
+    assert set(record["not_run"]) == {name for name, s in status.items() if s != "done"}
+    assert "| device | done |" in (tmp_path / "runbook.md").read_text()
 
 
-def test_a_slice_killed_from_outside_is_resumed_and_a_failure_stops(tmp_path):
-    slow, slow_count = counter_step(tmp_path, "slow", 10)
-    root = str(tmp_path / "root")
-    os.makedirs(root)
-    script = (f"import sys; sys.path.insert(0, {ROOT!r}); from bench.runbook import Step, run_slice; "
-              f"run_slice([Step('slow', {slow.command!r}, None)], {root!r}, 600)")
-    killed = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, start_new_session=True)
-    while slow_count() < 3:
-        time.sleep(0.1)
-    os.killpg(killed.pid, signal.SIGKILL)  # the whole slice, runbook and step, as a time limit would
-    killed.wait()
-    assert 3 <= slow_count() < 10 and not os.path.exists(os.path.join(root, STATE_FILE))
-    assert run_slice([slow], root, slice_seconds=60) == 0 and slow_count() == 10
-
-    failing = Step("failing", [sys.executable, "-c", "raise SystemExit(3)"], lambda root: {})
-    after, after_count = counter_step(tmp_path, "after", 1)
-    assert run_slice([slow, failing, after], root, slice_seconds=60) == 1 and after_count() == 0
-    state = json.loads((tmp_path / "root" / STATE_FILE).read_text())
-    assert state["slow"]["done"] and not state["failing"]["done"] and "after" not in state
-
-
-def test_smoke_runbook_resumes_a_real_pipeline_step_across_slices(tmp_path):
-    root, results = tmp_path / "root", tmp_path / "results"
-    command = [sys.executable, "-m", "bench.runbook", "--smoke", "--only=offline", f"--root={root}",
-               f"--results={results}"]
-    first = subprocess.run(command + ["--slice_seconds=12"], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert first.returncode == AGAIN, first.stdout[-2000:] + first.stderr[-2000:]
-    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
-    record = json.loads((results / "runbook_cpu_smoke.json").read_text())
-    (step,) = record["steps"]
-    assert step["name"] == "offline" and step["done"] and step["slices"] == 2
-    assert set(step["figures"]["stage_seconds"]) >= {"diffusion", "generate", "agent", "evaluate"}
-    assert "| offline | yes | 2 |" in (results / "runbook_cpu_smoke.md").read_text()
-    assert "stopped at the end of the slice" in (root / "logs" / "offline.log").read_text()
+def test_the_online_step_really_retrains():
+    record = runbook_steps.online_retrain(smoke=True)
+    assert record["retrains"] == 1 and record["env_steps"] == record["retrain_every"] + 1
+    stages = record["stage_seconds"]
+    assert stages["synthesis/diffusion_training"] > 0 and stages["synthesis/generation"] > 0
+    assert record["last_chunk_loss"] < record["first_chunk_loss"]  # the denoiser's weights were trained

@@ -37,12 +37,32 @@ def xavier_uniform(key, shape, dtype, fan_in):
     return jax.nn.initializers.xavier_uniform()(key, shape, dtype)
 
 
+# How a float32 matrix product is computed. The parameters, activations and results stay float32.
+#   "float32"   true float32 products on every backend (what the original's PyTorch computes)
+#   "tf32"      TensorFloat32 tensor cores on NVIDIA GPUs (bfloat16_3x on TPU); float32 on a CPU
+#   "bfloat16"  both operands rounded to bfloat16, float32 accumulation, on every backend (a CPU too)
+MATMUL_PRECISIONS = ("float32", "tf32", "bfloat16")
+
+
+def matmul(x: jax.Array, kernel: jax.Array, precision: Optional[str] = None) -> jax.Array:
+    """x @ kernel at one of `MATMUL_PRECISIONS`; None leaves it to the backend (TF32 on recent
+    NVIDIA GPUs, one bfloat16 pass on TPU, float32 on a CPU)."""
+    if precision is None:
+        return x @ kernel
+    if precision == "bfloat16":  # a cast, not a precision hint, which a CPU would ignore
+        return jnp.matmul(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"Unknown matmul precision {precision!r}; choose one of {MATMUL_PRECISIONS}.")
+    return jnp.matmul(x, kernel, precision={"float32": "highest", "tf32": "tensorfloat32"}[precision])
+
+
 class Linear(nn.Module):
     """A dense layer y = x W + b whose initialisers know the fan-in (PyTorch defaults unless set)."""
 
     features: int
     kernel_init: Initializer = torch_uniform
     bias_init: Optional[Initializer] = None  # None: the same rule as the kernel.
+    matmul_precision: Optional[str] = None  # one of MATMUL_PRECISIONS; None: the backend's default
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -50,7 +70,7 @@ class Linear(nn.Module):
         bias_init = self.bias_init or self.kernel_init
         kernel = self.param("kernel", lambda k: self.kernel_init(k, (fan_in, self.features), jnp.float32, fan_in))
         bias = self.param("bias", lambda k: bias_init(k, (self.features,), jnp.float32, fan_in))
-        return x @ kernel + bias
+        return matmul(x, kernel, self.matmul_precision) + bias
 
 
 ACTIVATIONS = {"relu": nn.relu, "silu": nn.silu, "gelu": nn.gelu, "tanh": jnp.tanh, "mish": lambda x: x * jnp.tanh(nn.softplus(x))}

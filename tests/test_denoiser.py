@@ -50,3 +50,48 @@ def test_initialisation_matches_pytorch_linear_bounds():
         for array in (layer["kernel"], layer["bias"]):
             assert np.abs(array).max() <= bound
             assert np.abs(array).max() > 0.9 * bound or array.size < 50
+
+
+def _bfloat16(array) -> np.ndarray:
+    """`array` rounded to bfloat16 (round to nearest even), as float64."""
+    return np.asarray(jnp.asarray(array, jnp.float32).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
+
+
+def test_matmul_precisions_against_float64():
+    from synther_jax.nn import matmul
+
+    x = np.random.default_rng(0).normal(size=(64, 256)).astype(np.float32)
+    w = np.random.default_rng(1).normal(size=(256, 32)).astype(np.float32)
+    exact = x.astype(np.float64) @ w.astype(np.float64)
+    scale = np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64)  # bounds every product's rounding
+    # float32: true float32 products, within float32 accumulation error of the exact product.
+    assert np.all(np.abs(np.asarray(matmul(x, w, "float32")) - exact) <= 256 * 2 ** -24 * scale)
+    # bfloat16: the exact product of the bfloat16-rounded operands, accumulated in float32 ...
+    rounded = _bfloat16(x) @ _bfloat16(w)
+    bf16 = np.asarray(matmul(x, w, "bfloat16"))
+    assert bf16.dtype == np.float32
+    assert np.all(np.abs(bf16 - rounded) <= 256 * 2 ** -24 * scale)
+    # ... which is not the float32 product: operand rounding (2^-9 relative) is far above float32's.
+    assert np.abs(bf16 - exact).max() > 100 * np.abs(np.asarray(matmul(x, w, "float32")) - exact).max()
+    # tf32: 10-bit operands on NVIDIA tensor cores, float32 on a CPU; within the TF32 bound on either.
+    assert np.all(np.abs(np.asarray(matmul(x, w, "tf32")) - exact) <= (2 * 2 ** -11 + 256 * 2 ** -24) * scale)
+    with pytest.raises(ValueError, match="matmul precision 'fp16'"):
+        matmul(x, w, "fp16")
+
+
+def test_a_bfloat16_denoiser_has_the_same_parameters_and_a_nearby_output():
+    x, c_noise = jnp.asarray(np.random.default_rng(2).normal(size=(16, 10)), jnp.float32), jnp.linspace(-1, 1, 16)
+    full, half = (ResidualMLPDenoiser(width=64, depth=2, dim_t=16, matmul_precision=p) for p in ("float32", "bfloat16"))
+    variables = full.init(jax.random.PRNGKey(0), x, c_noise)
+    assert jax.tree.structure(variables) == jax.tree.structure(half.init(jax.random.PRNGKey(0), x, c_noise))
+    reference, low = np.asarray(full.apply(variables, x, c_noise)), np.asarray(half.apply(variables, x, c_noise))
+    assert low.dtype == np.float32
+    difference = np.abs(low - reference).max() / np.abs(reference).max()
+    assert 1e-5 < difference < 5e-2  # bfloat16 operands: visibly rounded, not another network
+
+
+def test_diffusion_config_refuses_an_unknown_matmul_precision():
+    from synther_jax.diffusion import DiffusionConfig
+
+    with pytest.raises(ValueError, match="matmul_precision must be one of"):
+        DiffusionConfig(matmul_precision="float16")

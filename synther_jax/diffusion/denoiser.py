@@ -21,6 +21,7 @@ PGR's null condition. `conditioning` picks where it enters:
 PGR's time MLP is Linear(4 dim_t) -> mish -> Linear(dim_t); ours stays SynthER's in every mode so
 the three differ only in where the condition enters.
 """
+from functools import partial
 from typing import Optional
 
 import flax.linen as nn
@@ -55,6 +56,7 @@ class ResidualMLPDenoiser(nn.Module):
     activation: str = "relu"
     layer_norm: bool = False
     conditioning: str = "none"  # "none", "add" or "concat" (see the module docstring)
+    matmul_precision: str = "float32"  # of every layer's product (`synther_jax.nn.MATMUL_PRECISIONS`)
 
     @nn.compact
     def __call__(self, x: jax.Array, c_noise: jax.Array, condition: Optional[jax.Array] = None,
@@ -62,26 +64,27 @@ class ResidualMLPDenoiser(nn.Module):
         """x (B, d), c_noise (B,); a conditional network also takes condition (B,) in [-1, 1] and
         keep (B,), 1 where the condition is used and 0 for the unconditional model."""
         act = activation(self.activation)
+        dense = partial(Linear, matmul_precision=self.matmul_precision)
         norm = nn.LayerNorm if self.layer_norm else (lambda: (lambda h: h))
-        time_embedding = Linear(self.dim_t)(nn.silu(Linear(self.dim_t)(RandomFourierFeatures()(c_noise))))
+        time_embedding = dense(self.dim_t)(nn.silu(dense(self.dim_t)(RandomFourierFeatures()(c_noise))))
         if self.conditioning == "none":
-            h = Linear(self.dim_t)(x) + time_embedding
-            h = Linear(self.width)(h)
+            h = dense(self.dim_t)(x) + time_embedding
+            h = dense(self.width)(h)
         else:
             if condition is None or keep is None:
                 raise ValueError("A conditional denoiser needs a condition and a keep mask (0: unconditional).")
             mish = activation("mish")
-            condition_embedding = Linear(self.dim_t)(mish(Linear(2 * self.dim_t)(condition[:, None])))
+            condition_embedding = dense(self.dim_t)(mish(dense(2 * self.dim_t)(condition[:, None])))
             condition_embedding = condition_embedding * keep[:, None].astype(x.dtype)
             if self.conditioning == "add":
-                h = Linear(self.dim_t)(x) + time_embedding + condition_embedding
-                h = Linear(self.width)(h)
+                h = dense(self.dim_t)(x) + time_embedding + condition_embedding
+                h = dense(self.width)(h)
             else:
                 embedding = jnp.concatenate([condition_embedding, time_embedding], axis=-1)
-                h = jnp.concatenate([Linear(self.width)(x), Linear(self.width)(embedding)], axis=-1)
+                h = jnp.concatenate([dense(self.width)(x), dense(self.width)(embedding)], axis=-1)
         for _ in range(self.depth):
-            h = h + Linear(h.shape[-1])(act(norm()(h)))
-        return Linear(x.shape[-1])(act(norm()(h)))
+            h = h + dense(h.shape[-1])(act(norm()(h)))
+        return dense(x.shape[-1])(act(norm()(h)))
 
 
 def init_variables(model: ResidualMLPDenoiser, key: jax.Array, dim: int) -> dict:

@@ -50,7 +50,7 @@ from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser, init_variables
 from synther_jax.diffusion.guidance import ConditionNormalizer
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.nn import ACTIVATIONS
+from synther_jax.nn import ACTIVATIONS, MATMUL_PRECISIONS
 
 LARGE_DATASET = 800_000  # datasets at least this big train with batch 1024, smaller ones with 256
 CONDITIONINGS = ("none", "add", "concat")
@@ -83,6 +83,9 @@ class DiffusionConfig(edm.EDMConfig):
     conditioning: str = "none"  # "none": SynthER; "add" / "concat": a conditional model (denoiser.py)
     condition_dropout: float = 0.25  # a conditional model's training rows that drop the condition (PGR)
     guidance_corrector: str = "full"  # the guided Heun corrector: "full" CFG or PGR's "conditional"
+    # The denoiser's matrix products in training and sampling: "float32" (the original's), "tf32" or
+    # "bfloat16" (`synther_jax.nn.MATMUL_PRECISIONS`; fidelity of each in bench/results/precision_*.json).
+    matmul_precision: str = "float32"
 
     def __post_init__(self):
         """Refuses values that cannot train or sample, before anything is compiled."""
@@ -104,6 +107,8 @@ class DiffusionConfig(edm.EDMConfig):
             problems.append(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
         if self.guidance_corrector not in edm.CORRECTORS:
             problems.append(f"guidance_corrector must be one of {edm.CORRECTORS}, got {self.guidance_corrector!r}")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            problems.append(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if problems:
@@ -111,7 +116,7 @@ class DiffusionConfig(edm.EDMConfig):
 
     def denoiser(self) -> ResidualMLPDenoiser:
         return ResidualMLPDenoiser(self.width, self.depth, self.dim_t, self.activation, self.layer_norm,
-                                   self.conditioning)
+                                   self.conditioning, self.matmul_precision)
 
     @property
     def conditional(self) -> bool:

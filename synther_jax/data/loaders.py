@@ -23,7 +23,7 @@ from typing import Optional
 
 from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
 from synther_jax.data.env_check import check_fits_env
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
+from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, MissingExtraError, UnknownEnvironmentError
 from synther_jax.data.minari_store import load_minari
 from synther_jax.data.synthetic import read_synthetic, read_synthetic_metadata
 from synther_jax.data.transitions import Transitions
@@ -82,8 +82,8 @@ def load_dataset(id_or_path: str = DEFAULT_DATASET, keep_timeouts: bool = False,
         elif transitions.metadata.get("env_id") is not None:
             try:
                 check_fits_env(transitions, transitions.metadata["env_id"])
-            except UnknownEnvironmentError:
-                pass  # Made on an environment not installed here: nothing to check against.
+            except (UnknownEnvironmentError, MissingExtraError):
+                pass  # Made on an environment not installed here (or no Gymnasium): nothing to check against.
     except InvalidDatasetError as error:  # Transitions' own checks do not know the dataset's name
         if id_or_path in str(error):
             raise

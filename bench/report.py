@@ -185,6 +185,16 @@ def sampler_steps(results: str) -> List[str]:
                  + [f"no churn: {h}" if i == 0 else h for i, h in enumerate(per_sampler)], rows)
 
 
+def precision(results: str) -> List[str]:
+    """Fidelity, training steps/s and samples/s of one denoiser per matmul precision."""
+    record = load("precision_cpu.json", results)
+    rows = [[run["name"], f"{run['marginal_score']:.4f} / {run['correlation_score']:.4f}",
+             f"{run['dynamics_mse_median']:.3g}", f"{run['min_distance_median']:.3f}",
+             f"{run['train_steps_per_s']:.0f}", f"{run['samples_per_s']:.0f}"] for run in record["runs"]]
+    return table(["denoiser", "marginal / correlation", "dynamics MSE median", "distance to the data (median)",
+                  "training steps/s", "samples/s"], rows)
+
+
 def benchmarks(results: str) -> List[str]:
     """The headline figure of every speed benchmark, with the ratio measured in the same run."""
     rows = []
@@ -299,6 +309,7 @@ TABLES: Dict[str, Callable[[str], List[str]]] = {
     "maze2d-umaze": maze2d_umaze,
     "figure-6-hopper": figure_6_hopper,
     "sampler-steps": sampler_steps,
+    "precision": precision,
     "benchmarks": benchmarks,
 }
 

@@ -25,6 +25,7 @@ def test_a_precision_matches_float32_only_within_the_float32_seed_difference():
     np.testing.assert_allclose(summary["float32_seed_difference"]["marginal_score"], 0.10)
     tf32, bf16 = summary["precisions"]["tf32"], summary["precisions"]["bfloat16"]
     assert tf32["matches_float32"] and not bf16["matches_float32"]
+    assert tf32["outside_the_seed_difference"] == [] and bf16["outside_the_seed_difference"] == list(FIGURES)
     np.testing.assert_allclose(bf16["difference_from_float32"]["correlation_score"], -0.15)
     assert (tf32["train_speedup"], bf16["sample_speedup"]) == (3.0, 5.0)
 

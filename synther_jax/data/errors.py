@@ -30,7 +30,8 @@ class WorkdirError(ValueError):
 
 class MissingExtraError(ModuleNotFoundError):
     """An optional package that this use needs is not installed; the message names the pip extra
-    that brings it. The core install (the `SynthER` API) needs none of them."""
+    that brings it (or, for the original SynthER code that `bench.original` imports, the packages
+    to install). The core install (the `SynthER` API) needs none of them."""
 
 
 def require(module: str, extra: str):

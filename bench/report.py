@@ -301,6 +301,23 @@ def results_at_a_glance(results: str) -> List[str]:
     return table(["experiment", "paper", "ours", "our scale (2-core CPU)", "details"], rows)
 
 
+def against_original(results: str) -> List[str]:
+    """The original SynthER PyTorch code and ours timed in one process run (`bench.original`), one
+    pair of rows per device measured."""
+    rows = []
+    for path in sorted(glob.glob(os.path.join(results, "original_*.json"))):
+        d = load(os.path.basename(path), results)
+        theirs, ours, ratio = d["figures"]["original"], d["figures"]["synther_jax"], d["ratios"]
+        size = f"{d['width']}x{d['depth']}, {d['param_count']['synther_jax']:,} parameters"
+        rows.append([f"training steps/s ({size}, batch {d['batch_size']})", f"{theirs['train_steps_per_s']:,.2f}",
+                     f"{ours['train_steps_per_s']:,.2f}", f"{ratio['train_steps_per_s']:.2f}x", machine(d)])
+        rows.append([f"samples/s ({d['num_sample_steps']} sampler steps, {d['num_samples']:,} per call)",
+                     f"{theirs['samples_per_s']:,.1f}", f"{ours['samples_per_s']:,.1f}",
+                     f"{ratio['samples_per_s']:.2f}x", machine(d)])
+    return table(["work (same device, one process run)", "original (PyTorch)", "synther_jax", "ours / original",
+                  "measured on"], rows)
+
+
 TABLES: Dict[str, Callable[[str], List[str]]] = {
     "results-at-a-glance": results_at_a_glance,
     "offline-walker2d-medium": offline_walker2d_medium,
@@ -311,6 +328,7 @@ TABLES: Dict[str, Callable[[str], List[str]]] = {
     "sampler-steps": sampler_steps,
     "precision": precision,
     "benchmarks": benchmarks,
+    "against-original": against_original,
 }
 
 

@@ -47,9 +47,10 @@ INSTALL = (f"pip install {' '.join(ORIGINAL_PACKAGES[:-1])} gym==0.23.0, and put
            "(github.com/watchernyu/REDQ, for redq.algos.core) on PYTHONPATH")
 DIM = 42  # a walker2d row: 17 + 6 + 1 + 17 + 1 (terminal)
 NUM_ROWS = 100_000
-# One float32 matmul precision for both, as (JAX's name, PyTorch's name): on a GPU JAX's default uses
-# TF32 and PyTorch's does not, so the defaults would compare different arithmetic. The CPU has no TF32.
-PRECISIONS = {"highest": ("highest", "highest"), "tf32": ("tensorfloat32", "high")}
+# One float32 matmul precision for both: ours (`DiffusionConfig.matmul_precision`) and PyTorch's name for
+# it. bfloat16 is left out: PyTorch has no setting that rounds every product's operands to it. The CPU
+# has no TF32.
+TORCH_PRECISIONS = {"float32": "highest", "tf32": "high"}
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("original", None, "A checkout of the original SynthER repository (github.com/conglu1997/SynthER).")
@@ -58,9 +59,8 @@ flags.DEFINE_integer("batch_size", 256, "Training batch size of both.")
 flags.DEFINE_integer("train_steps", 10, "Training steps per timed call (ours: one lax.scan; the original: a loop).")
 flags.DEFINE_integer("num_samples", 1024, "Samples per timed sampler call (one batch for both).")
 flags.DEFINE_integer("repeats", 3, "Timed rounds after one untimed warm-up; the fastest call counts.")
-flags.DEFINE_enum("matmul_precision", "highest", list(PRECISIONS),
-                  "float32 matmuls of both: `highest` (full float32, PyTorch's default) or `tf32` (on a GPU, "
-                  "JAX's default).")
+flags.DEFINE_enum("matmul_precision", "float32", list(TORCH_PRECISIONS),
+                  "Matmul precision of both: `float32` (PyTorch's default, and ours) or `tf32` (on a GPU).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,7 +153,7 @@ def original_workload(modules: dict, checkout: str, rows, batch_size: int, train
     return Workload(train, sample), param_count
 
 
-def our_workload(rows, batch_size: int, train_steps: int, num_samples: int) -> tuple:
+def our_workload(rows, batch_size: int, train_steps: int, num_samples: int, matmul_precision: str) -> tuple:
     """Our training steps (one jitted scan) and sampler at the same sizes, and our parameter count."""
     import jax
 
@@ -162,7 +162,8 @@ def our_workload(rows, batch_size: int, train_steps: int, num_samples: int) -> t
     from synther_jax.diffusion.trainer import init_state, sample_rows
     from synther_jax.diffusion.trainer import train_steps as run_train_steps
 
-    config = DiffusionConfig(width=1024, depth=6, batch_size=batch_size, num_train_steps=100_000)
+    config = DiffusionConfig(width=1024, depth=6, batch_size=batch_size, num_train_steps=100_000,
+                             matmul_precision=matmul_precision)
     normalizer = Normalizer.fit(rows, skip_dims=[DIM - 1])
     data = normalizer.normalize(jax.numpy.asarray(rows))
     state = init_state(config, jax.random.PRNGKey(0), DIM)
@@ -211,8 +212,7 @@ def main(argv: List[str]):
     import numpy as np
     import torch
 
-    jax.config.update("jax_default_matmul_precision", PRECISIONS[FLAGS.matmul_precision][0])
-    torch.set_float32_matmul_precision(PRECISIONS[FLAGS.matmul_precision][1])
+    torch.set_float32_matmul_precision(TORCH_PRECISIONS[FLAGS.matmul_precision])
     platform = jax.devices()[0].platform
     if platform not in ("cpu", "gpu"):
         raise ConfigError(f"JAX runs on {platform}, where the original (PyTorch on CUDA or the CPU) cannot run; "
@@ -224,7 +224,7 @@ def main(argv: List[str]):
     rows = np.random.default_rng(0).standard_normal((NUM_ROWS, DIM)).astype(np.float32)
     sizes = dict(batch_size=FLAGS.batch_size, train_steps=FLAGS.train_steps, num_samples=FLAGS.num_samples)
     theirs, their_params = original_workload(modules, checkout, rows, use_gpu=use_gpu, **sizes)
-    ours, our_params = our_workload(rows, **sizes)
+    ours, our_params = our_workload(rows, matmul_precision=FLAGS.matmul_precision, **sizes)
     figures = compare({"original": theirs, "synther_jax": ours}, FLAGS.train_steps, FLAGS.num_samples, FLAGS.repeats)
     ratio = ratios(figures, ours="synther_jax", theirs="original")
 

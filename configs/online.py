@@ -3,12 +3,25 @@
     --config=configs/online.py:walker2d-synther          SAC at UTD 20 on real + synthetic replay
     --config=configs/online.py:quadruped-walk-redq       REDQ: 10 Qs, UTD 20, real data only
     --config=configs/online.py:hopper-sac                SAC at UTD 1 (also trains behaviour policies)
+    --config=configs/online.py:cheetah-run-pgr           PGR: SynthER guided towards curious transitions
     --config=configs/online.py:hopper-synther,smoke      every stage shrunk to CPU-minutes
     --config.num_seeds=4                                 seeds as a vmapped axis in one process
 
 Environments: Gymnasium walker2d, halfcheetah, hopper (v5, 100K steps) and DMC cheetah-run,
 quadruped-walk, reacher-hard (200K steps); any other `make_env` name works through
 `--config.env_name`. `config.agent` holds `agents.sac.init`'s keyword arguments as they are.
+
+`<env>-pgr` is Prioritized Generative Replay (Wang et al., ICLR 2025): SynthER's loop with a
+conditional denoiser and classifier-free guidance (`config.guidance`). At each retrain every real
+transition is labelled with its relevance (`guidance.condition`: PGR's curiosity, the error of an
+ICM trained one Adam step per environment step; or return, td, reward), the denoiser learns
+p(transition | relevance) with condition dropout 0.25, and its samples are prompted with
+relevances drawn from the real top `top_frac` at guidance scale `scale` (PGR's 2.0). PGR's
+settings are the defaults (top_frac 0.25, quadruped-walk 0.1; 1M samples per retrain), the network
+is SynthER's plus the condition MLP (`synther.diffusion.conditioning="add"`; PGR's ~4x wider
+trunk: `"concat"`). The same-network unconditional control is
+`--config.synther.diffusion.condition_dropout=1 --config.guidance.scale=0`; any synther config
+becomes guided with `--config.guidance.condition=curiosity --config.synther.diffusion.conditioning=add`.
 `validate` checks a config before any work; `launch.online` calls it first.
 """
 import dataclasses
@@ -16,6 +29,7 @@ import dataclasses
 import ml_collections
 from ml_collections.config_dict import placeholder
 
+from agents.relevance import RELEVANCES
 from configs.checks import ConfigError, check_choice, check_dataclass, check_fraction, check_positive, require
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.diffusion import DiffusionConfig
@@ -23,12 +37,13 @@ from synther_jax.envs import make_env
 
 GYM_ENVS = {"walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5"}
 DMC_ENVS = ("cheetah-run", "quadruped-walk", "reacher-hard")
-VARIANTS = ("sac", "redq", "synther")
+VARIANTS = ("sac", "redq", "synther", "pgr")
+GUIDED_TOP_FRAC = {"quadruped-walk": 0.1}  # PGR's README commands; 0.25 (its gin file) elsewhere
 
 
 def agent_config(variant: str) -> ml_collections.ConfigDict:
     """`agents.sac.init` keyword arguments: REDQ's SAC agent at the variant's ensemble size and UTD."""
-    num_qs, utd_ratio = {"sac": (2, 1), "redq": (10, 20), "synther": (2, 20)}[variant]
+    num_qs, utd_ratio = {"sac": (2, 1), "redq": (10, 20), "synther": (2, 20), "pgr": (2, 20)}[variant]
     return ml_collections.ConfigDict(dict(
         hidden_dims=(256, 256), learning_rate=3e-4, num_qs=num_qs, num_min_qs=2, utd_ratio=utd_ratio,
         policy_update_delay=20, batch_size=256, discount=0.99, tau=0.005,
@@ -54,6 +69,15 @@ def synther_config(enabled: bool, dmc: bool) -> ml_collections.ConfigDict:
         diffusion=diffusion))
 
 
+def guidance_config(condition: str, env: str) -> ml_collections.ConfigDict:
+    """What the generator is conditioned on and how its samples are prompted (PGR's settings)."""
+    return ml_collections.ConfigDict(dict(
+        condition=condition,  # "none" (SynthER) or a relevance function of agents/relevance.py
+        scale=2.0,  # classifier-free guidance w (PGR's cfg_scale): 0 unconditional, 1 conditional
+        top_frac=GUIDED_TOP_FRAC.get(env, 0.25),  # prompts drawn from this top fraction of real relevance
+        icm=dict(hidden=256, learning_rate=3e-4, batch_size=256)))  # the curiosity model (agents/icm.py)
+
+
 def get_config(arg: str = "hopper-synther") -> ml_collections.ConfigDict:
     name, *options = arg.split(",")
     env, _, variant = name.rpartition("-")
@@ -75,7 +99,10 @@ def get_config(arg: str = "hopper-synther") -> ml_collections.ConfigDict:
     config.log_every = 1_000
     config.checkpoint_every = 10_000
     config.agent = agent_config(variant)
-    config.synther = synther_config(variant == "synther", dmc)
+    config.synther = synther_config(variant in ("synther", "pgr"), dmc)
+    config.guidance = guidance_config("curiosity" if variant == "pgr" else "none", env)
+    if variant == "pgr":
+        config.synther.diffusion.conditioning = "add"
     config.wandb = wandb_config()
 
     if "smoke" in options:
@@ -90,6 +117,7 @@ def get_config(arg: str = "hopper-synther") -> ml_collections.ConfigDict:
         config.synther.update(retrain_every=800, num_samples=5_000, capacity=5_000)
         config.synther.diffusion.update(width=64, depth=2, dim_t=16, num_train_steps=1_000, steps_per_call=500,
                                         checkpoint_every=1_000, sample_chunk_size=5_000, num_sample_steps=16)
+        config.guidance.icm.update(hidden=32, batch_size=64)
     return config
 
 
@@ -121,7 +149,29 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if synther.terminal_threshold is not None:
             check_fraction(synther, "terminal_threshold", low_open=False, prefix="synther.")
         check_dataclass(synther.diffusion, DiffusionConfig, "synther.diffusion.")
+    validate_guidance(config)
     try:
         make_env(config.env_name).close()
     except ValueError as error:
         raise ConfigError(f"--config.env_name: {error}") from None
+
+
+def validate_guidance(config: ml_collections.ConfigDict) -> None:
+    """A guided run needs the diffusion model on and conditional; an unguided one an unconditional model."""
+    guidance, diffusion = config.guidance, config.synther.diffusion
+    check_choice(guidance, "condition", ("none", *RELEVANCES), prefix="guidance.")
+    if guidance.condition == "none":
+        require(not config.synther.enabled or diffusion.conditioning == "none",
+                f"--config.synther.diffusion.conditioning={diffusion.conditioning} trains a conditional model, but "
+                "--config.guidance.condition=none gives it no condition: set --config.guidance.condition (e.g. "
+                "curiosity) or --config.synther.diffusion.conditioning=none.")
+        return
+    require(config.synther.enabled, f"--config.guidance.condition={guidance.condition} guides the diffusion model, "
+            "which this config does not train: use an <env>-synther or <env>-pgr config.")
+    require(diffusion.conditioning != "none", f"--config.guidance.condition={guidance.condition} needs a conditional "
+            "denoiser: set --config.synther.diffusion.conditioning=add (or concat, PGR's wider network).")
+    require(isinstance(guidance.scale, (int, float)) and guidance.scale >= 0,
+            f"--config.guidance.scale must be >= 0, got {guidance.scale!r}.")
+    check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
+    if guidance.condition == "curiosity":
+        check_positive(guidance.icm, "hidden", "learning_rate", "batch_size", prefix="guidance.icm.")

@@ -11,9 +11,19 @@ model per seed is trained on all of that seed's real data and refills that seed'
 with its samples (spec section 6.3). Seeds are a vmapped axis of the agents, the buffers and the
 diffusion models (all seeds' models train and sample as one program).
 
+Guided (PGR, `config.guidance.condition` set): at each retrain every real transition of a seed is
+labelled with its relevance under that seed's current learners (`agents.relevance`, in jitted
+chunks; only the real buffer is read), the diffusion model trains on the rows with their labels,
+and samples guided towards the real top `top_frac` of relevance. The generated rows are labelled
+the same way, and `relevance.json` records real against generated at each retrain. With
+curiosity, each seed's ICM takes one Adam step per environment step on a real minibatch once
+updates start (PGR: on the last of the UTD iterations), and is checkpointed with the agents.
+
 `train` writes into the work directory: `config.json`, resumable checkpoints (agents, both
 buffers, environment step, RNG key, timings), `metrics.jsonl` (+ TensorBoard), `evaluations.json`,
-`results.json`, `learning_curve.png` and `timings.json`. A rerun in the same folder resumes; the
+`results.json`, `learning_curve.png` and `timings.json`; guided, also `relevance.json` (also in
+results.json) and `relevance_seed<i>.png` (the newest retrain's histogram, real against
+generated, and each retrain's means). A rerun in the same folder resumes; the
 unfinished episodes are rebuilt by resetting with their recorded seeds and replaying their stored
 actions, so a resumed run ends identical to an uninterrupted one.
 
@@ -33,22 +43,24 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
-from agents import sac
+from agents import icm, relevance, sac
 from configs import online as online_config
 from launch.common import (StageTimer, check_workdir, claim_workdir, command_line, metrics_writer, read_json,
                            write_json)
 from synther_jax import replay
+from synther_jax.analysis.plots import plot_relevance
+from synther_jax.analysis.relevance import relevance_report
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data.transitions import Transitions
-from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generate_seeds, train_diffusion,
-                                  train_diffusion_seeds)
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generate_seeds, top_fraction_prompts,
+                                  train_diffusion, train_diffusion_seeds)
 from synther_jax.envs import make_env
 from synther_jax.envs.evaluation import evaluate
 
-# synthesize(real_rows (S, N, d), keys (S, ...)) -> synthetic rows (S, M, d), one slice per seed, in the
-# layout of `Transitions.to_rows`.
-Synthesize = Callable[[np.ndarray, jax.Array], np.ndarray]
+# synthesize(real_rows (S, N, d), keys (S, ...)[, condition (S, N)]) -> synthetic rows (S, M, d), one
+# slice per seed, in the layout of `Transitions.to_rows`; a guided run passes each real row's relevance.
+Synthesize = Callable[..., np.ndarray]
 # on_eval(env_step, mean_return, agent_states) -> True to stop training.
 OnEval = Callable[[int, float, sac.SACState], bool]
 
@@ -63,6 +75,8 @@ class TrainResult:
     evaluations: List[dict]  # {"env_step", "returns" (per seed), "mean_return", "std_return"}
     timings: Dict[str, float]  # seconds per stage
     env_steps: int
+    curiosity_models: Optional[icm.ICMState] = None  # leading seed axis; guided by curiosity only
+    relevance: List[dict] = dataclasses.field(default_factory=list)  # guided: one record per retrain
 
 
 # --- jitted pieces, vmapped over seeds -----------------------------------------------------------
@@ -82,6 +96,16 @@ def update_agents(states, real, synthetic, key, synthetic_ratio):
     keys = jax.random.split(key, jax.tree.leaves(real)[0].shape[0])
     update = partial(sac.update, synthetic_ratio=synthetic_ratio)
     return jax.vmap(update)(states, real, synthetic, keys)
+
+
+update_icms = jax.jit(jax.vmap(icm.update), donate_argnums=0)
+
+
+@partial(jax.jit, static_argnames="kind")
+def label_seeds(kind: str, agents: sac.SACState, icms: Optional[icm.ICMState], batches) -> jax.Array:
+    """The relevance `kind` of every row of every seed's batch (S, N, ...) under that seed's
+    learners: (S, N)."""
+    return jax.vmap(lambda agent, model, batch: relevance.label(kind, agent, model, batch))(agents, icms, batches)
 
 
 def seed_slice(tree, index: int):
@@ -206,24 +230,34 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
         jnp.arange(num_seeds))
     real = stacked_buffer(config.replay_capacity)
     synthetic = stacked_buffer(synther.capacity) if synther.enabled else None
+    guidance = config.guidance
+    icms = None
+    if guidance.condition == "curiosity":  # its own keys: the other learners' key stream is unchanged
+        icm_keys = jax.random.split(jax.random.fold_in(init_key, 1), num_seeds)
+        icms = jax.vmap(lambda k: icm.init(k, obs_dim, action_dim, **guidance.icm))(icm_keys)
 
     # --- resume ---
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
     checkpoint = lambda: {"agent": states, "real": real, "synthetic": synthetic, "key": key,
                           "env_step": np.array(env_step, np.int64), "episode_ids": rollouts.episode_ids,
-                          "episode_lengths": rollouts.lengths, "timings": np.array([timer.seconds.get(name, 0.0) for name in TIMERS])}
+                          "episode_lengths": rollouts.lengths, "timings": np.array([timer.seconds.get(name, 0.0) for name in TIMERS]),
+                          **({} if icms is None else {"icm": icms})}
     env_step, timer = 0, StageTimer()
     restored = checkpointer.restore_latest(checkpoint())
     evaluations: List[dict] = []
+    relevance_reports: List[dict] = []
+    relevance_path = os.path.join(workdir, "relevance.json")
     if restored is not None:
         tree = restored[1]
         states, real, synthetic, key = tree["agent"], tree["real"], tree["synthetic"], tree["key"]
+        icms = tree.get("icm")
         env_step, timer = int(tree["env_step"]), StageTimer(dict(zip(TIMERS, tree["timings"].tolist())))
         for i in range(num_seeds):
             length = int(tree["episode_lengths"][i])
             rollouts.rebuild(i, int(tree["episode_ids"][i]), _last_rows(seed_slice(real, i), length))
         evaluations = [e for e in read_json(os.path.join(workdir, "evaluations.json"), [])
                        if e["env_step"] <= env_step]
+        relevance_reports = [r for r in read_json(relevance_path, []) if r["env_step"] <= env_step]
         logging.info("Resumed %s at environment step %d.", workdir, env_step)
 
     metrics = metrics_writer(config, workdir)
@@ -249,6 +283,10 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                 with timer("agent_updates"):
                     states, update_metrics = update_agents(states, real, synthetic, update_key,
                                                            synthetic_ratio=synther.synthetic_ratio)
+                    if icms is not None:
+                        icm_keys = jax.random.split(jax.random.fold_in(update_key, 1), num_seeds)
+                        icms, icm_metrics = update_icms(icms, real, icm_keys)
+                        update_metrics = {**update_metrics, **icm_metrics}
                     jax.block_until_ready(states)
                 if env_step % config.log_every == 0:
                     metrics.write("agent", env_step, jax.tree.map(lambda x: float(jnp.mean(x)), update_metrics),
@@ -257,8 +295,16 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
             # No retrain at the last step: nothing would learn from its samples.
             if synther.enabled and env_step % synther.retrain_every == 0 and env_step < config.total_steps:
                 with timer("synthesis"):
-                    synthetic = _refill_synthetic(synthesize, real, synthetic, synth_key, obs_dim, action_dim,
-                                                  modelled_terminals, synther.terminal_threshold)
+                    labeller = None
+                    if guidance.condition != "none":
+                        labeller = partial(label_seeds, guidance.condition, states, icms)
+                    synthetic, relevances = _refill_synthetic(synthesize, real, synthetic, synth_key, obs_dim,
+                                                              action_dim, modelled_terminals,
+                                                              synther.terminal_threshold, labeller)
+                if relevances is not None:
+                    relevance_reports.append(_relevance_record(env_step, *relevances, guidance.top_frac))
+                    write_json(relevance_path, relevance_reports)
+                    metrics.write("relevance", env_step, _relevance_metrics(relevance_reports[-1]))
 
             if env_step % config.log_every == 0 and rollouts.finished_returns:
                 metrics.write("train", env_step, {"episode_return": np.mean(rollouts.finished_returns),
@@ -292,29 +338,54 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
     timings = dict(timer.seconds)
     timings.update({f"synthesis/{k}": v for k, v in getattr(synthesize, "seconds", {}).items()})
     real_data = [replay.to_transitions(seed_slice(real, i)) for i in range(num_seeds)]
-    result = TrainResult(states, real_data, evaluations, timings, env_step)
+    result = TrainResult(states, real_data, evaluations, timings, env_step, icms, relevance_reports)
     _write_outputs(config, workdir, result)
     return result
 
 
+def _batches(data: Sequence[Transitions]) -> Dict[str, jax.Array]:
+    """Every seed's transitions as one batch with a leading seed axis."""
+    return {k: jnp.asarray(np.stack([d.as_dict()[k] for d in data])) for k in data[0].as_dict()}
+
+
 def _refill_synthetic(synthesize: Synthesize, real, synthetic, key, obs_dim, action_dim, modelled_terminals,
-                      terminal_threshold):
+                      terminal_threshold, labeller=None):
     """A fresh synthetic buffer per seed, filled with rows generated from that seed's real data.
 
-    Only the real buffer is read: the live rollout state is out of reach (the original's issue #9).
-    Every seed's buffer holds the same number of rows (the seeds step together), so they stack.
+    With a `labeller` (a guided run: seed-stacked batch -> relevance (S, N)), the real rows are
+    labelled first and passed as the condition, and the generated rows are labelled too; returns
+    (buffers, (real relevance, generated relevance) or None). Only the real buffer is read: the
+    live rollout state is out of reach (the original's issue #9). Every seed's buffer holds the
+    same number of rows (the seeds step together), so they stack.
     """
     num_seeds = jax.tree.leaves(real)[0].shape[0]
-    real_rows = np.stack([replay.to_transitions(seed_slice(real, i)).to_rows(modelled_terminals)
-                          for i in range(num_seeds)])
+    real_data = [replay.to_transitions(seed_slice(real, i)) for i in range(num_seeds)]
+    real_rows = np.stack([data.to_rows(modelled_terminals) for data in real_data])
     keys = jnp.stack([jax.random.fold_in(key, i) for i in range(num_seeds)])
-    synthetic_rows = np.asarray(synthesize(real_rows, keys), np.float32)
-    fresh = []
-    for rows in synthetic_rows:
-        generated = Transitions.from_rows(rows, obs_dim, action_dim, modelled_terminals, terminal_threshold)
-        empty = replay.create_buffer(synthetic.capacity, obs_dim, action_dim)
-        fresh.append(replay.insert_transitions(empty, generated))
-    return stack_seeds(fresh)
+    if labeller is None:
+        synthetic_rows = np.asarray(synthesize(real_rows, keys), np.float32)
+    else:
+        real_relevance = np.asarray(labeller(_batches(real_data)))
+        synthetic_rows = np.asarray(synthesize(real_rows, keys, real_relevance), np.float32)
+    generated = [Transitions.from_rows(rows, obs_dim, action_dim, modelled_terminals, terminal_threshold)
+                 for rows in synthetic_rows]
+    fresh = [replay.insert_transitions(replay.create_buffer(synthetic.capacity, obs_dim, action_dim), data)
+             for data in generated]
+    relevances = None if labeller is None else (real_relevance, np.asarray(labeller(_batches(generated))))
+    return stack_seeds(fresh), relevances
+
+
+def _relevance_record(env_step: int, real: np.ndarray, generated: np.ndarray, top_frac: float) -> dict:
+    """One retrain's relevance of real against generated transitions, per seed."""
+    return {"env_step": env_step, "per_seed": [relevance_report(r, g, top_frac) for r, g in zip(real, generated)]}
+
+
+def _relevance_metrics(record: dict) -> Dict[str, float]:
+    """The scalars of a relevance record, averaged over seeds, for metrics.jsonl and TensorBoard."""
+    mean = lambda get: float(np.mean([get(report) for report in record["per_seed"]]))
+    return {"real_mean": mean(lambda r: r["real"]["mean"]), "real_top_mean": mean(lambda r: r["real_top_mean"]),
+            "generated_mean": mean(lambda r: r["generated"]["mean"]),
+            "generated_above_top_cut": mean(lambda r: r["generated_above_top_cut"])}
 
 
 def _vector_env(env_name: str, num_envs: int) -> gym.vector.VectorEnv:
@@ -332,11 +403,26 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: Trai
         "name": config.name, "env_name": config.env_name, "env_steps": result.env_steps,
         "num_seeds": config.num_seeds, "final_mean_return": final and final["mean_return"],
         "final_std_return": final and final["std_return"], "evaluations": result.evaluations,
-        "command": command_line()})
+        "relevance": _relevance_summary(config, result.relevance), "command": command_line()})
     if result.evaluations:
         plot_learning_curve([e["env_step"] for e in result.evaluations], [e["returns"] for e in result.evaluations],
                             os.path.join(workdir, "learning_curve.png"), "environment steps", "evaluation return",
                             config.name)
+    if result.relevance:
+        steps = [record["env_step"] for record in result.relevance]
+        for i in range(config.num_seeds):
+            plot_relevance([record["per_seed"][i] for record in result.relevance], steps,
+                           os.path.join(workdir, f"relevance_seed{i}.png"), f"{config.name}, seed {i}",
+                           f"{config.guidance.condition} relevance")
+
+
+def _relevance_summary(config: ml_collections.ConfigDict, records: List[dict]) -> Optional[dict]:
+    """results.json's relevance section: the guidance settings and every retrain's record."""
+    if config.guidance.condition == "none":
+        return None
+    guidance = config.guidance
+    return {"condition": guidance.condition, "scale": guidance.scale, "top_frac": guidance.top_frac,
+            "retrains": records, "last": _relevance_metrics(records[-1]) if records else None}
 
 
 # --- the diffusion model as `synthesize` ---------------------------------------------------------
@@ -352,40 +438,56 @@ class DiffusionSynthesizer:
     original (spec section 6.3). With `warm_start`, each seed's model starts from that seed's
     previous model; after a resume the first retrain starts fresh, since models are not
     checkpointed.
+
+    Guided (a conditional `diffusion` config, called with a `condition` per real row): each seed's
+    model learns its rows with their condition, and each sample is prompted with a condition drawn
+    from that seed's top `top_frac` (`top_fraction_prompts`) at guidance scale `guidance_scale`.
     """
 
     def __init__(self, diffusion: ml_collections.ConfigDict, num_samples: int, skip_norm_dims: Sequence[int],
                  warm_start: bool = False, one_program: bool = True, progress: bool = True,
+                 guidance_scale: float = 1.0, top_frac: float = 1.0,
                  log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None):
         self.config = DiffusionConfig(**diffusion)
         self.num_samples = num_samples
         self.skip_norm_dims = tuple(skip_norm_dims)
         self.warm_start, self.one_program = warm_start, one_program
         self.progress, self.log_fn = progress, log_fn  # log_fn(step, {"loss"}) after each training chunk
+        self.guidance_scale, self.top_frac = guidance_scale, top_frac
         self.seconds = {"diffusion_training": 0.0, "generation": 0.0}
         self.retrains = 0
         self._previous: Optional[Diffusion] = None  # every seed's last model, seed axis first
 
-    def __call__(self, real_rows: np.ndarray, keys: jax.Array) -> np.ndarray:
+    def __call__(self, real_rows: np.ndarray, keys: jax.Array, condition: Optional[np.ndarray] = None) -> np.ndarray:
         train_keys, sample_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
         warm_start = self._previous if self.warm_start else None
+        prompts = None
+        if condition is not None:  # a key of its own, so the sampler's noise is that of an unguided run
+            prompt_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 1)
+            prompts = np.stack([np.asarray(top_fraction_prompts(k, c, self.num_samples, self.top_frac))
+                                for k, c in zip(prompt_keys, condition)])
         start = time.perf_counter()
         if self.one_program:
             models = train_diffusion_seeds(real_rows, self.config, train_keys, self.skip_norm_dims,
-                                           progress=self.progress, warm_start=warm_start, log_fn=self.log_fn)
+                                           progress=self.progress, warm_start=warm_start, log_fn=self.log_fn,
+                                           condition=condition)
         else:
             models = stack_seeds([
                 train_diffusion(rows, self.config, key, self.skip_norm_dims, progress=self.progress, log_fn=self.log_fn,
-                                warm_start=None if warm_start is None else seed_slice(warm_start, i))
+                                warm_start=None if warm_start is None else seed_slice(warm_start, i),
+                                condition=None if condition is None else condition[i])
                 for i, (rows, key) in enumerate(zip(real_rows, train_keys))])
         jax.block_until_ready(models)
         if self.warm_start:
             self._previous = models
         middle = time.perf_counter()
         if self.one_program:
-            rows = generate_seeds(models, self.num_samples, sample_keys, progress=self.progress)
+            rows = generate_seeds(models, self.num_samples, sample_keys, progress=self.progress, condition=prompts,
+                                  guidance=self.guidance_scale)
         else:
-            rows = np.stack([generate(seed_slice(models, i), self.num_samples, key, progress=self.progress)
+            rows = np.stack([generate(seed_slice(models, i), self.num_samples, key, progress=self.progress,
+                                      condition=None if prompts is None else prompts[i],
+                                      guidance=self.guidance_scale)
                              for i, key in enumerate(sample_keys)])
         self.seconds["diffusion_training"] += middle - start
         self.seconds["generation"] += time.perf_counter() - middle
@@ -412,4 +514,4 @@ def make_synthesizer(config: ml_collections.ConfigDict, **options) -> Optional[D
     probe.close()
     dims = skip_norm_dims(obs_dim, action_dim, config.synther.modelled_terminals, config.synther.normalise_reward)
     return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.synther.warm_start,
-                                **options)
+                                guidance_scale=config.guidance.scale, top_frac=config.guidance.top_frac, **options)

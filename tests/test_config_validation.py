@@ -143,6 +143,39 @@ def test_bad_online_values_are_refused(path, value, message):
     online.validate(online.get_config("hopper-synther"))
 
 
+@pytest.mark.parametrize("name, path, value, message", [
+    ("hopper-pgr", "guidance.condition", "novelty", "--config.guidance.condition='novelty' is not a choice"),
+    ("hopper-pgr", "guidance.top_frac", 0.0, "--config.guidance.top_frac must lie in (0, 1]"),
+    ("hopper-pgr", "guidance.scale", -1.0, "--config.guidance.scale must be >= 0"),
+    ("hopper-pgr", "guidance.icm.hidden", 0, "--config.guidance.icm.hidden must be positive"),
+    ("hopper-pgr", "synther.diffusion.conditioning", "none", "set --config.synther.diffusion.conditioning=add"),
+    ("hopper-synther", "synther.diffusion.conditioning", "add", "gives it no condition"),
+    ("hopper-sac", "guidance.condition", "curiosity", "use an <env>-synther or <env>-pgr config"),
+])
+def test_bad_guidance_values_are_refused(name, path, value, message):
+    config = online.get_config(name)
+    *sections, field = path.split(".")
+    section = config
+    for part in sections:
+        section = section[part]
+    section[field] = value
+    with pytest.raises(ConfigError) as error:
+        online.validate(config)
+    assert message in str(error.value)
+
+
+def test_every_online_environment_has_a_pgr_config_with_pgrs_settings():
+    for env in (*online.GYM_ENVS, *online.DMC_ENVS):
+        config = online.get_config(f"{env}-pgr")
+        online.validate(config)
+        assert config.guidance.condition == "curiosity" and config.guidance.scale == 2.0
+        assert config.synther.diffusion.conditioning == "add" and config.synther.diffusion.condition_dropout == 0.25
+        assert config.synther.retrain_every == 10_000 and config.synther.num_samples == 1_000_000
+        assert config.agent.utd_ratio == 20 and config.synther.synthetic_ratio == 0.5
+        assert config.guidance.top_frac == (0.1 if env == "quadruped-walk" else 0.25)
+    assert online.get_config("hopper-synther").guidance.condition == "none"
+
+
 @pytest.mark.parametrize("flags, fix", [
     (["--config=configs/d4rl.py:walker2d", "--config.algorithm=foo"], "use one of td3_bc, iql, edac"),
     (["--config=configs/d4rl.py:walker2d", "--config.num_samples=-5"], "--config.num_samples must be positive"),

@@ -124,3 +124,33 @@ def plot_compression(num_transitions: int, row_dim: int, denoiser_params: int, p
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_relevance(reports: Sequence[dict], steps: Sequence[int], path: str, title: str, what: str) -> None:
+    """Left: the newest report's histogram of the condition, real (orange) against generated
+    (blue); right, with more than one report: each report's real mean, real top-fraction mean
+    and generated mean against `steps`. `reports` are `analysis.relevance.relevance_report`s."""
+    trend = len(reports) > 1
+    fig, axes = plt.subplots(1, 2 if trend else 1, figsize=(10 if trend else 5.5, 3.8), squeeze=False)
+    hist, newest = axes[0, 0], reports[-1]
+    edges = np.asarray(newest["histogram"]["edges"])
+    for name, colour in (("generated", SOURCE_COLOURS["synthetic"]), ("real", REAL_COLOUR)):
+        counts = np.asarray(newest["histogram"][name], np.float64)
+        hist.stairs(counts / max(counts.sum(), 1), edges, fill=True, alpha=0.5, color=colour,
+                    label=f"{name}: mean {newest[name]['mean']:.3g}")
+    hist.axvline(newest["top_cut"], color="black", linestyle="--", linewidth=0.8, label="real top-fraction cut")
+    hist.set(xlabel=what, ylabel="fraction of rows", title=f"{title} (step {steps[-1]})")
+    hist.legend(fontsize=7)
+    if trend:
+        curves = axes[0, 1]
+        for label, values, colour in (
+                ("real mean", [r["real"]["mean"] for r in reports], REAL_COLOUR),
+                ("real top-fraction mean", [r["real_top_mean"] for r in reports], "tab:red"),
+                ("generated mean", [r["generated"]["mean"] for r in reports], SOURCE_COLOURS["synthetic"])):
+            curves.plot(steps, values, marker="o", markersize=3, color=colour, label=label)
+        curves.set(xlabel="environment steps", ylabel=what, title="at each retrain")
+        curves.legend(fontsize=7)
+        curves.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -11,6 +11,8 @@ between bookings, so nothing resumes):
                    their fraction of each measured peak;
   learners         `bench.agents --seeds=1,4,16,64`: TD3+BC, IQL and EDAC updates/s;
   online_updates   SAC's UTD-20 update rate (environment steps of learning per second) at 1 and 4 seeds;
+  original         `bench.original`: the original SynthER PyTorch code's training step and sampler beside
+                   ours (where its checkout, REDQ's and its packages are importable: PYTHONPATH);
   diffusion_train, samples, td3_bc   the paper's sizes end to end: 100K diffusion steps, 5M samples,
                    1M TD3+BC updates x 4 seeds;
   offline          the whole paper-size walker2d offline pipeline (`launch.offline`), evaluating every 250K updates;
@@ -121,6 +123,17 @@ def _online_retrain_headline(record: dict, figures: Dict[str, dict]) -> dict:
                                                   "synthesis/generation") if k in stages}}
 
 
+def original_checkout() -> str:
+    """The folder of the original SynthER checkout whose `synther` package is importable."""
+    return os.path.dirname(list(importlib.util.find_spec("synther").submodule_search_locations)[0])
+
+
+def _original_headline(record: dict, figures: Dict[str, dict]) -> dict:
+    shown = {f"{name} {key}": record["figures"][name][key] for name in ("original", "synther_jax")
+             for key in ("train_steps_per_s", "samples_per_s")}
+    return {**shown, **{f"ours / original {key}": value for key, value in record["ratios"].items()}}
+
+
 def steps(smoke: bool) -> List[Step]:
     """The steps in priority order; `smoke` shrinks every one to CPU-seconds (estimates for a CPU)."""
     python = [sys.executable, "-m"]
@@ -129,16 +142,18 @@ def steps(smoke: bool) -> List[Step]:
                                                 f"--out={os.path.join(work, name + '.json')}"])
     if smoke:
         denoiser = ["--size=small", "--train_steps=5", "--num_samples=64", "--repeats=1"]
+        original = ["--train_steps=1", "--num_samples=8", "--repeats=1"]  # the paper size even here
         learners = ["--learners=td3_bc", "--seeds=1,4", "--num_steps=5", "--repeats=1", "--dataset_size=10000"]
         offline = ["--config=configs/d4rl.py:walker2d,smoke", "--config.diffusion.num_train_steps=200",
                    "--config.diffusion.steps_per_call=100", "--config.num_samples=2000",
                    "--config.diffusion.sample_chunk_size=1000", "--config.agent_steps=200",
                    "--config.eval_every=200", "--config.eval_episodes=1"]
-        fixed = {"device": 15, "denoiser": 30, "learners": 45, "online_updates": 60, "diffusion_train": 25,
-                 "samples": 20, "td3_bc": 45, "offline": 150, "online_retrain": 120}
+        fixed = {"device": 15, "denoiser": 30, "learners": 45, "online_updates": 60, "original": 120,
+                 "diffusion_train": 25, "samples": 20, "td3_bc": 45, "offline": 150, "online_retrain": 120}
         estimates = {name: (lambda figures, s=seconds: s) for name, seconds in fixed.items()}
     else:
         denoiser, learners = ["--size=paper"], ["--seeds=1,4,16,64"]
+        original = ["--train_steps=100", "--num_samples=10000", "--repeats=3"]
         offline = ["--config=configs/d4rl.py:walker2d", "--config.eval_every=250000"]
         train = lambda f: _cost(100_000, _rate(f, "denoiser", "train_steps_per_s"), 60)
         sample = lambda f: _cost(5_000_000, _rate(f, "denoiser", "samples_per_s"), 60)
@@ -147,7 +162,8 @@ def steps(smoke: bool) -> List[Step]:
         online = lambda f: (_cost(5_000, _online_rate(f, 4), 120) + _cost(400_000, _rate(f, "denoiser",
                             "train_steps_per_s"), 0) + _cost(4_000_000, _rate(f, "denoiser", "samples_per_s"), 0))
         estimates = {"device": lambda f: 40, "denoiser": lambda f: 60, "learners": lambda f: 200,
-                     "online_updates": lambda f: 60, "diffusion_train": train, "samples": sample, "td3_bc": agent,
+                     "online_updates": lambda f: 60, "original": lambda f: 120, "diffusion_train": train,
+                     "samples": sample, "td3_bc": agent,
                      "offline": lambda f: train(f) + sample(f) + agent(f) + 180, "online_retrain": online}
     out = lambda name: (lambda work: f"--out={os.path.join(work, name + '.json')}")
     env = ("gymnasium", "mujoco", "ml_collections", "distrax")
@@ -160,6 +176,10 @@ def steps(smoke: bool) -> List[Step]:
          lambda work: python + ["bench.agents", *learners, out("learners")(work)], _learners_headline),
         ("online_updates", "SAC UTD-20 update rate at 1 and 4 seeds", ("distrax",), own("online_updates"),
          _online_updates_headline),
+        ("original", "the original PyTorch code beside ours: train steps/s, samples/s",
+         ("torch", "einops", "gin", "accelerate", "ema_pytorch", "torchdiffeq", "wandb", "gym", "redq", "synther"),
+         lambda work: python + ["bench.original", f"--original={original_checkout()}", *original,
+                                out("original")(work)], _original_headline),
         ("diffusion_train", "100K diffusion steps, paper denoiser, bundled walker2d", (), own("diffusion_train"),
          lambda r, f: _pick(r, "seconds", "train_steps_per_s", "first_chunk_loss", "last_chunk_loss")),
         ("samples", "5M samples, paper denoiser", (), own("samples"),

@@ -7,7 +7,7 @@ import sys
 import time
 
 from bench import runbook_steps
-from bench.runbook import MARGIN_S, Step, run
+from bench.runbook import MARGIN_S, Step, run, steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,3 +65,12 @@ def test_the_online_step_really_retrains():
     stages = record["stage_seconds"]
     assert stages["synthesis/diffusion_training"] > 0 and stages["synthesis/generation"] > 0
     assert record["last_chunk_loss"] < record["first_chunk_loss"]  # the denoiser's weights were trained
+
+
+def test_the_original_step_runs_the_checkout_whose_synther_package_is_importable(tmp_path, monkeypatch):
+    (tmp_path / "synther" / "diffusion").mkdir(parents=True)  # a checkout's layout: `synther` has no __init__
+    monkeypatch.syspath_prepend(str(tmp_path))
+    step = next(step for step in steps(smoke=True) if step.name == "original")
+    assert "synther" in step.needs and "torch" in step.needs
+    command = step.command(str(tmp_path / "work"))
+    assert command[2] == "bench.original" and f"--original={tmp_path}" in command

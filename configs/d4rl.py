@@ -8,6 +8,7 @@
                                                         D4RL's way on first use (synther_jax.data.maze2d)
     --config.dataset=mujoco/walker2d/medium-v0          any dataset id or path `load_dataset` accepts
     --config.algorithm=iql --config.iql.beta=10         the learner and any of its hyperparameters
+    --config.guidance.condition=return                  guided SynthER: samples steered towards high return-to-go
 
 Defaults are the paper's: denoiser width 1024 (2048 for halfcheetah medium-expert and hopper medium
 and medium-expert, Appendix B.1), 100K training steps, 5M synthetic transitions that replace the
@@ -18,6 +19,12 @@ The per-dataset values (denoiser width, CORL's overrides) are left unset here an
 `validate` from the dataset actually loaded (`synther_jax.data.dataset_task`), so that
 `--config.dataset=hopper-medium-v2` gets hopper's settings whatever the config is called; a value
 set on the command line is kept. Every launcher that takes this config calls `validate` first.
+
+Guidance (`config.guidance`, docs/guided.md): with `condition` "return" (each transition's
+discounted return-to-go within its episode, as GTA conditions on) or "reward", the denoiser learns
+p(transition | condition) with classifier-free condition dropout, and every sample is prompted with
+a condition drawn from the real rows' top `top_frac`, at guidance scale `scale`. `validate` makes
+the denoiser conditional (`diffusion.conditioning="add"`) unless one is named.
 """
 import dataclasses
 
@@ -40,6 +47,7 @@ DEFAULT_WIDTH, WIDE_WIDTH = 1024, 2048
 # D4RL-v2 data is evaluated on the -v4 environments, whose dynamics match it (v5 changed Walker2d).
 D4RL_EVAL_ENVS = {"walker2d": "Walker2d-v4", "hopper": "Hopper-v4", "halfcheetah": "HalfCheetah-v4"}
 DATA_CHOICES = ("synthetic", "real", "mixed")
+CONDITIONS = ("none", "return", "reward")  # what offline guidance conditions the denoiser on
 # Learner fields that must be positive, or lie in (0, 1], wherever a learner has them.
 POSITIVE_FIELDS = ("actor_lr", "critic_lr", "value_lr", "alpha_lr", "num_critics", "policy_freq", "max_action", "beta")
 FRACTION_FIELDS = ("discount", "tau", "expectile")
@@ -123,6 +131,12 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
             section[field] = placeholder(type(fields[field]))
         config[algorithm] = section
 
+    config.guidance = ml_collections.ConfigDict(dict(
+        condition="none",  # "return": return-to-go within the episode (GTA); "reward"; "none": SynthER
+        scale=2.0,  # classifier-free guidance w: 0 unconditional, 1 conditional, > 1 further (PGR's 2.0)
+        top_frac=0.1,  # prompts drawn from this top fraction of the real rows' condition
+        discount=0.99))  # of the return-to-go (GTA's)
+
     config.wandb = wandb_config()
 
     if "large" in options:
@@ -176,6 +190,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
                 unknown + f"set --config.diffusion.width (the paper's {DEFAULT_WIDTH}; {WIDE_WIDTH} for "
                 f"{', '.join(sorted(WIDE_DENOISER))}).")
         config.diffusion.width = WIDE_WIDTH if task in WIDE_DENOISER else DEFAULT_WIDTH
+    validate_guidance(config, trains_denoiser)
     check_dataclass(config.diffusion, DiffusionConfig, "diffusion.")
 
     module, config_cls = OFFLINE_LEARNERS[config.algorithm]
@@ -195,3 +210,26 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             f"--config.{prefix}hidden_dims must be positive layer widths, got {section.hidden_dims!r}.")
     check_dataclass(section, config_cls, prefix, action_dim=1)
     return config
+
+
+def validate_guidance(config: ml_collections.ConfigDict, trains_denoiser: bool) -> None:
+    """A guided run trains a conditional denoiser (made one here when none is named); an unguided
+    one an unconditional denoiser. Fills `config.diffusion.conditioning` in place."""
+    guidance = config.guidance
+    check_choice(guidance, "condition", CONDITIONS, prefix="guidance.")
+    if guidance.condition == "none":
+        require(config.diffusion.conditioning == "none",
+                f"--config.diffusion.conditioning={config.diffusion.conditioning} trains a conditional model, but "
+                "--config.guidance.condition=none gives it no condition: set --config.guidance.condition=return (or "
+                "reward) or --config.diffusion.conditioning=none.")
+        return
+    require(trains_denoiser, f"--config.guidance.condition={guidance.condition} guides the diffusion model, which this "
+            "run does not train (" + ("--config.data=real" if config.data == "real" else
+                                      f"--config.augmentation={config.augmentation}") +
+            "): use --config.data=synthetic or mixed with --config.augmentation=none.")
+    if config.diffusion.conditioning == "none":
+        config.diffusion.conditioning = "add"
+    require(isinstance(guidance.scale, (int, float)) and guidance.scale >= 0,
+            f"--config.guidance.scale must be >= 0, got {guidance.scale!r}.")
+    check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
+    check_fraction(guidance, "discount", low_open=False, prefix="guidance.")

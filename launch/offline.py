@@ -17,6 +17,12 @@ finished stage (and inside the diffusion and agent stages from their last checkp
   (f) results.json (per-seed and mean/std final normalised scores, the scores at every evaluation,
       each seed's agent and denoiser seed, the fidelity per denoiser, seconds per stage, the command
       line) and learning_curve.png.
+
+Guided (`--config.guidance.condition=return` or `reward`): (b) trains on each real transition's
+condition, computed on the loaded data before `real_fraction` cuts its episodes, and (c) prompts
+every sample from the real top `guidance.top_frac`; the analysis adds `condition.json` and
+`condition.png` (the condition of real against generated rows; a generated row's return-to-go is
+that of its nearest real row), which results.json's `guidance` section repeats per denoiser.
 """
 import os
 from typing import Dict, List, Optional, Tuple
@@ -33,8 +39,12 @@ from configs.checks import ConfigError
 from launch import boundary
 from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, command_line, define_flags,
                            metrics_writer, read_json, write_json)
-from launch.synthesize import denoiser_seeds, load_real, samples_paths, train_model, write_samples
+from launch.synthesize import (denoiser_seeds, guidance_condition, load_real, samples_paths, train_model,
+                               write_samples)
 from synther_jax import augment, sharding
+from synther_jax.analysis.novelty import nearest_neighbours, standardize
+from synther_jax.analysis.plots import plot_relevance
+from synther_jax.analysis.relevance import relevance_report
 from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
@@ -48,23 +58,33 @@ from synther_jax.envs.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
+CONDITION_FILE, CONDITION_PNG = "condition.json", "condition.png"
+CONDITION_ROWS = 10_000  # generated rows whose condition the report estimates
+
+
+def subsample_index(num: int, fraction: float, seed: int) -> Optional[np.ndarray]:
+    """The sorted rows a uniform random `fraction` of `num` keeps (None: all of them)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"real_fraction must be in (0, 1], got {fraction}.")
+    if fraction == 1.0:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(num, max(2, round(fraction * num)), replace=False))
 
 
 def subsample(real: Transitions, fraction: float, seed: int) -> Transitions:
     """A uniform random `fraction` of the transitions (paper Figure 4), in their original order."""
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"real_fraction must be in (0, 1], got {fraction}.")
-    if fraction == 1.0:
+    keep = subsample_index(len(real), fraction, seed)
+    if keep is None:
         return real
-    keep = np.sort(np.random.default_rng(seed).choice(len(real), max(2, round(fraction * len(real))), replace=False))
     arrays = {key: value[keep] for key, value in real.as_dict().items()}
     return Transitions(**arrays, metadata=dict(real.metadata or {}, real_fraction=fraction))
 
 
 def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir: str, timer: StageTimer,
-                  metrics: MetricsWriter) -> List[Transitions]:
+                  metrics: MetricsWriter, condition: Optional[np.ndarray] = None) -> List[Transitions]:
     """Stages (b) and (c): the transitions the agents learn from, one dataset for all seeds, or
-    with `denoiser_per_seed` one per agent seed (seed i: denoiser i's samples)."""
+    with `denoiser_per_seed` one per agent seed (seed i: denoiser i's samples). A guided run
+    passes each real transition's `condition`."""
     if config.data == "real":
         return [real]
     paths = samples_paths(config, workdir)
@@ -84,18 +104,56 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
                          ", ".join(paths))
         else:
             with timer("diffusion"):
-                model = train_model(config, real, workdir, metrics)
+                model = train_model(config, real, workdir, metrics, condition)
             with timer("generate"):
-                write_samples(config, real, model, workdir)
+                write_samples(config, real, model, workdir, condition)
     synthetic = [read_stage_output(path) for path in paths]
     for folder, data, seed in zip(analysis_dirs(config, workdir), synthetic, denoiser_seeds(config)):
         if config.analyze and not os.path.exists(os.path.join(folder, REPORT_FILE)):
             with timer("analyze"):
                 analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params, seed=seed)
+        if condition is not None and not os.path.exists(os.path.join(folder, CONDITION_FILE)):
+            with timer("analyze"):
+                write_condition_report(config, real, condition, data, folder, seed)
     if config.data == "mixed":  # real and synthetic pooled into one dataset, sampled uniformly
         return [Transitions(**{key: np.concatenate([getattr(real, key), getattr(data, key)]) for key in real.as_dict()},
                             metadata=real.metadata) for data in synthetic]
     return synthetic
+
+
+def generated_condition(config: ml_collections.ConfigDict, real: Transitions, condition: np.ndarray,
+                        generated: Transitions) -> np.ndarray:
+    """The condition of generated transitions: their reward, or the return-to-go of each one's
+    nearest real transition (whole rows, in the real data's standardised space), which a single
+    generated transition does not carry itself."""
+    if config.guidance.condition == "reward":
+        return generated.rewards
+    rows = lambda data: data.to_rows(config.modelled_terminals).astype(np.float64)
+    real_rows, generated_rows = standardize(rows(real), rows(generated))
+    _, nearest = nearest_neighbours(generated_rows, real_rows, progress=False)
+    return condition[nearest]
+
+
+def write_condition_report(config: ml_collections.ConfigDict, real: Transitions, condition: np.ndarray,
+                           synthetic: Transitions, folder: str, seed: int) -> dict:
+    """condition.json and condition.png in `folder`: the condition of the real rows against up to
+    `CONDITION_ROWS` generated ones (`generated_condition`)."""
+    rows = np.sort(np.random.default_rng(seed).permutation(len(synthetic))[:CONDITION_ROWS])
+    report = relevance_report(condition, generated_condition(config, real, condition, synthetic.subset(rows)),
+                              config.guidance.top_frac)
+    os.makedirs(folder, exist_ok=True)
+    write_json(os.path.join(folder, CONDITION_FILE), report)
+    plot_relevance([report], [None], os.path.join(folder, CONDITION_PNG), f"{config.name}, guidance w = "
+                   f"{config.guidance.scale}", "return-to-go" if config.guidance.condition == "return" else "reward")
+    return report
+
+
+def guidance_summary(config: ml_collections.ConfigDict, workdir: str) -> Optional[dict]:
+    """results.json's guidance section: the settings and each denoiser's condition report."""
+    if config.guidance.condition == "none":
+        return None
+    reports = [read_json(os.path.join(folder, CONDITION_FILE), None) for folder in analysis_dirs(config, workdir)]
+    return {**config.guidance.to_dict(), "per_denoiser": reports}
 
 
 def analysis_dirs(config: ml_collections.ConfigDict, workdir: str) -> List[str]:
@@ -246,7 +304,8 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
         "num_seeds": config.num_seeds, "num_updates": final["step"], "score_table": score_table,
         "denoiser_protocol": None if not denoiser else "per_seed" if config.denoiser_per_seed else "shared",
         "seeds": seeds, "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
-        "scores_by_step": curve, "fidelity": fidelity_summary(config, workdir), "stage_seconds": timer.seconds,
+        "scores_by_step": curve, "fidelity": fidelity_summary(config, workdir),
+        "guidance": guidance_summary(config, workdir), "stage_seconds": timer.seconds,
         # A rerun of a finished run only reads it back: the command that made it stays recorded.
         "command": read_json(os.path.join(workdir, "results.json"), {}).get("command") or command_line(),
     }
@@ -268,7 +327,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     load_timer = StageTimer()
     with load_timer("load"):
         ensure_default_dataset(config.dataset)  # maze2d: our default data is made on first use
-        real = subsample(load_real(config), config.real_fraction, config.seed)
+        loaded = load_real(config)
+        real = subsample(loaded, config.real_fraction, config.seed)
+        condition = guidance_condition(config, loaded)  # on whole episodes, before the subsample cuts them
+        keep = subsample_index(len(loaded), config.real_fraction, config.seed)
+        if condition is not None and keep is not None:
+            condition = condition[keep]
     env_id = real.metadata.get("env_id")
     if env_id is None:
         raise ConfigError(f"The dataset {config.dataset!r} does not say which environment it comes from; "
@@ -277,7 +341,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         timer = StageTimer(path=os.path.join(workdir, "stage_seconds.json"))
         timer.add("load", load_timer.seconds["load"])
         metrics = metrics_writer(config, workdir)
-        data = training_data(config, real, workdir, timer, metrics)
+        data = training_data(config, real, workdir, timer, metrics, condition)
         evaluations = train_agents(config, real, data, env_id, workdir, metrics, timer)
         metrics.close()
         return write_results(config, env_id, evaluations, timer, workdir)

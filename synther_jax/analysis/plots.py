@@ -129,7 +129,7 @@ def plot_compression(num_transitions: int, row_dim: int, denoiser_params: int, p
 def plot_relevance(reports: Sequence[dict], steps: Sequence[int], path: str, title: str, what: str) -> None:
     """Left: the newest report's histogram of the condition, real (orange) against generated
     (blue); right, with more than one report: each report's real mean, real top-fraction mean
-    and generated mean against `steps`. `reports` are `analysis.relevance.relevance_report`s."""
+    and generated mean against `steps` (a step of None is left out of the title). `reports` are `analysis.relevance.relevance_report`s."""
     trend = len(reports) > 1
     fig, axes = plt.subplots(1, 2 if trend else 1, figsize=(10 if trend else 5.5, 3.8), squeeze=False)
     hist, newest = axes[0, 0], reports[-1]
@@ -139,7 +139,7 @@ def plot_relevance(reports: Sequence[dict], steps: Sequence[int], path: str, tit
         hist.stairs(counts / max(counts.sum(), 1), edges, fill=True, alpha=0.5, color=colour,
                     label=f"{name}: mean {newest[name]['mean']:.3g}")
     hist.axvline(newest["top_cut"], color="black", linestyle="--", linewidth=0.8, label="real top-fraction cut")
-    hist.set(xlabel=what, ylabel="fraction of rows", title=f"{title} (step {steps[-1]})")
+    hist.set(xlabel=what, ylabel="fraction of rows", title=title if steps[-1] is None else f"{title} (step {steps[-1]})")
     hist.legend(fontsize=7)
     if trend:
         curves = axes[0, 1]

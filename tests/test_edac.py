@@ -162,6 +162,14 @@ def test_update_order_is_alpha_then_actor_then_critic():
 
 
 def test_vmapped_seeds_equal_seeds_run_one_by_one():
+    """Parameters and losses agree to float32 reassociation. The critics' Adam moments hold the raw
+    critic gradients, whose diversity part differentiates g_i / |g_i| (g_i = grad_a Q_i) and so
+    amplifies rounding by 1 / |g_i|: with the output layer at U(+-3e-3), |g_i| falls to ~1e-5 on
+    some samples, and any other summation order (vmapping, another XLA version) moves the moments
+    by ~1e-5 of their largest entry, as does nudging the initial critics by one ulp (measured after
+    these 10 steps: vmapping 8e-6 on jax 0.10.2 and 1.6e-5 on 0.12, one-ulp nudges 4e-6 to 4e-5).
+    Adam's normalised step absorbs this, so the parameters stay within 1e-7. The moments are held
+    to 1e-3 of their largest entry; the other seed's differ by at least 9e-2."""
     dataset = jax.tree.map(jnp.asarray, random_batch(np.random.default_rng(8), 200))
     init_keys = jax.random.split(jax.random.PRNGKey(9), 2)
     train_keys = jax.random.split(jax.random.PRNGKey(10), 2)
@@ -171,7 +179,9 @@ def test_vmapped_seeds_equal_seeds_run_one_by_one():
     for i in range(2):
         single = edac.init(init_keys[i], OBS_DIM, ACTION_DIM, **kwargs)
         single, single_metrics = edac.update_steps(single, dataset, train_keys[i], num_steps=10, batch_size=32)
-        assert_trees_close(states, single, i)
+        assert_trees_close(states.replace(critic_opt_state=None), single.replace(critic_opt_state=None), i)
+        for x, y in zip(jax.tree.leaves(states.critic_opt_state), jax.tree.leaves(single.critic_opt_state)):
+            np.testing.assert_allclose(x[i], y, rtol=0, atol=1e-3 * np.abs(np.asarray(y)).max())
         np.testing.assert_allclose(metrics["critic_loss"][i], single_metrics["critic_loss"], rtol=2e-4)
 
 

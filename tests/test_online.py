@@ -233,8 +233,9 @@ def test_pgr_smoke_loop_reports_the_relevance_of_real_against_generated_rows(tmp
 def test_relevance_labelling_and_guided_generation_never_touch_the_rollout(tmp_path, condition):
     """The rollout's observations chain through the real buffer although the generator returns
     absurd rows, and each real row reaches the generator with its own label (checked with the
-    reward as relevance, whose labels are known)."""
-    config = pgr_config(condition, total_steps=260, eval_every=260, checkpoint_every=260)
+    reward as relevance, whose labels are known, on two vmapped seeds)."""
+    num_seeds = 2 if condition == "reward" else 1
+    config = pgr_config(condition, total_steps=260, eval_every=260, checkpoint_every=260, num_seeds=num_seeds)
     seen = {}
 
     def garbage(rows, keys, condition):
@@ -242,17 +243,18 @@ def test_relevance_labelling_and_guided_generation_never_touch_the_rollout(tmp_p
         return np.full((rows.shape[0], 500, rows.shape[2]), 1e3, np.float32)
 
     result = online_loop.train(config, str(tmp_path), synthesize=garbage)
-    data = result.real_data[0]
-    ended = (data.terminals + data.timeouts) > 0
-    continuing = ~ended[:-1]
-    np.testing.assert_array_equal(data.observations[1:][continuing], data.next_observations[:-1][continuing])
-    assert np.all(np.abs(data.observations) < 1e3)
-    assert seen["condition"].shape == (1, 200) and np.all(np.isfinite(seen["condition"]))
-    np.testing.assert_array_equal(seen["rows"][0], data.subset(slice(0, 200)).to_rows(True))
-    if condition == "reward":
-        np.testing.assert_array_equal(seen["condition"][0], data.rewards[:200])
-    report = result.relevance[0]["per_seed"][0]
-    assert report["generated_above_top_cut"] == 1.0 and report["generated"]["mean"] > report["real"]["mean"]
+    assert seen["condition"].shape == (num_seeds, 200) and np.all(np.isfinite(seen["condition"]))
+    for i, data in enumerate(result.real_data):
+        ended = (data.terminals + data.timeouts) > 0
+        continuing = ~ended[:-1]
+        np.testing.assert_array_equal(data.observations[1:][continuing], data.next_observations[:-1][continuing])
+        assert np.all(np.abs(data.observations) < 1e3)
+        np.testing.assert_array_equal(seen["rows"][i], data.subset(slice(0, 200)).to_rows(True))
+        if condition == "reward":
+            np.testing.assert_array_equal(seen["condition"][i], data.rewards[:200])
+        report = result.relevance[0]["per_seed"][i]
+        assert report["generated_above_top_cut"] == 1.0 and report["generated"]["mean"] > report["real"]["mean"]
+        assert os.path.getsize(tmp_path / f"relevance_seed{i}.png") > 0
 
 
 def guided_noisy_copy(real_rows, keys, condition):

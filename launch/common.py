@@ -99,13 +99,35 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
         if recorded is None:
             write_json(path, current)
         elif _computed(recorded) != _computed(current):
-            raise ConfigError(f"{workdir} holds a run made with another config (see {path}); use a new --workdir, "
-                              "or delete the folder to start over.")
+            raise ConfigError(f"{workdir} holds a run made with another config ({config_differences(recorded, current)}; "
+                              f"see {path}); use a new --workdir, or delete the folder to start over.")
         yield
 
 
 def _computed(config: dict) -> dict:
     return {key: value for key, value in config.items() if key not in TRACKING_SECTIONS}
+
+
+def config_differences(recorded: dict, current: dict, limit: int = 3) -> str:
+    """The fields where two configs differ, as `--config` paths with both values (at most `limit`):
+    a field the recorded one lacks was added to the code since that run started."""
+    def flat(tree: dict, prefix: str = "") -> dict:
+        items = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                items.update(flat(value, f"{prefix}{key}."))
+            else:
+                items[prefix + key] = value
+        return items
+
+    old, new = flat(_computed(recorded)), flat(_computed(current))
+    missing = object()
+    changed = [key for key in sorted(old.keys() | new.keys()) if old.get(key, missing) != new.get(key, missing)]
+    shown = [f"{key}: {old[key]!r} then, {new[key]!r} now" if key in old and key in new else
+             f"{key}: not in that run's config" if key in new else f"{key}: no longer a field"
+             for key in changed[:limit]]
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return "; ".join(shown) + more
 
 
 def command_line() -> str:

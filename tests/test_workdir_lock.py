@@ -68,9 +68,25 @@ def test_a_rerun_may_change_where_it_is_tracked_but_not_what_it_computes(tmp_pat
         pass
     with claim_workdir(str(tmp_path / "run"), config(0, "my-project")):  # now also logged to W&B
         pass
-    with pytest.raises(ConfigError, match="another config"):
+    with pytest.raises(ConfigError, match=r"another config \(seed: 0 then, 1 now; see "):
         with claim_workdir(str(tmp_path / "run"), config(1, "my-project")):
             pass
+
+
+def test_the_refusal_names_the_fields_that_differ(tmp_path):
+    recorded = {"seed": 0, "diffusion": {"width": 256, "depth": 3, "old": 1}, "wandb": {"project": None}}
+    with claim_workdir(str(tmp_path / "run"), ml_collections.ConfigDict(recorded)):
+        pass
+    # A field added to the code since the run started, one changed, one removed, one that may change.
+    current = {"seed": 0, "diffusion": {"width": 512, "depth": 3, "matmul_precision": "float32"},
+               "wandb": {"project": "p"}}
+    with pytest.raises(ConfigError) as error:
+        with claim_workdir(str(tmp_path / "run"), ml_collections.ConfigDict(current)):
+            pass
+    message = str(error.value)
+    assert ("(diffusion.matmul_precision: not in that run's config; diffusion.old: no longer a field; "
+            "diffusion.width: 256 then, 512 now; see ") in message
+    assert "wandb" not in message and "\n" not in message
 
 
 def _offline(dataset, workdir):

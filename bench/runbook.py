@@ -13,6 +13,8 @@ between bookings, so nothing resumes):
   online_updates   SAC's UTD-20 update rate (environment steps of learning per second) at 1 and 4 seeds;
   original         `bench.original`: the original SynthER PyTorch code's training step and sampler beside
                    ours (where its checkout, REDQ's and its packages are importable: PYTHONPATH);
+  precision        `bench.precision`: a paper-width denoiser (10K steps) per matmul precision, its
+                   fidelity against two float32 seeds and its train steps/s and samples/s;
   diffusion_train, samples, td3_bc   the paper's sizes end to end: 100K diffusion steps, 5M samples,
                    1M TD3+BC updates x 4 seeds;
   offline          the whole paper-size walker2d offline pipeline (`launch.offline`), evaluating every 250K updates;
@@ -134,6 +136,14 @@ def _original_headline(record: dict, figures: Dict[str, dict]) -> dict:
     return {**shown, **{f"ours / original {key}": value for key, value in record["ratios"].items()}}
 
 
+def _precision_headline(record: dict, figures: Dict[str, dict]) -> dict:
+    shown = {f"{run['name']} {key}": run[key] for run in record["runs"]
+             for key in ("marginal_score", "train_steps_per_s", "samples_per_s")}
+    verdicts = {f"{precision} matches float32": row["matches_float32"]
+                for precision, row in record["summary"]["precisions"].items()}
+    return {**shown, **verdicts}
+
+
 def steps(smoke: bool) -> List[Step]:
     """The steps in priority order; `smoke` shrinks every one to CPU-seconds (estimates for a CPU)."""
     python = [sys.executable, "-m"]
@@ -143,17 +153,19 @@ def steps(smoke: bool) -> List[Step]:
     if smoke:
         denoiser = ["--size=small", "--train_steps=5", "--num_samples=64", "--repeats=1"]
         original = ["--train_steps=1", "--num_samples=8", "--repeats=1"]  # the paper size even here
+        precision = ["--smoke"]
         learners = ["--learners=td3_bc", "--seeds=1,4", "--num_steps=5", "--repeats=1", "--dataset_size=10000"]
         offline = ["--config=configs/d4rl.py:walker2d,smoke", "--config.diffusion.num_train_steps=200",
                    "--config.diffusion.steps_per_call=100", "--config.num_samples=2000",
                    "--config.diffusion.sample_chunk_size=1000", "--config.agent_steps=200",
                    "--config.eval_every=200", "--config.eval_episodes=1"]
-        fixed = {"device": 15, "denoiser": 30, "learners": 45, "online_updates": 60, "original": 120,
+        fixed = {"device": 15, "denoiser": 30, "learners": 45, "online_updates": 60, "original": 120, "precision": 90,
                  "diffusion_train": 25, "samples": 20, "td3_bc": 45, "offline": 150, "online_retrain": 120}
         estimates = {name: (lambda figures, s=seconds: s) for name, seconds in fixed.items()}
     else:
         denoiser, learners = ["--size=paper"], ["--seeds=1,4,16,64"]
         original = ["--train_steps=100", "--num_samples=10000", "--repeats=3"]
+        precision = ["--denoiser=1024x6:10000", "--num_samples=20000", "--physics_rows=2000"]
         offline = ["--config=configs/d4rl.py:walker2d", "--config.eval_every=250000"]
         train = lambda f: _cost(100_000, _rate(f, "denoiser", "train_steps_per_s"), 60)
         sample = lambda f: _cost(5_000_000, _rate(f, "denoiser", "samples_per_s"), 60)
@@ -163,7 +175,8 @@ def steps(smoke: bool) -> List[Step]:
         online = lambda f: (_cost(5_000, _online_rate(f, 4), 120) + _cost(100_000, _rate(f, "denoiser",
                             "train_steps_per_s"), 0) + _cost(4_000_000, _rate(f, "denoiser", "samples_per_s"), 0))
         estimates = {"device": lambda f: 40, "denoiser": lambda f: 60, "learners": lambda f: 200,
-                     "online_updates": lambda f: 60, "original": lambda f: 120, "diffusion_train": train,
+                     "online_updates": lambda f: 60, "original": lambda f: 120, "precision": lambda f: 240,
+                     "diffusion_train": train,
                      "samples": sample, "td3_bc": agent,
                      "offline": lambda f: train(f) + sample(f) + agent(f) + 180, "online_retrain": online}
     out = lambda name: (lambda work: f"--out={os.path.join(work, name + '.json')}")
@@ -181,6 +194,9 @@ def steps(smoke: bool) -> List[Step]:
          ("torch", "einops", "gin", "accelerate", "ema_pytorch", "torchdiffeq", "wandb", "gym", "redq", "synther"),
          lambda work: python + ["bench.original", f"--original={original_checkout()}", *original,
                                 out("original")(work)], _original_headline),
+        ("precision", "fidelity and speed per matmul precision", (*env, "scipy", "matplotlib"),
+         lambda work: python + ["bench.precision", *precision, f"--workdir={os.path.join(work, 'precision')}",
+                                out("precision")(work)], _precision_headline),
         ("diffusion_train", "100K diffusion steps, paper denoiser, bundled walker2d", (), own("diffusion_train"),
          lambda r, f: _pick(r, "seconds", "train_steps_per_s", "first_chunk_loss", "last_chunk_loss")),
         ("samples", "5M samples, paper denoiser", (), own("samples"),

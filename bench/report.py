@@ -303,19 +303,18 @@ def results_at_a_glance(results: str) -> List[str]:
 
 def against_original(results: str) -> List[str]:
     """The original SynthER PyTorch code and ours timed in one process run (`bench.original`), one
-    pair of rows per device measured."""
+    row per run, oldest first: on a shared machine the spread between runs is part of the figure."""
+    records = [load(os.path.basename(path), results) for path in glob.glob(os.path.join(results, "original_*.json"))]
     rows = []
-    for path in sorted(glob.glob(os.path.join(results, "original_*.json"))):
-        d = load(os.path.basename(path), results)
+    for d in sorted(records, key=lambda record: record["date"]):
         theirs, ours, ratio = d["figures"]["original"], d["figures"]["synther_jax"], d["ratios"]
-        size = f"{d['width']}x{d['depth']}, {d['param_count']['synther_jax']:,} parameters"
-        rows.append([f"training steps/s ({size}, batch {d['batch_size']})", f"{theirs['train_steps_per_s']:,.2f}",
-                     f"{ours['train_steps_per_s']:,.2f}", f"{ratio['train_steps_per_s']:.2f}x", machine(d)])
-        rows.append([f"samples/s ({d['num_sample_steps']} sampler steps, {d['num_samples']:,} per call)",
-                     f"{theirs['samples_per_s']:,.1f}", f"{ours['samples_per_s']:,.1f}",
-                     f"{ratio['samples_per_s']:.2f}x", machine(d)])
-    return table(["work (same device, one process run)", "original (PyTorch)", "synther_jax", "ours / original",
-                  "measured on"], rows)
+        rows.append([f"{d['width']}x{d['depth']}, batch {d['batch_size']}; {d['num_samples']:,} samples per call",
+                     f"{theirs['train_steps_per_s']:,.2f} -> {ours['train_steps_per_s']:,.2f} "
+                     f"(**{ratio['train_steps_per_s']:.2f}x**)",
+                     f"{theirs['samples_per_s']:,.1f} -> {ours['samples_per_s']:,.1f} (**{ratio['samples_per_s']:.2f}x**)",
+                     machine(d)])
+    return table(["run (paper denoiser, 128 sampler steps)", "training steps/s: original -> ours",
+                  "samples/s: original -> ours", "measured on"], rows)
 
 
 TABLES: Dict[str, Callable[[str], List[str]]] = {

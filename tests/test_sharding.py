@@ -6,6 +6,7 @@ parent process they are skipped and only the launcher and the multi-host switch 
 """
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
@@ -28,7 +29,8 @@ def test_eight_device_checks_pass():
     result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", __file__], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert "7 passed, 2 skipped in" in result.stdout, result.stdout[-2000:]  # all 8-device tests ran (2 are parent-only)
+    # All 8-device tests ran (2 are parent-only); warnings from dependencies may follow the counts.
+    assert re.search(r"^7 passed, 2 skipped( in|,)", result.stdout, re.M), result.stdout[-2000:]
 
 
 def _on_all_devices(x: jax.Array, split: bool):

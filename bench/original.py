@@ -53,14 +53,20 @@ NUM_ROWS = 100_000
 TORCH_PRECISIONS = {"float32": "highest", "tf32": "high"}
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("original", None, "A checkout of the original SynthER repository (github.com/conglu1997/SynthER).")
-flags.DEFINE_string("out", None, "JSON file for the figures (default: bench/results/original_<platform>.json).")
-flags.DEFINE_integer("batch_size", 256, "Training batch size of both.")
-flags.DEFINE_integer("train_steps", 10, "Training steps per timed call (ours: one lax.scan; the original: a loop).")
-flags.DEFINE_integer("num_samples", 1024, "Samples per timed sampler call (one batch for both).")
-flags.DEFINE_integer("repeats", 3, "Timed rounds after one untimed warm-up; the fastest call counts.")
-flags.DEFINE_enum("matmul_precision", "float32", list(TORCH_PRECISIONS),
-                  "Matmul precision of both: `float32` (PyTorch's default, and ours) or `tf32` (on a GPU).")
+
+
+def define_flags() -> None:
+    """The command line; defined only when run as a program, so tests can import the module's functions
+    beside launchers that define flags of the same names."""
+    flags.DEFINE_string("original", None,
+                        "A checkout of the original SynthER repository (github.com/conglu1997/SynthER).")
+    flags.DEFINE_string("out", None, "JSON file for the figures (default: bench/results/original_<platform>.json).")
+    flags.DEFINE_integer("batch_size", 256, "Training batch size of both.")
+    flags.DEFINE_integer("train_steps", 10, "Training steps per timed call (ours: one lax.scan; the original: a loop).")
+    flags.DEFINE_integer("num_samples", 1024, "Samples per timed sampler call (one batch for both).")
+    flags.DEFINE_integer("repeats", 3, "Timed rounds after one untimed warm-up; the fastest call counts.")
+    flags.DEFINE_enum("matmul_precision", "float32", list(TORCH_PRECISIONS),
+                      "Matmul precision of both: `float32` (PyTorch's default, and ours) or `tf32` (on a GPU).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,4 +254,5 @@ def main(argv: List[str]):
 
 
 if __name__ == "__main__":
+    define_flags()
     boundary.run(main, INPUT_ERRORS, resumes=False)

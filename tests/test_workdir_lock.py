@@ -89,10 +89,10 @@ def test_the_refusal_names_the_fields_that_differ(tmp_path):
     assert "wandb" not in message and "\n" not in message
 
 
-def _offline(dataset, workdir):
+def _offline(dataset, workdir, agent_steps=2000):
     command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
                f"--config.dataset={dataset}", "--config.env_id=Hopper-v5", "--config.data=real",
-               "--config.analyze=False", "--config.agent_steps=2000", "--config.eval_every=250",
+               "--config.analyze=False", f"--config.agent_steps={agent_steps}", "--config.eval_every=250",
                "--config.eval_episodes=1", f"--workdir={workdir}"]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
@@ -122,8 +122,10 @@ def _wait_for_checkpoint(process, checkpoints):
 
 
 def test_ctrl_c_ends_in_one_line_that_says_a_rerun_resumes(hopper_random_npz, tmp_path):
-    run = _offline(hopper_random_npz, tmp_path / "run")
+    # Far more updates than the run reaches before the signal, so a busy machine cannot let it finish first.
+    run = _offline(hopper_random_npz, tmp_path / "run", agent_steps=1_000_000)
     _wait_for_checkpoint(run, tmp_path / "run" / "agent")
+    assert run.poll() is None, run.stderr.read()[-2000:]
     run.send_signal(signal.SIGINT)
     assert run.wait(timeout=120) == 130
     log = run.stderr.read()

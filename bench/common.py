@@ -1,9 +1,10 @@
 """What every benchmark reports: the device, versions, date, and the measured matmul peak."""
 import datetime
+import importlib.metadata
 import os
 import platform
 import time
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Iterable, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,17 @@ def environment() -> Dict[str, str]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": {"python": platform.python_version(), "jax": jax.__version__, "jaxlib": jax.lib.__version__},
     }
+
+
+def package_versions(names: Iterable[str]) -> Dict[str, str]:
+    """The installed version of each distribution in `names` (those not installed left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:

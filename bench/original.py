@@ -23,7 +23,6 @@ import dataclasses
 import importlib
 import io
 import itertools
-import importlib.metadata
 import os
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from typing import Callable, Dict, List, Optional
 
 from absl import flags
 
-from bench.common import environment, write_json
+from bench.common import environment, package_versions, write_json
 from configs.checks import ConfigError
 from launch import boundary
 from launch.common import INPUT_ERRORS
@@ -193,16 +192,6 @@ def checkout_commit(checkout: str) -> Optional[str]:
     """The checkout's git commit, or None where it is not a git work tree (an unpacked archive)."""
     result = subprocess.run(["git", "-C", checkout, "rev-parse", "HEAD"], capture_output=True, text=True)
     return result.stdout.strip() if result.returncode == 0 else None
-
-
-def package_versions(names) -> Dict[str, Optional[str]]:
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def main(argv: List[str]):

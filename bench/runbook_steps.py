@@ -15,7 +15,6 @@
 
 `--smoke` shrinks each to CPU-seconds. Every step writes one JSON record (`--out`) with its figures.
 """
-import importlib.metadata
 import os
 import platform
 import tempfile
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from bench.common import PRECISIONS, best_time, environment, matmul_peak_flops, write_json
+from bench.common import PRECISIONS, best_time, environment, matmul_peak_flops, package_versions, write_json
 from launch import boundary
 from launch.common import INPUT_ERRORS
 
@@ -35,17 +34,6 @@ PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "
             "ml-collections")
 
 FLAGS = flags.FLAGS
-
-
-def installed_versions() -> dict:
-    """Versions of the packages the benchmarks use that are installed (absent ones left out)."""
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def device(smoke: bool) -> dict:
@@ -59,7 +47,7 @@ def device(smoke: bool) -> dict:
     devices = jax.devices()
     return {"devices": [f"{d.platform}:{d.device_kind}" for d in devices], "matmul_sizes": list(sizes),
             "matmul_peak_flops_per_s": peaks, "unsupported_precisions": unsupported,
-            "packages": installed_versions(), "memory_stats": _memory_stats(devices[0])}
+            "packages": {"python": platform.python_version(), **package_versions(PACKAGES)}, "memory_stats": _memory_stats(devices[0])}
 
 
 def _memory_stats(dev) -> dict:

@@ -43,6 +43,14 @@ def check_fraction(config: ml_collections.ConfigDict, field: str, low_open: bool
     require(inside, f"--config.{prefix}{field} must lie in {'(0, 1]' if low_open else '[0, 1]'}, got {value!r}.")
 
 
+def check_guidance_prompts(guidance: ml_collections.ConfigDict) -> None:
+    """The prompting of a guided run, offline or online: a guidance scale >= 0 and the top fraction
+    of the real rows' condition the prompts are drawn from, in (0, 1]."""
+    require(isinstance(guidance.scale, (int, float)) and guidance.scale >= 0,
+            f"--config.guidance.scale must be >= 0, got {guidance.scale!r}.")
+    check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
+
+
 def check_dataclass(config: ml_collections.ConfigDict, cls: type, prefix: str, **fixed: Any) -> Any:
     """Builds `cls(**fixed, **config)`, so the dataclass's own checks run; their ValueError becomes a
     ConfigError that names the config section."""

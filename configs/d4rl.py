@@ -32,8 +32,8 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from agents import OFFLINE_LEARNERS, td3_bc
-from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_positive, defaults,
-                            require)
+from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_guidance_prompts,
+                            check_positive, defaults, require)
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import bundled_names, dataset_task
@@ -229,7 +229,5 @@ def validate_guidance(config: ml_collections.ConfigDict, trains_denoiser: bool) 
             "): use --config.data=synthetic or mixed with --config.augmentation=none.")
     if config.diffusion.conditioning == "none":
         config.diffusion.conditioning = "add"
-    require(isinstance(guidance.scale, (int, float)) and guidance.scale >= 0,
-            f"--config.guidance.scale must be >= 0, got {guidance.scale!r}.")
-    check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
+    check_guidance_prompts(guidance)
     check_fraction(guidance, "discount", low_open=False, prefix="guidance.")

@@ -30,7 +30,8 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from agents.relevance import RELEVANCES
-from configs.checks import ConfigError, check_choice, check_dataclass, check_fraction, check_positive, require
+from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_guidance_prompts,
+                            check_positive, require)
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.envs import make_env
@@ -170,8 +171,6 @@ def validate_guidance(config: ml_collections.ConfigDict) -> None:
             "which this config does not train: use an <env>-synther or <env>-pgr config.")
     require(diffusion.conditioning != "none", f"--config.guidance.condition={guidance.condition} needs a conditional "
             "denoiser: set --config.synther.diffusion.conditioning=add (or concat, PGR's wider network).")
-    require(isinstance(guidance.scale, (int, float)) and guidance.scale >= 0,
-            f"--config.guidance.scale must be >= 0, got {guidance.scale!r}.")
-    check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
+    check_guidance_prompts(guidance)
     if guidance.condition == "curiosity":
         check_positive(guidance.icm, "hidden", "learning_rate", "batch_size", prefix="guidance.icm.")

@@ -119,6 +119,14 @@ def test_a_dataset_of_unknown_task_needs_its_per_dataset_settings_spelled_out():
     assert d4rl.validate(_offline(dataset="my_robot.hdf5", data="real")).algorithm == "td3_bc"
 
 
+def _set(config, path: str, value) -> None:
+    """Sets the config field at a dotted path (`synther.diffusion.depth`)."""
+    *sections, field = path.split(".")
+    for name in sections:
+        config = config[name]
+    config[field] = value
+
+
 @pytest.mark.parametrize("path, value, message", [
     ("total_steps", 0, "--config.total_steps must be positive"),
     ("start_steps", 200_000, "--config.start_steps must lie in [0, total_steps"),
@@ -132,11 +140,7 @@ def test_a_dataset_of_unknown_task_needs_its_per_dataset_settings_spelled_out():
 ])
 def test_bad_online_values_are_refused(path, value, message):
     config = online.get_config("hopper-synther")
-    *sections, field = path.split(".")
-    section = config
-    for name in sections:
-        section = section[name]
-    section[field] = value
+    _set(config, path, value)
     with pytest.raises(ConfigError) as error:
         online.validate(config)
     assert message in str(error.value)
@@ -154,11 +158,7 @@ def test_bad_online_values_are_refused(path, value, message):
 ])
 def test_bad_guidance_values_are_refused(name, path, value, message):
     config = online.get_config(name)
-    *sections, field = path.split(".")
-    section = config
-    for part in sections:
-        section = section[part]
-    section[field] = value
+    _set(config, path, value)
     with pytest.raises(ConfigError) as error:
         online.validate(config)
     assert message in str(error.value)

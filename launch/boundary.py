@@ -17,6 +17,7 @@ XManager's environment.
 import importlib.util
 import logging as python_logging
 import os
+import re
 import sys
 import warnings
 from typing import Callable, Sequence, Tuple
@@ -126,14 +127,32 @@ class _ThirdPartyInfo(python_logging.Filter):
 QUIET_PACKAGES = ("orbax", "jax", "minari", "dm_control", "OpenGL")
 
 
+class _DropMessages(python_logging.Filter):
+    """Drops log records whose message matches `pattern`, whatever their level."""
+
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: python_logging.LogRecord) -> bool:
+        return not self.pattern.search(record.getMessage())
+
+
+# dm_control passes on MuJoCo's notice that the `settotalmass` attribute of its own models (cheetah,
+# for one) is deprecated: a warning at every environment built, and nothing a user can change.
+NOTHING_TO_ACT_ON = r"compiler attribute 'settotalmass' is deprecated"
+
+
 def show_progress_logs() -> None:
     """What the console shows: our progress and results at INFO (absl's default after flag parsing;
     `--verbosity=-1` hides them, `--verbosity=1` adds DEBUG), without the INFO lines of Orbax, JAX,
     Minari, dm_control and PyOpenGL (`--logger_levels=orbax:INFO` brings Orbax's back), and without warnings that
     say nothing to act on: GLFW's missing DISPLAY on a headless machine (rendering uses
     MUJOCO_GL=egl), Gymnasium's advice to move from the v4 environments (D4RL's scores are
-    measured on them) and Minari's notes on optional metadata."""
+    measured on them), Minari's notes on optional metadata and MuJoCo's deprecation notice for
+    dm_control's models."""
     logging.get_absl_handler().addFilter(_ThirdPartyInfo(QUIET_PACKAGES))
+    logging.get_absl_handler().addFilter(_DropMessages(NOTHING_TO_ACT_ON))
     warnings.filterwarnings("ignore", message=r".*DISPLAY environment variable.*")
     warnings.filterwarnings("ignore", message=r".*is out of date. You should consider upgrading.*")
     warnings.filterwarnings("ignore", message=r".*(dataset_size|author|code_permalink|minari_version|metadata).*",

@@ -1,52 +1,73 @@
 """The paper's Figure 6 for one environment: evaluation return against environment steps for SAC at
-UTD 1, SAC(SynthER) at UTD 20 and, optionally, REDQ at UTD 20, each with several seeds.
+UTD 1, SAC(SynthER) at UTD 20 and, optionally, REDQ at UTD 20 and PGR (SynthER's generator guided
+towards curious transitions, at UTD 20 on a denoiser of the same size), each with several seeds.
 
     python -m bench.online_curves --workdir=runs/figure6-hopper                   # the paper's setting (GPU)
     python -m bench.online_curves --env=hopper --num_seeds=3 --total_steps=30000 --retrain_every=10000 \\
         --denoiser=256x3:10000 --num_samples=100000 --max_hours=H --workdir=runs/figure6-hopper-cpu \\
         --out=bench/results/online_curves_hopper_cpu.json                          # the committed CPU run
+    python -m bench.online_curves --env=cheetah-run --variants=sac,synther,pgr --num_seeds=3 \\
+        --total_steps=30000 --retrain_every=10000 --denoiser=256x3:10000 --num_samples=100000 \\
+        --workdir=runs/cheetah-run-cpu --out=bench/results/online_curves_cheetah-run_cpu.json
+                                       # SynthER against PGR on DMC cheetah-run at CPU scale
     python -m bench.online_curves --smoke --workdir=DIR --out=F.json                   # about a minute
 
-The committed CPU run (`bench/results/online_curves_hopper_cpu.json`) ran the CPU-sized flags above
-in stretches: SynthER was stopped by `--max_hours` at its 15K-step checkpoint, then resumed to 30K
-steps; the fidelity of the extra denoiser was measured in the first stretch, on 15K real rows.
+The committed hopper run (`bench/results/online_curves_hopper_cpu.json`) ran the CPU-sized flags
+above in stretches: SynthER was stopped by `--max_hours` at its 15K-step checkpoint, then resumed
+to 30K steps; the fidelity of the extra denoiser was measured in the first stretch, on 15K real
+rows (its JSON has the fidelity at the top level, as `denoiser_fidelity`).
 
 Every variant is one `launch.online_loop.train` run (configs/online.py:<env>-<variant>) in
 `<workdir>/<variant>`, with its seeds vmapped in one process, so a rerun resumes and a finished run
-is only read back. Flags left unset keep the config's values: the paper's 100K environment steps,
-retraining every 10K steps, the online denoiser (width 1024, depth 6, 100K steps) and 1M samples.
+is only read back. Flags left unset keep the config's values: the paper's 100K environment steps
+(200K on DMC), retraining every 10K steps, the online denoiser (width 1024, depth 6, 100K steps)
+and 1M samples.
+
+The JSON at `--out` is rewritten after every variant, and a variant that an earlier JSON there
+records as finished with the very same config is kept without its work directory: a figure too
+long to make in one go is made a variant at a time, the JSON committed after each.
 
 With `--max_hours`, a variant still running when the budget is spent stops at its next evaluation
 and checkpoints there; the JSON records the steps each variant reached (`env_steps`), and a rerun
 without the flag goes on from there.
 
-Then, so that the curves can be read against the quality of the data SynthER trained on, one more
-denoiser of the run's size is fitted to the first seed's final real data (what a retrain at the
-end would see), its samples are compared with that data by the fidelity report, and the headline
-figures go into the JSON. The JSON holds the device, versions, scale, per-variant evaluation curves (per seed)
-and stage timings; a PNG of the curves (mean and std over seeds) goes beside it.
+Then, so that the curves can be read against the quality of the data each synthesizing variant
+trained on, one more denoiser of the run's size is fitted to the first seed's final real data (what
+a retrain at the end would see; guided runs label those rows with their relevance under that
+seed's final learners and prompt from the top fraction), its samples are compared with that data
+by the fidelity report, and the headline figures go into that variant's `fidelity`. A guided
+variant also records the relevance of real against generated rows at every retrain
+(`relevance`). The JSON holds the device, versions, scale, per-variant evaluation curves (per
+seed) and stage timings; a PNG of the curves (mean and std over seeds) goes beside it, and for
+each guided variant `<out>_<variant>_relevance_seed<i>.png`, its real and generated relevance.
 """
+import json
 import os
 import time
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from absl import flags, logging
+
+from agents import relevance
 
 from bench.common import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import boundary
 from launch.common import INPUT_ERRORS
 from launch import online_loop
+from synther_jax.analysis.plots import plot_relevance
 from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
 from synther_jax.data import Transitions
-from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
-flags.DEFINE_list("variants", ["sac", "synther"], "Variants of configs/online.py: sac (UTD 1), synther, redq.")
+flags.DEFINE_list("variants", ["sac", "synther"], "Variants of configs/online.py: sac (UTD 1), synther, redq, pgr "
+                  "(synther guided by curiosity, same denoiser).")
 flags.DEFINE_integer("num_seeds", 4, "Seeds per variant, vmapped in one process (the paper: 4).")
 flags.DEFINE_integer("total_steps", None, "Environment steps (default: the config's, 100K for Gym tasks).")
 flags.DEFINE_integer("retrain_every", None, "Environment steps between diffusion retrains (default: 10K).")
@@ -81,56 +102,102 @@ def variant_config(variant: str):
     return config
 
 
-def data_fidelity(config, real: Transitions, out_dir: str) -> Optional[dict]:
-    """The fidelity report of one denoiser of the run's size fitted to `real` (resumes: a finished
-    report is read back)."""
+def data_fidelity(config, result: online_loop.TrainResult, out_dir: str) -> dict:
+    """The fidelity report of one more denoiser of the run's size, fitted to the first seed's final
+    real data and sampled as the run samples (guided runs: conditioned on each real row's relevance
+    under that seed's final learners, prompted from its top `top_frac` at the run's guidance
+    scale); resumes: a finished report is read back."""
+    real = result.real_data[0]
     report = read_json(os.path.join(out_dir, REPORT_FILE), None)
     if report is None:
-        synther = config.synther
-        skip = online_loop.skip_norm_dims(real.obs_dim, real.action_dim, synther.modelled_terminals,
-                                     synther.normalise_reward)
-        train_key, sample_key = jax.random.split(jax.random.PRNGKey(config.seed))
-        model = train_diffusion(real.to_rows(synther.modelled_terminals), DiffusionConfig(**synther.diffusion),
-                                train_key, skip)
-        rows = generate(model, FLAGS.fidelity_samples, sample_key)
-        synthetic = Transitions.from_rows(rows, real.obs_dim, real.action_dim, synther.modelled_terminals, 0.5)
+        fidelity_config = config.copy_and_resolve_references()
+        fidelity_config.synther.num_samples = FLAGS.fidelity_samples
+        synthesize = online_loop.make_synthesizer(fidelity_config, progress=False)
+        rows = real.to_rows(config.synther.modelled_terminals)[None]
+        key = jax.random.PRNGKey(config.seed)[None]
+        if config.guidance.condition == "none":
+            generated = synthesize(rows, key)
+        else:
+            batch = {name: jnp.asarray(values) for name, values in real.as_dict().items()}
+            models = None if result.curiosity_models is None else online_loop.seed_slice(result.curiosity_models, 0)
+            condition = relevance.label(config.guidance.condition, online_loop.seed_slice(result.agent_state, 0),
+                                        models, batch)
+            generated = synthesize(rows, key, np.asarray(condition)[None])
+        synthetic = Transitions.from_rows(generated[0], real.obs_dim, real.action_dim, config.synther.modelled_terminals,
+                                          0.5)
         report = analyze(real, synthetic, config.env_name, out_dir, seed=config.seed, baselines=(),
                          fidelity_rows=FLAGS.fidelity_samples, physics_rows=min(5_000, FLAGS.fidelity_samples))
     return {"real_rows": len(real), **headline_figures(report)}
 
 
+def finished_run(previous: Optional[dict], variant: str, config) -> Optional[dict]:
+    """`variant`'s record in an earlier JSON at `--out` if that run finished with this very config
+    (so a long figure can be made a variant at a time, its JSON committed after each), else None."""
+    run = (previous or {}).get("runs", {}).get(variant)
+    if run is None or run["env_steps"] < config.total_steps:
+        return None
+    return run if run["config"] == json.loads(json.dumps(config.to_dict())) else None
+
+
+def run_variant(variant: str, config, deadline: Optional[float]) -> dict:
+    """Trains (or resumes) one variant in `<workdir>/<variant>`; its JSON record, with each
+    synthesizing variant's fidelity and each guided one's relevance records."""
+    out_of_time = None if deadline is None else (lambda env_step, mean_return, states: time.monotonic() > deadline)
+    result = online_loop.train(config, os.path.join(FLAGS.workdir, variant),
+                               synthesize=online_loop.make_synthesizer(config), on_eval=out_of_time)
+    agent = config.agent
+    run = {"label": f"{variant} (UTD {agent.utd_ratio}, {agent.num_qs} Qs)", "config": config.to_dict(),
+           "env_steps": result.env_steps, "evaluations": result.evaluations, "timings": result.timings}
+    if config.synther.enabled and result.env_steps >= config.total_steps:
+        run["fidelity"] = data_fidelity(config, result, os.path.join(FLAGS.workdir, f"fidelity-{variant}"))
+    if result.relevance:
+        run["relevance"] = {"condition": config.guidance.condition, "scale": config.guidance.scale,
+                            "top_frac": config.guidance.top_frac, "retrains": result.relevance}
+    final = result.evaluations[-1]
+    print(f"{variant}: final return {final['mean_return']:.1f} +- {final['std_return']:.1f}", flush=True)
+    return run
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    runs, synther_config, synther_result = {}, None, None
     deadline = None if FLAGS.max_hours is None else time.monotonic() + 3600 * FLAGS.max_hours
-    out_of_time = None if deadline is None else (lambda env_step, mean_return, states: time.monotonic() > deadline)
+    record = {**environment(), "env": FLAGS.env, "num_seeds": FLAGS.num_seeds, "smoke": FLAGS.smoke, "note": FLAGS.note,
+              "runs": {}}
+    out = FLAGS.out or f"bench/results/online_curves_{FLAGS.env}_{record['device'].split(':')[0]}.json"
+    previous = read_json(out, None)
     for variant in FLAGS.variants:
         config = variant_config(variant)
-        print(f"== {variant} ({os.path.join(FLAGS.workdir, variant)})", flush=True)
-        result = online_loop.train(config, os.path.join(FLAGS.workdir, variant),
-                                   synthesize=online_loop.make_synthesizer(config), on_eval=out_of_time)
-        agent = config.agent
-        runs[variant] = {"label": f"{variant} (UTD {agent.utd_ratio}, {agent.num_qs} Qs)", "config": config.to_dict(),
-                         "env_steps": result.env_steps, "evaluations": result.evaluations, "timings": result.timings}
+        kept = finished_run(previous, variant, config)
+        if kept is not None:
+            print(f"== {variant}: finished in {out}, kept", flush=True)
+            record["runs"][variant] = kept
+        else:
+            print(f"== {variant} ({os.path.join(FLAGS.workdir, variant)})", flush=True)
+            record["runs"][variant] = run_variant(variant, config, deadline)
         if config.synther.enabled:
-            synther_config, synther_result = config, result
-        final = result.evaluations[-1]
-        print(f"{variant}: final return {final['mean_return']:.1f} +- {final['std_return']:.1f}", flush=True)
+            record["denoiser"] = {key: config.synther.diffusion[key] for key in ("width", "depth", "num_train_steps")}
+        write_json(out, record)  # after every variant, so each finished one can be committed
+    write_plots(record, os.path.splitext(out)[0])
 
-    record = {**environment(), "env": FLAGS.env, "num_seeds": FLAGS.num_seeds, "smoke": FLAGS.smoke, "note": FLAGS.note,
-              "runs": runs}
-    if synther_config is not None:
-        record["denoiser"] = {key: synther_config.synther.diffusion[key] for key in ("width", "depth", "num_train_steps")}
-        record["denoiser_fidelity"] = data_fidelity(synther_config, synther_result.real_data[0],
-                                                    os.path.join(FLAGS.workdir, "fidelity"))
-    out = FLAGS.out or f"bench/results/online_curves_{FLAGS.env}_{record['device'].split(':')[0]}.json"
-    write_json(out, record)
+
+def write_plots(record: dict, stem: str) -> None:
+    """`<stem>.png`, every variant's curve (mean and std over seeds); for each guided variant,
+    `<stem>_<variant>_relevance_seed<i>.png`, real against generated relevance at each retrain."""
+    runs = record["runs"]
     curves = {run["label"]: ([e["env_step"] for e in run["evaluations"]], [e["returns"] for e in run["evaluations"]])
               for run in runs.values()}
-    plot_learning_curves(curves, os.path.splitext(out)[0] + ".png", "environment steps", "evaluation return",
-                         FLAGS.env)
-    print(f"wrote {os.path.splitext(out)[0]}.png")
+    plot_learning_curves(curves, stem + ".png", "environment steps", "evaluation return", record["env"])
+    print(f"wrote {stem}.png")
+    for variant, run in runs.items():
+        if "relevance" not in run:
+            continue
+        retrains = run["relevance"]["retrains"]
+        for seed in range(record["num_seeds"]):
+            path = f"{stem}_{variant}_relevance_seed{seed}.png"
+            plot_relevance([r["per_seed"][seed] for r in retrains], [r["env_step"] for r in retrains], path,
+                           f"{record['env']} {variant}, seed {seed}", f"{run['relevance']['condition']} relevance")
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(module, *flags):
+def _run(module, *flags) -> str:
+    """Runs `python -m module flags`; its stderr."""
     result = subprocess.run([sys.executable, "-m", module, *flags], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
+    return result.stderr
 
 
 def test_offline_benchmark_with_augmentation_arms(tmp_path):
@@ -56,22 +58,55 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
 
 def test_online_curves_smoke(tmp_path):
     """First with no time left, so every variant stops at its first evaluation; then without the
-    budget, which resumes each variant there and finishes it."""
+    budget, which resumes each variant there and finishes it; then into an empty work directory,
+    which keeps every run finished in the JSON instead of training it again."""
     out = tmp_path / "curves.json"
-    flags = ["--smoke", "--num_seeds=2", "--fidelity_samples=1000", f"--workdir={tmp_path / 'runs'}", f"--out={out}"]
-    _run("bench.online_curves", *flags, "--max_hours=0")
+    flags = ["--smoke", "--env=cheetah-run", "--variants=sac,synther,pgr", "--num_seeds=2", "--fidelity_samples=1000",
+             f"--out={out}"]
+    _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'runs'}", "--max_hours=0")
     stopped = json.loads(out.read_text())
     for run in stopped["runs"].values():
         assert run["env_steps"] == 600 and [e["env_step"] for e in run["evaluations"]] == [600]
+        assert "fidelity" not in run  # measured only once a run has finished
 
-    _run("bench.online_curves", *flags)
+    log = _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'runs'}")
+    assert "settotalmass" not in log  # MuJoCo's deprecation notice for dm_control's cheetah is hidden
     record = json.loads(out.read_text())
-    assert all(run["env_steps"] == 1200 for run in record["runs"].values())
-    assert set(record["runs"]) == {"sac", "synther"}
+    assert list(record["runs"]) == ["sac", "synther", "pgr"]
     for run in record["runs"].values():
-        assert [e["env_step"] for e in run["evaluations"]] == [600, 1200]
+        assert run["env_steps"] == 1200 and [e["env_step"] for e in run["evaluations"]] == [600, 1200]
         assert all(len(e["returns"]) == 2 for e in run["evaluations"])
-    assert record["runs"]["synther"]["config"]["agent"]["utd_ratio"] == 20
-    fidelity = record["denoiser_fidelity"]
-    assert fidelity["real_rows"] == 1200 and 0 < fidelity["marginal_score"] <= 1
-    assert (tmp_path / "curves.png").exists()
+    runs = record["runs"]
+    assert runs["synther"]["config"]["agent"]["utd_ratio"] == runs["pgr"]["config"]["agent"]["utd_ratio"] == 20
+    assert "fidelity" not in runs["sac"] and "relevance" not in runs["synther"]
+    for variant in ("synther", "pgr"):  # each synthesizing arm's extra denoiser, fitted to seed 0's final data
+        fidelity = runs[variant]["fidelity"]
+        assert fidelity["real_rows"] == 1200 and 0 < fidelity["marginal_score"] <= 1
+    relevance = runs["pgr"]["relevance"]
+    assert relevance["condition"] == "curiosity" and relevance["scale"] == 2.0
+    assert [r["env_step"] for r in relevance["retrains"]] == [800]  # the smoke config retrains every 800 steps
+    assert all(len(r["per_seed"]) == 2 for r in relevance["retrains"])
+    for name in ("curves.png", "curves_pgr_relevance_seed0.png", "curves_pgr_relevance_seed1.png"):
+        assert (tmp_path / name).exists(), name
+
+    _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'later'}")
+    assert not (tmp_path / "later").exists() or not os.listdir(tmp_path / "later")  # nothing trained again
+    assert json.loads(out.read_text())["runs"] == runs
+
+
+def test_a_run_is_kept_only_if_it_finished_with_the_same_config():
+    from bench.online_curves import finished_run
+    from configs import online
+
+    config = online.get_config("cheetah-run-synther,smoke")
+    record = {"runs": {"synther": {"env_steps": config.total_steps, "config": config.to_dict()}}}
+    previous = json.loads(json.dumps(record))  # as read back from the JSON
+    assert finished_run(previous, "synther", config) is previous["runs"]["synther"]
+    assert finished_run(previous, "pgr", config) is None  # never run
+    assert finished_run(None, "synther", config) is None  # no earlier JSON
+    longer = online.get_config("cheetah-run-synther,smoke")
+    longer.total_steps += 600
+    assert finished_run(previous, "synther", longer) is None  # stopped short of this config's length
+    other = online.get_config("cheetah-run-synther,smoke")
+    other.synther.num_samples = 1000
+    assert finished_run(previous, "synther", other) is None  # another config

@@ -65,25 +65,31 @@ from synther_jax.curves import plot_learning_curves
 from synther_jax.data import Transitions
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
-flags.DEFINE_list("variants", ["sac", "synther"], "Variants of configs/online.py: sac (UTD 1), synther, redq, pgr "
-                  "(synther guided by curiosity, same denoiser).")
-flags.DEFINE_integer("num_seeds", 4, "Seeds per variant, vmapped in one process (the paper: 4).")
-flags.DEFINE_integer("total_steps", None, "Environment steps (default: the config's, 100K for Gym tasks).")
-flags.DEFINE_integer("retrain_every", None, "Environment steps between diffusion retrains (default: 10K).")
-flags.DEFINE_string("denoiser", None, "WIDTHxDEPTH:TRAIN_STEPS of the online denoiser (default: the config's).")
-flags.DEFINE_integer("num_samples", None, "Synthetic transitions per retrain (default: the config's, 1M).")
-flags.DEFINE_integer("eval_every", None, "Environment steps between evaluations (default: the config's, 5000).")
-flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
-flags.DEFINE_integer("fidelity_samples", 20_000, "Samples of the extra denoiser scored by the fidelity report.")
-flags.DEFINE_float("max_hours", None, "Wall-clock budget of this process: a variant still running after it stops at "
-                   "its next evaluation (checkpointed, so a rerun without it goes on); the JSON records where.")
-flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
-flags.DEFINE_bool("smoke", False, "The configs' smoke size: every variant in about a minute on a CPU.")
-flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
-flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_curves_<env>_<platform>.json); "
-                                 "the plot is written beside it as .png.")
-flags.mark_flag_as_required("workdir")
+
+
+def define_flags() -> None:
+    """The command line; defined only when run as a program, so tests can import the module's functions
+    beside launchers that define flags of the same names."""
+    flags.DEFINE_string("env", "hopper",
+                        "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
+    flags.DEFINE_list("variants", ["sac", "synther"], "Variants of configs/online.py: sac (UTD 1), synther, redq, pgr "
+                      "(synther guided by curiosity, same denoiser).")
+    flags.DEFINE_integer("num_seeds", 4, "Seeds per variant, vmapped in one process (the paper: 4).")
+    flags.DEFINE_integer("total_steps", None, "Environment steps (default: the config's, 100K for Gym tasks).")
+    flags.DEFINE_integer("retrain_every", None, "Environment steps between diffusion retrains (default: 10K).")
+    flags.DEFINE_string("denoiser", None, "WIDTHxDEPTH:TRAIN_STEPS of the online denoiser (default: the config's).")
+    flags.DEFINE_integer("num_samples", None, "Synthetic transitions per retrain (default: the config's, 1M).")
+    flags.DEFINE_integer("eval_every", None, "Environment steps between evaluations (default: the config's, 5000).")
+    flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
+    flags.DEFINE_integer("fidelity_samples", 20_000, "Samples of the extra denoiser scored by the fidelity report.")
+    flags.DEFINE_float("max_hours", None, "Wall-clock budget of this process: a variant still running after it stops "
+                       "at its next evaluation (checkpointed, so a rerun without it goes on); the JSON records where.")
+    flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
+    flags.DEFINE_bool("smoke", False, "The configs' smoke size: every variant in about a minute on a CPU.")
+    flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
+    flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_curves_<env>_<platform>.json); "
+                                     "the plot is written beside it as .png.")
+    flags.mark_flag_as_required("workdir")
 
 
 def variant_config(variant: str):
@@ -123,8 +129,8 @@ def data_fidelity(config, result: online_loop.TrainResult, out_dir: str) -> dict
             condition = relevance.label(config.guidance.condition, online_loop.seed_slice(result.agent_state, 0),
                                         models, batch)
             generated = synthesize(rows, key, np.asarray(condition)[None])
-        synthetic = Transitions.from_rows(generated[0], real.obs_dim, real.action_dim, config.synther.modelled_terminals,
-                                          0.5)
+        synthetic = Transitions.from_rows(generated[0], real.obs_dim, real.action_dim,
+                                          config.synther.modelled_terminals, 0.5)
         report = analyze(real, synthetic, config.env_name, out_dir, seed=config.seed, baselines=(),
                          fidelity_rows=FLAGS.fidelity_samples, physics_rows=min(5_000, FLAGS.fidelity_samples))
     return {"real_rows": len(real), **headline_figures(report)}
@@ -201,4 +207,5 @@ def write_plots(record: dict, stem: str) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     boundary.run(main, INPUT_ERRORS)

@@ -70,12 +70,13 @@ With one denoiser per seed, the same maze2d-umaze comparison at 40K updates is
        --num_seeds=4 --eval_episodes=100 --agent_steps=40000 --eval_every=5000 --workdir=runs/maze-per-seed"
     python -m bench.offline $F --only=synthetic && python -m bench.offline $F --only=real && \
     python -m bench.offline $F --out=bench/results/offline_maze2d-umaze_cpu_per_seed.json
-and the Figure 1a arms with one denoiser per seed, at a fifth of the committed sample count (four
-1024x6 denoisers instead of one; every arm at the same 100K transitions) are
-    F="--config=walker2d --augmentations=additive,multiplicative,dynamics --denoisers=1024x6:10000 \
-       --num_samples=100000 --num_sample_steps=32 --S_churn=0 --agent_steps=100000 --eval_every=25000 \
-       --workdir=runs/figure1a-per-seed"
-    python -m bench.offline $F --only=synthetic && python -m bench.offline $F --only=real,augmentation && \
+and Figure 1a's SynthER and real arms with one denoiser per seed
+(`bench/results/offline_walker2d_figure1a_cpu_per_seed.json`: four 1024x6 denoisers instead of one,
+each sampling a fifth of the committed 500K, so that sampling costs about what it did; the
+explicit augmentations, which have no denoiser, were not rerun) are
+    F="--config=walker2d --denoisers=1024x6:10000 --num_samples=100000 --num_sample_steps=32 --S_churn=0 \
+       --agent_steps=100000 --eval_every=25000 --workdir=runs/figure1a-per-seed"
+    python -m bench.offline $F --only=synthetic & python -m bench.offline $F --only=real; wait
     python -m bench.offline $F --out=bench/results/offline_walker2d_figure1a_cpu_per_seed.json
 """
 import copy

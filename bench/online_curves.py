@@ -28,8 +28,8 @@ records as finished with the very same config is kept without its work directory
 long to make in one go is made a variant at a time, the JSON committed after each.
 
 With `--max_hours`, a variant still running when the budget is spent stops at its next evaluation
-and checkpoints there; the JSON records the steps each variant reached (`env_steps`), and a rerun
-without the flag goes on from there.
+and checkpoints there, and the variants after it do not start; the JSON records the steps each
+variant reached (`env_steps`), and a rerun without the flag goes on from there.
 
 Then, so that the curves can be read against the quality of the data each synthesizing variant
 trained on, one more denoiser of the run's size is fitted to the first seed's final real data (what
@@ -47,18 +47,14 @@ import time
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags, logging
-
-from agents import relevance
 
 from bench.common import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import boundary
 from launch.common import INPUT_ERRORS
 from launch import online_loop
-from synther_jax.analysis.plots import plot_relevance
 from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
@@ -83,7 +79,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("eval_episodes", None, "Episodes per seed and evaluation (default: the config's, 10).")
     flags.DEFINE_integer("fidelity_samples", 20_000, "Samples of the extra denoiser scored by the fidelity report.")
     flags.DEFINE_float("max_hours", None, "Wall-clock budget of this process: a variant still running after it stops "
-                       "at its next evaluation (checkpointed, so a rerun without it goes on); the JSON records where.")
+                       "at its next evaluation (checkpointed, so a rerun without it goes on) and the later ones do not "
+                       "start; the JSON records where each stopped.")
     flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
     flags.DEFINE_bool("smoke", False, "The configs' smoke size: every variant in about a minute on a CPU.")
     flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
@@ -124,11 +121,10 @@ def data_fidelity(config, result: online_loop.TrainResult, out_dir: str) -> dict
         if config.guidance.condition == "none":
             generated = synthesize(rows, key)
         else:
-            batch = {name: jnp.asarray(values) for name, values in real.as_dict().items()}
-            models = None if result.curiosity_models is None else online_loop.seed_slice(result.curiosity_models, 0)
-            condition = relevance.label(config.guidance.condition, online_loop.seed_slice(result.agent_state, 0),
-                                        models, batch)
-            generated = synthesize(rows, key, np.asarray(condition)[None])
+            first_seed = lambda tree: jax.tree.map(lambda x: x[:1], tree)
+            condition = online_loop.label_seeds(config.guidance.condition, first_seed(result.agent_state),
+                                                first_seed(result.curiosity_models), online_loop.seed_batches([real]))
+            generated = synthesize(rows, key, np.asarray(condition))
         synthetic = Transitions.from_rows(generated[0], real.obs_dim, real.action_dim,
                                           config.synther.modelled_terminals, 0.5)
         report = analyze(real, synthetic, config.env_name, out_dir, seed=config.seed, baselines=(),
@@ -156,9 +152,9 @@ def run_variant(variant: str, config, deadline: Optional[float]) -> dict:
            "env_steps": result.env_steps, "evaluations": result.evaluations, "timings": result.timings}
     if config.synther.enabled and result.env_steps >= config.total_steps:
         run["fidelity"] = data_fidelity(config, result, os.path.join(FLAGS.workdir, f"fidelity-{variant}"))
-    if result.relevance:
-        run["relevance"] = {"condition": config.guidance.condition, "scale": config.guidance.scale,
-                            "top_frac": config.guidance.top_frac, "retrains": result.relevance}
+    relevance = online_loop.relevance_summary(config, result.relevance)
+    if relevance is not None:
+        run["relevance"] = relevance
     final = result.evaluations[-1]
     print(f"{variant}: final return {final['mean_return']:.1f} +- {final['std_return']:.1f}", flush=True)
     return run
@@ -172,15 +168,20 @@ def main(argv):
               "runs": {}}
     out = FLAGS.out or f"bench/results/online_curves_{FLAGS.env}_{record['device'].split(':')[0]}.json"
     previous = read_json(out, None)
+    out_of_time = False  # set once a variant stops short: the later ones are not started
     for variant in FLAGS.variants:
         config = variant_config(variant)
         kept = finished_run(previous, variant, config)
         if kept is not None:
             print(f"== {variant}: finished in {out}, kept", flush=True)
             record["runs"][variant] = kept
+        elif out_of_time:
+            print(f"== {variant}: not started, --max_hours is spent", flush=True)
+            continue
         else:
             print(f"== {variant} ({os.path.join(FLAGS.workdir, variant)})", flush=True)
             record["runs"][variant] = run_variant(variant, config, deadline)
+            out_of_time = record["runs"][variant]["env_steps"] < config.total_steps
         if config.synther.enabled:
             record["denoiser"] = {key: config.synther.diffusion[key] for key in ("width", "depth", "num_train_steps")}
         write_json(out, record)  # after every variant, so each finished one can be committed
@@ -196,14 +197,10 @@ def write_plots(record: dict, stem: str) -> None:
     plot_learning_curves(curves, stem + ".png", "environment steps", "evaluation return", record["env"])
     print(f"wrote {stem}.png")
     for variant, run in runs.items():
-        if "relevance" not in run:
-            continue
-        retrains = run["relevance"]["retrains"]
-        for seed in range(record["num_seeds"]):
-            path = f"{stem}_{variant}_relevance_seed{seed}.png"
-            plot_relevance([r["per_seed"][seed] for r in retrains], [r["env_step"] for r in retrains], path,
-                           f"{record['env']} {variant}, seed {seed}", f"{run['relevance']['condition']} relevance")
-            print(f"wrote {path}")
+        if "relevance" in run:
+            for path in online_loop.plot_relevance_per_seed(run["relevance"], f"{record['env']} {variant}",
+                                                            f"{stem}_{variant}_relevance_seed"):
+                print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -343,7 +343,7 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
     return result
 
 
-def _batches(data: Sequence[Transitions]) -> Dict[str, jax.Array]:
+def seed_batches(data: Sequence[Transitions]) -> Dict[str, jax.Array]:
     """Every seed's transitions as one batch with a leading seed axis."""
     return {k: jnp.asarray(np.stack([d.as_dict()[k] for d in data])) for k in data[0].as_dict()}
 
@@ -365,13 +365,13 @@ def _refill_synthetic(synthesize: Synthesize, real, synthetic, key, obs_dim, act
     if labeller is None:
         synthetic_rows = np.asarray(synthesize(real_rows, keys), np.float32)
     else:
-        real_relevance = np.asarray(labeller(_batches(real_data)))
+        real_relevance = np.asarray(labeller(seed_batches(real_data)))
         synthetic_rows = np.asarray(synthesize(real_rows, keys, real_relevance), np.float32)
     generated = [Transitions.from_rows(rows, obs_dim, action_dim, modelled_terminals, terminal_threshold)
                  for rows in synthetic_rows]
     fresh = [replay.insert_transitions(replay.create_buffer(synthetic.capacity, obs_dim, action_dim), data)
              for data in generated]
-    relevances = None if labeller is None else (real_relevance, np.asarray(labeller(_batches(generated))))
+    relevances = None if labeller is None else (real_relevance, np.asarray(labeller(seed_batches(generated))))
     return stack_seeds(fresh), relevances
 
 
@@ -399,30 +399,43 @@ def _write_outputs(config: ml_collections.ConfigDict, workdir: str, result: Trai
         "seconds": result.timings, "env_steps": result.env_steps, "num_seeds": config.num_seeds,
         "env_steps_per_second": result.env_steps / total if total else None})
     final = result.evaluations[-1] if result.evaluations else None
+    relevance = relevance_summary(config, result.relevance)
     write_json(os.path.join(workdir, "results.json"), {
         "name": config.name, "env_name": config.env_name, "env_steps": result.env_steps,
         "num_seeds": config.num_seeds, "final_mean_return": final and final["mean_return"],
         "final_std_return": final and final["std_return"], "evaluations": result.evaluations,
-        "relevance": _relevance_summary(config, result.relevance), "command": command_line()})
+        "relevance": relevance, "command": command_line()})
     if result.evaluations:
         plot_learning_curve([e["env_step"] for e in result.evaluations], [e["returns"] for e in result.evaluations],
                             os.path.join(workdir, "learning_curve.png"), "environment steps", "evaluation return",
                             config.name)
-    if result.relevance:
-        steps = [record["env_step"] for record in result.relevance]
-        for i in range(config.num_seeds):
-            plot_relevance([record["per_seed"][i] for record in result.relevance], steps,
-                           os.path.join(workdir, f"relevance_seed{i}.png"), f"{config.name}, seed {i}",
-                           f"{config.guidance.condition} relevance")
+    if relevance is not None:
+        plot_relevance_per_seed(relevance, config.name, os.path.join(workdir, "relevance_seed"))
 
 
-def _relevance_summary(config: ml_collections.ConfigDict, records: List[dict]) -> Optional[dict]:
-    """results.json's relevance section: the guidance settings and every retrain's record."""
+def relevance_summary(config: ml_collections.ConfigDict, records: List[dict]) -> Optional[dict]:
+    """A guided run's relevance section (results.json's, the benchmarks'): the guidance settings,
+    every retrain's record and the last one's scalars; None for an unguided run."""
     if config.guidance.condition == "none":
         return None
     guidance = config.guidance
     return {"condition": guidance.condition, "scale": guidance.scale, "top_frac": guidance.top_frac,
             "retrains": records, "last": _relevance_metrics(records[-1]) if records else None}
+
+
+def plot_relevance_per_seed(summary: dict, title: str, stem: str) -> List[str]:
+    """`<stem><i>.png` for every seed i of a relevance summary: real against generated relevance at
+    each retrain (none before the first retrain); the paths written."""
+    retrains = summary["retrains"]
+    if not retrains:
+        return []
+    steps = [record["env_step"] for record in retrains]
+    paths = []
+    for seed in range(len(retrains[0]["per_seed"])):
+        paths.append(f"{stem}{seed}.png")
+        plot_relevance([record["per_seed"][seed] for record in retrains], steps, paths[-1], f"{title}, seed {seed}",
+                       f"{summary['condition']} relevance")
+    return paths
 
 
 # --- the diffusion model as `synthesize` ---------------------------------------------------------

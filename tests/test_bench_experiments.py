@@ -57,22 +57,25 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
 
 
 def test_online_curves_smoke(tmp_path):
-    """First with no time left, so every variant stops at its first evaluation; then without the
-    budget, which resumes each variant there and finishes it; then into an empty work directory,
-    which keeps every run finished in the JSON instead of training it again."""
+    """First with no time left, so the first variant stops at its first evaluation and the others
+    do not start; then without the budget, which resumes the first there and runs every variant to
+    the end; then into an empty work directory, which keeps every run finished in the JSON instead
+    of training it again."""
     out = tmp_path / "curves.json"
-    flags = ["--smoke", "--env=cheetah-run", "--variants=sac,synther,pgr", "--num_seeds=2", "--fidelity_samples=1000",
+    flags = ["--smoke", "--env=cheetah-run", "--variants=synther,sac,pgr", "--num_seeds=2", "--fidelity_samples=1000",
              f"--out={out}"]
     _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'runs'}", "--max_hours=0")
     stopped = json.loads(out.read_text())
-    for run in stopped["runs"].values():
-        assert run["env_steps"] == 600 and [e["env_step"] for e in run["evaluations"]] == [600]
-        assert "fidelity" not in run  # measured only once a run has finished
+    assert list(stopped["runs"]) == ["synther"]  # the budget was spent before sac and pgr
+    assert not (tmp_path / "runs" / "sac").exists()
+    run = stopped["runs"]["synther"]
+    assert run["env_steps"] == 600 and [e["env_step"] for e in run["evaluations"]] == [600]
+    assert "fidelity" not in run  # measured only once a run has finished
 
     log = _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'runs'}")
     assert "settotalmass" not in log  # MuJoCo's deprecation notice for dm_control's cheetah is hidden
     record = json.loads(out.read_text())
-    assert list(record["runs"]) == ["sac", "synther", "pgr"]
+    assert list(record["runs"]) == ["synther", "sac", "pgr"]
     for run in record["runs"].values():
         assert run["env_steps"] == 1200 and [e["env_step"] for e in run["evaluations"]] == [600, 1200]
         assert all(len(e["returns"]) == 2 for e in run["evaluations"])
@@ -86,6 +89,8 @@ def test_online_curves_smoke(tmp_path):
     assert relevance["condition"] == "curiosity" and relevance["scale"] == 2.0
     assert [r["env_step"] for r in relevance["retrains"]] == [800]  # the smoke config retrains every 800 steps
     assert all(len(r["per_seed"]) == 2 for r in relevance["retrains"])
+    newest = relevance["retrains"][-1]["per_seed"]  # "last": the newest retrain's figures, averaged over seeds
+    assert relevance["last"]["generated_mean"] == sum(r["generated"]["mean"] for r in newest) / 2
     for name in ("curves.png", "curves_pgr_relevance_seed0.png", "curves_pgr_relevance_seed1.png"):
         assert (tmp_path / name).exists(), name
 

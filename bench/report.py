@@ -31,6 +31,10 @@ PAPER_TABLE1 = {("walker2d-medium", "td3_bc"): ("82.7 ± 5.5", "85.2 ± 1.1"),
                 ("maze2d-umaze", "td3_bc"): ("29.4 ± 14.2", "40.5 ± 9.8"),
                 ("maze2d-umaze", "edac"): ("95.3 ± 7.4", "101.5 ± 20.6")}
 PAPER_TABLE2_FIDELITY = (0.989, 0.998)  # SynthER's marginal / correlation on halfcheetah medium-replay
+# PGR's Table 1 (Wang et al., ICLR 2025), DMC cheetah-run at 100K environment steps, 5 seeds, ± as printed.
+PGR_TABLE1_CHEETAH_RUN = {"sac": "347 ± 62", "synther": "729 ± 50", "pgr": "817 ± 36"}
+ONLINE_LABELS = {"sac": "SAC, UTD 1", "synther": "SAC(SynthER), UTD 20", "redq": "REDQ, UTD 20",
+                 "pgr": "PGR (curiosity), UTD 20"}
 
 
 def load(name: str, results: str = RESULTS) -> dict:
@@ -165,14 +169,44 @@ def maze2d_umaze(results: str) -> List[str]:
                   "paper Table 1, umaze: original -> SynthER"], rows)
 
 
-def figure_6_hopper(results: str) -> List[str]:
-    """Figure 6 at CPU scale: evaluation returns of SAC UTD 1 and SAC(SynthER) UTD 20 on Hopper-v5."""
-    record = load("online_curves_hopper_cpu.json", results)
-    labels = {"sac": "SAC, UTD 1", "synther": "SAC(SynthER), UTD 20", "redq": "REDQ, UTD 20"}
+def online_curves(record: dict) -> List[str]:
+    """A `bench.online_curves` JSON as a table: each variant's evaluation return at every evaluation."""
     runs = record["runs"]
     steps = [e["env_step"] for e in runs[next(iter(runs))]["evaluations"]]
-    rows = [[labels[variant]] + [returns(e) for e in runs[variant]["evaluations"]] for variant in runs]
+    rows = [[ONLINE_LABELS[variant]] + [returns(e) for e in runs[variant]["evaluations"]] for variant in runs]
     return table(["variant"] + [f"{step // 1000}K steps" for step in steps], rows)
+
+
+def figure_6_hopper(results: str) -> List[str]:
+    """Figure 6 at CPU scale: evaluation returns of SAC UTD 1 and SAC(SynthER) UTD 20 on Hopper-v5."""
+    return online_curves(load("online_curves_hopper_cpu.json", results))
+
+
+def cheetah_run_curves(results: str) -> List[str]:
+    """PGR's Table 1 row at CPU scale: SAC UTD 1, SynthER and PGR at UTD 20 on DMC cheetah-run."""
+    return online_curves(load("online_curves_cheetah-run_cpu.json", results))
+
+
+def cheetah_run_arms(results: str) -> List[str]:
+    """Each cheetah-run arm's last return beside PGR's Table 1, the fidelity of its synthetic data
+    and, for PGR, the curiosity of real against generated rows at its last retrain."""
+    record = load("online_curves_cheetah-run_cpu.json", results)
+    rows = []
+    for variant, paper in PGR_TABLE1_CHEETAH_RUN.items():
+        arm = record["runs"].get(variant)
+        if arm is None:
+            rows.append([ONLINE_LABELS[variant], paper, "not yet run", "", ""])
+            continue
+        last = arm["evaluations"][-1]
+        fidelity = arm.get("fidelity")
+        relevance = (arm.get("relevance") or {}).get("last")
+        rows.append([ONLINE_LABELS[variant], paper, f"{returns(last)} ({last['env_step'] // 1000}K steps)",
+                     f"{fidelity['marginal_score']:.3f} / {fidelity['correlation_score']:.3f}" if fidelity else "",
+                     f"{relevance['real_mean']:.3g} / {relevance['real_top_mean']:.3g} / "
+                     f"{relevance['generated_mean']:.3g} ({relevance['generated_above_top_cut']:.0%})"
+                     if relevance else ""])
+    return table(["arm", "PGR Table 1, 100K steps", "ours", "synthetic data: marginal / correlation",
+                  "curiosity: real / real top / generated (generated above the top cut)"], rows)
 
 
 def sampler_steps(results: str) -> List[str]:
@@ -269,6 +303,15 @@ def results_at_a_glance(results: str) -> List[str]:
         return (f"{mean_std(run(record, 'real')['final_normalized_score'])} -> "
                 f"{mean_std(synthetic['final_normalized_score'])}")
 
+    cheetah = load("online_curves_cheetah-run_cpu.json", results)
+    cheetah_runs = cheetah["runs"]
+    cheetah_scores = " / ".join(returns(cheetah_runs[v]["evaluations"][-1]) if v in cheetah_runs else "not yet run"
+                                for v in PGR_TABLE1_CHEETAH_RUN)
+    cheetah_synther = next((r["config"]["synther"] for r in cheetah_runs.values() if r["config"]["synther"]["enabled"]),
+                           None)
+    cheetah_denoiser = "" if cheetah_synther is None else (
+        f", {denoiser_label({'diffusion': cheetah_synther['diffusion']})} denoiser (SynthER and PGR alike), "
+        f"{cheetah_synther['num_samples'] // 1000}K samples per retrain")
     fidelity = paper_size["fidelity"]
     figure1a_per_seed = load("offline_walker2d_figure1a_cpu_per_seed.json", results)
     synther1a_per_seed = next(r for r in figure1a_per_seed["runs"] if r["diffusion"])
@@ -308,6 +351,10 @@ def results_at_a_glance(results: str) -> List[str]:
          f"{last['synther']['env_step'] // 1000}K environment steps (paper 100K), {online_denoiser} denoiser, "
          f"{online_synther['num_samples'] // 1000}K samples per retrain, {online['num_seeds']} seeds",
          "[online](docs/online.md#figure-6-at-cpu-scale-hopper)"],
+        ["cheetah-run online, return (PGR Table 1): SAC UTD 1 / SynthER UTD 20 / PGR UTD 20",
+         " / ".join(PGR_TABLE1_CHEETAH_RUN.values()) + " (100K steps)", cheetah_scores,
+         f"{cheetah_runs['sac']['config']['total_steps'] // 1000}K environment steps (PGR 100K){cheetah_denoiser}, "
+         f"{cheetah['num_seeds']} seeds", "[guided](docs/guided.md#cheetah-run-at-cpu-scale)"],
     ]
     return table(["experiment", "paper", "ours", "our scale (2-core CPU)", "details"], rows)
 
@@ -336,6 +383,8 @@ TABLES: Dict[str, Callable[[str], List[str]]] = {
     "maze2d-reference-scores": maze2d_reference_scores,
     "maze2d-umaze": maze2d_umaze,
     "figure-6-hopper": figure_6_hopper,
+    "cheetah-run-curves": cheetah_run_curves,
+    "cheetah-run-arms": cheetah_run_arms,
     "sampler-steps": sampler_steps,
     "precision": precision,
     "benchmarks": benchmarks,

@@ -39,3 +39,17 @@ def test_a_table_follows_its_json(tmp_path):
 def test_an_unknown_table_name_is_an_error():
     with pytest.raises(KeyError, match="no-such-table"):
         report.render("<!-- bench.report: no-such-table -->\n<!-- /bench.report -->\n")
+
+
+def test_an_arm_not_yet_run_is_named_so(tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(report.RESULTS, results)
+    path = results / "online_curves_cheetah-run_cpu.json"
+    record = json.loads(path.read_text())
+    record["runs"] = {"sac": record["runs"]["sac"]}
+    path.write_text(json.dumps(record))
+
+    arms = report.cheetah_run_arms(str(results))
+    assert [row.split(" | ")[2] for row in arms[2:]] == [report.returns(record["runs"]["sac"]["evaluations"][-1])
+                                                       + " (30K steps)", "not yet run", "not yet run"]
+    assert "not yet run / not yet run" in "\n".join(report.results_at_a_glance(str(results)))

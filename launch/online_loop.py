@@ -287,7 +287,7 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                         icm_keys = jax.random.split(jax.random.fold_in(update_key, 1), num_seeds)
                         icms, icm_metrics = update_icms(icms, real, icm_keys)
                         update_metrics = {**update_metrics, **icm_metrics}
-                    jax.block_until_ready(states)
+                    jax.block_until_ready((states, icms))  # else the ICM's step is timed as the next "acting"
                 if env_step % config.log_every == 0:
                     metrics.write("agent", env_step, jax.tree.map(lambda x: float(jnp.mean(x)), update_metrics),
                                   per_seed=update_metrics)

@@ -35,7 +35,7 @@ from agents import pixel_networks
 from agents.pixel_networks import (Encoder, adam_step, config_optimizer, config_policy, config_trunk,
                                    encoder_output_dim, random_shift, sample_action, scheduled_std, twin_q_head)
 from agents.training import Batch, jitted_scans, polyak, stack_seeds
-from synther_jax.data.pixels import sample_batch as sample_pixel_batch
+from synther_jax.data.pixel_datasets import sample_batch as sample_pixel_batch
 
 TRUNKS = ("actor", "critic")  # the latent row's feature blocks, in order
 

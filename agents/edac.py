@@ -1,5 +1,5 @@
 """EDAC (An et al., 2021): SAC with an ensemble of N critics and a gradient-diversity penalty, as
-CORL's `edac.py` used by SynthER (spec section 5.3).
+CORL's `edac.py` used by SynthER (paper Appendix D).
 
 The critic loss is sum_i mean_b (Q_i(s, a) - y)^2 + eta * diversity, with the SAC target
 y = r + gamma (1 - terminal) (min_i Q_i_target(s', a') - alpha log pi(a'|s')), and

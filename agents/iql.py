@@ -1,4 +1,4 @@
-"""Implicit Q-Learning (Kostrikov et al., 2022) as CORL's `iql.py` used by SynthER (spec section 5.3).
+"""Implicit Q-Learning (Kostrikov et al., 2022) as CORL's `iql.py` used by SynthER (paper Appendix D).
 
 Each step, in this order:
 1. V: expectile regression of V(s) towards min(Q1, Q2)_target(s, a),
@@ -16,7 +16,7 @@ use a deterministic tanh actor instead (bc_loss = squared error summed over acti
 
 Observations are standardised with the real dataset's statistics and, for the datasets listed in
 `REWARD_NORMALIZED_DATASETS`, rewards are scaled by 1000 / (max return - min return) of the real
-data, both kept in the state and applied to every batch (spec section 5.2).
+data, both kept in the state and applied to every batch.
 """
 import dataclasses
 import functools

@@ -22,7 +22,7 @@ from agents import pixel_networks
 from agents.pixel_networks import (Encoder, adam_step, config_optimizer, config_policy, config_trunk,
                                    encoder_output_dim, random_shift, sample_action, scheduled_std)
 from agents.training import Batch, jitted_scans, stack_seeds
-from synther_jax.data.pixels import sample_batch as sample_pixel_batch
+from synther_jax.data.pixel_datasets import sample_batch as sample_pixel_batch
 
 TRUNKS = ("actor",)  # the latent row's feature blocks
 

@@ -1,6 +1,6 @@
 """Soft actor-critic with an ensemble of Q functions: SAC (2 Qs) and REDQ (10 Qs) are one learner.
 
-This follows the agent of SynthER's online experiments, REDQ's `REDQSACAgent` (spec section 6.2):
+This follows the agent of SynthER's online experiments, REDQ's `REDQSACAgent` (paper Section 4.2):
 - a tanh-Gaussian policy and `num_qs` Q networks (hidden (256, 256), ReLU, xavier-uniform weights
   and zero biases everywhere), Adam 3e-4 for all of them, gamma 0.99, Polyak tau 0.005;
 - the Q target takes the min over a random subset of `num_min_qs` target Qs (REDQ's M = 2) minus
@@ -9,7 +9,7 @@ This follows the agent of SynthER's online experiments, REDQ's `REDQSACAgent` (s
   `lax.scan`; the policy and the temperature are updated on every `policy_update_delay`-th update
   and on the last one (the original's delay of 20 means once per environment step for UTD <= 20).
 
-The original's quirks are kept by default and can be switched off (spec section 10 item 8):
+The original's quirks are kept by default and can be switched off:
 - `initial_alpha=0.2`: alpha is 0.2 until the first temperature update, then exp(log_alpha) with
   log_alpha starting at 0, so it jumps to about 1 (None: exp(log_alpha) from the start);
 - `policy_q_reduction="mean"`: the policy maximises the mean over all Qs, also for 2-Q SAC ("min"

@@ -2,7 +2,7 @@
 
     actor_loss = -lambda * mean Q1(s, pi(s)) + mean (pi(s) - a)^2,   lambda = alpha / mean |Q1(s, pi(s))|,
 
-with hyperparameters and initialisers as CORL's `td3_bc.py` used by SynthER (spec section 5.3):
+with hyperparameters and initialisers as CORL's `td3_bc.py` used by SynthER (paper Appendix D):
 two 256x2 ReLU critics and a tanh actor with PyTorch-default initialisation, Adam 3e-4, gamma 0.99,
 tau 0.005, target policy noise 0.2 clipped at 0.5 (times max_action), actor and targets updated
 every second step, alpha 2.5.

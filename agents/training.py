@@ -14,7 +14,7 @@ import numpy as np
 Batch = Dict[str, jax.Array]
 UpdateFn = Callable[[object, Batch, jax.Array], Tuple[object, Dict[str, jax.Array]]]
 # sample(dataset, key, batch_size) -> batch: how a minibatch is drawn on device (rows by default;
-# pixel learners stack frames from a frame store, `synther_jax.data.pixels.sample_batch`).
+# pixel learners stack frames from a frame store, `synther_jax.data.pixel_datasets.sample_batch`).
 SampleFn = Callable[[Batch, jax.Array, int], Batch]
 
 
@@ -105,6 +105,6 @@ def dataset_key(name: str) -> str:
 
 def normalization_stats(observations: np.ndarray, eps: float = 1e-3) -> Tuple[np.ndarray, np.ndarray]:
     """Mean and std (ddof 0) + `eps` of the *real* dataset's observations, as CORL computes them
-    for TD3+BC and IQL; they standardise real and synthetic batches alike (spec section 5.2)."""
+    for TD3+BC and IQL; they standardise real and synthetic batches alike."""
     observations = np.asarray(observations, np.float64)
     return observations.mean(0).astype(np.float32), (observations.std(0) + eps).astype(np.float32)

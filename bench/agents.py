@@ -20,7 +20,7 @@ from absl import app, flags
 from agents import edac, iql, td3_bc
 from bench.common import best_time, environment, matmul_peak_flops, write_json
 from launch import boundary
-from launch.common import INPUT_ERRORS
+from launch.cli import INPUT_ERRORS
 
 LEARNERS = {"td3_bc": (td3_bc, {}), "td3_bc_large": (td3_bc, {"hidden_dims": td3_bc.LARGE_HIDDEN_DIMS}),
             "iql": (iql, {}), "edac": (edac, {})}

@@ -9,7 +9,7 @@ from typing import Callable, Dict, Iterable, Tuple
 import jax
 import jax.numpy as jnp
 
-from launch.common import command_line
+from pipelines.workdir import command_line
 from synther_jax import atomic
 
 

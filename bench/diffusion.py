@@ -13,7 +13,7 @@ from absl import flags
 
 from bench.common import best_time, environment, matmul_peak_flops, write_json
 from launch import boundary
-from launch.common import INPUT_ERRORS
+from launch.cli import INPUT_ERRORS
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps

@@ -95,14 +95,14 @@ from absl import app, flags, logging  # noqa: E402
 from bench.common import environment, parse_denoiser, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import boundary  # noqa: E402
-from launch.common import INPUT_ERRORS  # noqa: E402
+from launch.cli import INPUT_ERRORS  # noqa: E402
 from launch import offline  # noqa: E402
-from launch.synthesize import load_real  # noqa: E402
-from synther_jax.analysis.report import REPORT_FILE  # noqa: E402
+from pipelines.synthesis import load_real  # noqa: E402
+from synther_jax.analysis.fidelity_report import REPORT_FILE  # noqa: E402
 from synther_jax.atomic import read_json  # noqa: E402
 from synther_jax.curves import plot_learning_curves  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
-from synther_jax.data.scores import normalized_score  # noqa: E402
+from synther_jax.scores import normalized_score  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "walker2d-medium", "Argument of configs/d4rl.py, e.g. walker2d-medium.")

@@ -3,7 +3,7 @@ SAC(SynthER) (UTD 20), and several seeds vmapped in one process against separate
 
     python -m bench.online --env=hopper --steps=500 --out=bench/results/online_cpu_hopper.json
 
-Each variant runs the real loop (`launch.online_loop.train`, paper-size networks and 1M-row buffers)
+Each variant runs the real loop (`pipelines.online_loop.train`, paper-size networks and 1M-row buffers)
 for `--warmup` random steps and then `--steps` learning steps; compilation is done by a short run
 beforehand and excluded. A step's time is acting + environment + buffer insert + agent updates.
 For SynthER the synthetic buffer is filled once with resampled real rows ("diffusion excluded");
@@ -26,8 +26,8 @@ from absl import flags
 from bench.common import best_time, environment, write_json
 from configs.online import get_config
 from launch import boundary
-from launch.common import INPUT_ERRORS
-from launch import online_loop
+from launch.cli import INPUT_ERRORS
+from pipelines import online_loop
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import init_state, sample_rows, sample_rows_seeds, train_steps, train_steps_seeds

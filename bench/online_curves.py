@@ -17,7 +17,7 @@ above in stretches: SynthER was stopped by `--max_hours` at its 15K-step checkpo
 to 30K steps; the fidelity of the extra denoiser was measured in the first stretch, on 15K real
 rows (its JSON has the fidelity at the top level, as `denoiser_fidelity`).
 
-Every variant is one `launch.online_loop.train` run (configs/online.py:<env>-<variant>) in
+Every variant is one `pipelines.online_loop.train` run (configs/online.py:<env>-<variant>) in
 `<workdir>/<variant>`, with its seeds vmapped in one process, so a rerun resumes and a finished run
 is only read back. Flags left unset keep the config's values: the paper's 100K environment steps
 (200K on DMC), retraining every 10K steps, the online denoiser (width 1024, depth 6, 100K steps)
@@ -53,9 +53,9 @@ from absl import flags, logging
 from bench.common import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import boundary
-from launch.common import INPUT_ERRORS
-from launch import online_loop
-from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
+from launch.cli import INPUT_ERRORS
+from pipelines import online_loop
+from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
 from synther_jax.data import Transitions

@@ -35,8 +35,8 @@ from absl import flags
 from bench.common import environment, package_versions, write_json
 from configs.checks import ConfigError
 from launch import boundary
-from launch.common import INPUT_ERRORS
-from synther_jax.data.errors import MissingExtraError
+from launch.cli import INPUT_ERRORS
+from synther_jax.errors import MissingExtraError
 
 GIN_CONFIG = "config/resmlp_w1024_denoiser.gin"  # the paper's base denoiser, relative to the checkout
 ORIGINAL_MODULES = ("synther.diffusion.denoiser_network", "synther.diffusion.norm",

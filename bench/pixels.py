@@ -29,12 +29,12 @@ from absl import flags  # noqa: E402
 from agents import PIXEL_LEARNERS  # noqa: E402
 from bench.common import best_time, environment, write_json  # noqa: E402
 from launch import boundary  # noqa: E402
-from launch.common import INPUT_ERRORS  # noqa: E402
+from launch.cli import INPUT_ERRORS  # noqa: E402
 from launch.pixels import run_updates  # noqa: E402
-from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset  # noqa: E402
+from synther_jax.data.pixel_datasets import FIRST, LAST, MID, PixelDataset  # noqa: E402
 from synther_jax.diffusion import DiffusionConfig, train_diffusion  # noqa: E402
 from synther_jax.diffusion.trainer import sample_rows  # noqa: E402
-from synther_jax.envs.pixels import PixelEnv  # noqa: E402
+from synther_jax.envs.pixel_env import PixelEnv  # noqa: E402
 
 ACTION_DIM, FEATURE_DIM, IMAGE_SHAPE = 6, 50, (9, 84, 84)
 DIFFUSION = {"paper": DiffusionConfig(), "small": DiffusionConfig(width=256, depth=3, dim_t=64)}

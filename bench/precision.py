@@ -28,10 +28,10 @@ from bench.common import environment, parse_denoiser, write_json
 from bench.sampler_steps import timed_samples
 from configs import d4rl
 from launch import boundary
-from launch.common import INPUT_ERRORS
-from launch.synthesize import load_real
+from launch.cli import INPUT_ERRORS
+from pipelines.synthesis import load_real
 from synther_jax import atomic
-from synther_jax.analysis.report import analyze, headline_figures
+from synther_jax.analysis.fidelity_report import analyze, headline_figures
 from synther_jax.data import Transitions
 from synther_jax.diffusion import DiffusionConfig, train_diffusion
 from synther_jax.nn import MATMUL_PRECISIONS, matmul

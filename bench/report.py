@@ -135,8 +135,8 @@ def figure_1a_per_seed(results: str) -> List[str]:
 
 
 def maze2d_reference_scores(results: str) -> List[str]:
-    """Our maze2d reference returns beside D4RL's (from `synther_jax.data.scores`, not a JSON)."""
-    from synther_jax.data.scores import D4RL_REFERENCE_SCORES, MAZE2D_REFERENCE_SCORES
+    """Our maze2d reference returns beside D4RL's (from `synther_jax.scores`, not a JSON)."""
+    from synther_jax.scores import D4RL_REFERENCE_SCORES, MAZE2D_REFERENCE_SCORES
 
     rows = []
     for task, (low, high) in MAZE2D_REFERENCE_SCORES.items():

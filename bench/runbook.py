@@ -45,7 +45,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from absl import app, flags
 
 from launch import boundary
-from launch.common import INPUT_ERRORS, command_line
+from launch.cli import INPUT_ERRORS
+from pipelines.workdir import command_line
 from synther_jax import atomic
 
 MARGIN_S = 3.0  # kept free at the end of the budget for writing the report

@@ -4,7 +4,7 @@
 
   device           the device, the installed versions and the matmul peak at each precision;
   online_updates   SAC's UTD-20 update (SynthER's online learner, 2 Qs, mixed real:synthetic
-                   minibatches, what `launch.online_loop` runs per environment step) at 1 and 4 seeds;
+                   minibatches, what `pipelines.online_loop` runs per environment step) at 1 and 4 seeds;
   diffusion_train  the paper's denoiser trained for 100K steps on the bundled walker2d data;
   samples          5M samples from the paper's denoiser, in its 100K-sample chunks (fresh weights:
                    the sampler's cost does not depend on them);
@@ -27,7 +27,7 @@ from absl import flags
 
 from bench.common import PRECISIONS, best_time, environment, matmul_peak_flops, package_versions, write_json
 from launch import boundary
-from launch.common import INPUT_ERRORS
+from launch.cli import INPUT_ERRORS
 
 PACKAGES = ("jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda13-plugin", "flax", "optax", "orbax-checkpoint", "chex",
             "numpy", "scipy", "h5py", "distrax", "tfp-nightly", "tensorflow-probability", "gymnasium", "mujoco",
@@ -66,7 +66,7 @@ def online_updates(smoke: bool) -> dict:
     data = Transitions(rng.normal(size=(rows, obs_dim)), rng.uniform(-1, 1, (rows, action_dim)),
                        rng.normal(size=rows), rng.normal(size=(rows, obs_dim)), np.zeros(rows))
     buffer = replay.insert_transitions(replay.create_buffer(rows, obs_dim, action_dim), data)
-    # One environment step's learning for every seed, as launch.online_loop.update_agents runs it.
+    # One environment step's learning for every seed, as pipelines.online_loop.update_agents runs it.
     update = jax.jit(jax.vmap(lambda state, real, synthetic, key: sac.update(state, real, synthetic, key,
                                                                              synthetic_ratio=0.5)))
     results = []
@@ -164,7 +164,7 @@ def td3_bc(smoke: bool) -> dict:
 
 def online_retrain(smoke: bool) -> dict:
     from configs.online import get_config, validate
-    from launch import online_loop
+    from pipelines import online_loop
 
     config = get_config("walker2d-synther,smoke" if smoke else "walker2d-synther")
     config.num_seeds = 2 if smoke else 4

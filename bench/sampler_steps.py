@@ -37,9 +37,9 @@ from absl import flags, logging  # noqa: E402
 from bench.common import environment, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import boundary  # noqa: E402
-from launch.common import INPUT_ERRORS  # noqa: E402
-from launch.synthesize import load_real  # noqa: E402
-from synther_jax.analysis.report import analyze, headline_figures  # noqa: E402
+from launch.cli import INPUT_ERRORS  # noqa: E402
+from pipelines.synthesis import load_real  # noqa: E402
+from synther_jax.analysis.fidelity_report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion  # noqa: E402

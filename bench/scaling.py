@@ -17,7 +17,7 @@ import numpy as np
 from bench.common import best_time, environment, write_json
 from bench.diffusion import DIM, FLAGS, SIZES
 from launch import boundary
-from launch.common import INPUT_ERRORS
+from launch.cli import INPUT_ERRORS
 from synther_jax import sharding
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Iterable
 
-if TYPE_CHECKING:  # only annotations: `launch.common` imports ConfigError without ml_collections
+if TYPE_CHECKING:  # only annotations: `pipelines.workdir` imports ConfigError without ml_collections
     import ml_collections
 
 

@@ -5,7 +5,7 @@
     --config=configs/d4rl.py:walker2d,smoke             every stage shrunk to CPU-minutes
     --config=configs/d4rl.py:walker2d,large             TD3+BC with 3x512 networks and batch 1024 (Table 3)
     --config=configs/d4rl.py:maze2d-umaze               maze2d (also -medium, -large) on PointMaze, data made
-                                                        D4RL's way on first use (synther_jax.data.maze2d)
+                                                        D4RL's way on first use (synther_jax.data.maze2d_datasets)
     --config.dataset=mujoco/walker2d/medium-v0          any dataset id or path `load_dataset` accepts
     --config.algorithm=iql --config.iql.beta=10         the learner and any of its hyperparameters
     --config.guidance.condition=return                  guided SynthER: samples steered towards high return-to-go
@@ -36,8 +36,7 @@ from configs.checks import (ConfigError, check_choice, check_dataclass, check_fr
                             check_positive, defaults, require)
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.augment import AUGMENTATIONS
-from synther_jax.data import bundled_names, dataset_task
-from synther_jax.data import maze2d as maze2d_data
+from synther_jax.data import bundled_names, dataset_task, maze2d_datasets
 from synther_jax.diffusion import DiffusionConfig
 
 ENVS = ("walker2d", "hopper", "halfcheetah")
@@ -90,7 +89,7 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
     config.dataset = f"{env}-{level}-v2" if level else bundled
     config.env_id = placeholder(str)
     if name in MAZES:
-        config.dataset = maze2d_data.default_dataset_id(name, maze2d_data.SMOKE_NUM_STEPS if "smoke" in options
+        config.dataset = maze2d_datasets.default_dataset_id(name, maze2d_datasets.SMOKE_NUM_STEPS if "smoke" in options
                                                         else None)
         config.env_id = name
     elif level:

@@ -54,7 +54,7 @@ def agent_config(variant: str) -> ml_collections.ConfigDict:
 
 
 def synther_config(enabled: bool, dmc: bool) -> ml_collections.ConfigDict:
-    """The diffusion schedule inside the loop (spec section 6.3) and the online denoiser."""
+    """The diffusion schedule inside the loop (paper Section 3.2) and the online denoiser."""
     diffusion = dataclasses.asdict(DiffusionConfig(width=1024, depth=6, dim_t=256, num_train_steps=100_000,
                                                    batch_size=256))
     return ml_collections.ConfigDict(dict(

@@ -2,7 +2,7 @@
 
     python -m launch.analyze --dataset=bundled/walker2d-medium-replay --samples=DIR/samples.npz --out=DIR
 
-writes DIR/report.json and the PNGs described in `synther_jax.analysis.report`. `--dataset` is
+writes DIR/report.json and the PNGs described in `synther_jax.analysis.fidelity_report`. `--dataset` is
 anything `synther_jax.data.load_dataset` reads (a bundled name, a D4RL name or file, a Minari id,
 an `.npz` with the five keys). The environment for the physical-validity check comes from
 `--env_id`, else from the dataset's or the samples' metadata. The denoiser's parameter count (for
@@ -14,11 +14,12 @@ import json
 from absl import app, flags
 
 from launch import boundary
-from launch.common import INPUT_ERRORS, check_workdir
-from synther_jax.analysis.report import analyze
-from synther_jax.diffusion.denoiser import parameter_count
+from launch.cli import INPUT_ERRORS
+from pipelines.workdir import check_workdir
+from synther_jax.analysis.fidelity_report import analyze
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import Transitions, load_dataset, read_synthetic
+from synther_jax.diffusion.denoiser import parameter_count
 
 flags.DEFINE_string("dataset", None, "The real dataset the generator was trained on.", required=True)
 flags.DEFINE_string("samples", None, "The synthetic transitions (samples.npz).", required=True)

@@ -37,25 +37,25 @@ from agents import OFFLINE_LEARNERS
 from configs import d4rl
 from configs.checks import ConfigError
 from launch import boundary
-from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, command_line, define_flags,
-                           metrics_writer, read_json, write_json)
-from launch.synthesize import (denoiser_seeds, guidance_condition, load_real, samples_paths, train_model,
-                               write_samples)
+from launch.cli import INPUT_ERRORS, define_flags
+from pipelines.synthesis import denoiser_seeds, guidance_condition, load_real, samples_paths, train_model, write_samples
+from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
 from synther_jax import augment, sharding
+from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
 from synther_jax.analysis.novelty import nearest_neighbours, standardize
 from synther_jax.analysis.plots import plot_relevance
-from synther_jax.analysis.relevance import relevance_report
-from synther_jax.analysis.report import REPORT_FILE, analyze, headline_figures
+from synther_jax.analysis.relevance_report import relevance_report
+from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
+from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
+from synther_jax.data.maze2d_datasets import ensure_default_dataset
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.denoiser import parameter_count
-from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
-from synther_jax.data.errors import DamagedFileError, InvalidDatasetError
-from synther_jax.data.maze2d import ensure_default_dataset
-from synther_jax.data.scores import reference_scores
 from synther_jax.envs.evaluation import evaluate
+from synther_jax.errors import DamagedFileError, InvalidDatasetError
 from synther_jax.metrics import MetricsWriter
+from synther_jax.scores import reference_scores
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
 CONDITION_FILE, CONDITION_PNG = "condition.json", "condition.png"

@@ -2,14 +2,14 @@
 
     python -m launch.online --config=configs/online.py:hopper-synther,smoke --workdir=runs/hopper-synther-smoke
 
-The loop itself, its outputs and how a rerun resumes are in `launch/online_loop.py`.
+The loop itself, its outputs and how a rerun resumes are in `pipelines/online_loop.py`.
 """
 from absl import flags
 
 from configs import online as online_config
 from launch import boundary
-from launch.common import INPUT_ERRORS, define_flags
-from launch.online_loop import make_synthesizer, train
+from launch.cli import INPUT_ERRORS, define_flags
+from pipelines.online_loop import make_synthesizer, train
 
 
 def main(_):

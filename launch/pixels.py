@@ -37,19 +37,21 @@ from agents import PIXEL_LEARNERS
 from configs.checks import ConfigError
 from configs.vd4rl import validate
 from launch import boundary
-from launch.common import (INPUT_ERRORS, StageTimer, check_workdir, claim_workdir, command_line, define_flags,
-                           metrics_writer, read_json, write_json)
-from synther_jax.analysis.report import REPORT_FILE, analyze
-from synther_jax.atomic import atomic_path
+from launch.cli import INPUT_ERRORS, define_flags
+from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
+from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze
+from synther_jax.atomic import atomic_path, read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data import KEYS, SyntheticWriter, Transitions, read_synthetic
 from synther_jax.data.collection import uniform_random_policy
 from synther_jax.data.latents import latent_transitions, learner_batch
-from synther_jax.data.pixels import FRAME_STACK, PixelDataset, load_pixel_dataset, stacked_frames, write_pixel_hdf5
+from synther_jax.data.pixel_datasets import (FRAME_STACK, PixelDataset, load_pixel_dataset, stacked_frames,
+                                             write_pixel_hdf5)
+from synther_jax.data.pixel_rendering import render_dataset
 from synther_jax.diffusion import DiffusionConfig, iterate_samples, train_diffusion
 from synther_jax.envs import make_env
-from synther_jax.envs.pixels import evaluate, render_dataset
+from synther_jax.envs.pixel_env import evaluate
 from synther_jax.metrics import MetricsWriter
 
 LATENTS_FILE = "latents.npz"
@@ -124,7 +126,8 @@ def train_stage(stage: str, config, learner, states, dataset, update_steps, num_
         step += num_steps
         with timer(f"{stage}_evaluate"):
             returns = evaluate(learner.act, states, config.env, config.eval_episodes,
-                               seed=config.seed * 1_000_003 + step, episode_steps=config.episode_steps)
+                               seed=config.seed * 1_000_003 + step, frame_stack=FRAME_STACK,
+                               episode_steps=config.episode_steps)
         scores = (returns.mean(1) / SCORE_SCALE).tolist()
         evaluations.append({"step": step, "scores": scores})
         write_json(evaluations_path, {**history, stage: evaluations})

@@ -45,7 +45,7 @@ def read_json(path: str, default: Any) -> Any:
         with open(path) as f:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        from synther_jax.data.errors import DamagedFileError  # not at the top: synther_jax.data imports this module
+        from synther_jax.errors import DamagedFileError  # not at the top: synther_jax.data imports this module
 
         raise DamagedFileError(f"{path} is damaged ({error}); restore it from a copy, or move it aside so that the "
                                "rerun writes it anew from what it can rebuild.") from error

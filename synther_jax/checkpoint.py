@@ -13,7 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from synther_jax.data.errors import DamagedFileError
+from synther_jax.errors import DamagedFileError
 
 
 class Checkpointer:

@@ -3,7 +3,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
-from synther_jax.data.errors import require
+from synther_jax.errors import require
 
 require("matplotlib", "analysis").use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402

@@ -21,7 +21,7 @@ import secrets
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from synther_jax.atomic import atomic_path
-from synther_jax.data.errors import MissingExtraError, require
+from synther_jax.errors import MissingExtraError, require
 
 SummaryWriter = require("tensorboardX", "launch").SummaryWriter
 hparams = require("tensorboardX.summary", "launch").hparams

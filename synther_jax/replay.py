@@ -8,7 +8,7 @@ counts the valid rows. Every column is stored separately:
 - `episode_ids`: which episode a row came from (-1 for synthetic rows).
 
 Online SynthER keeps two buffers, real and synthetic, and draws each minibatch from both with a
-fixed synthetic fraction (spec section 6.3: 0.5 gives 128 real + 128 synthetic rows of 256).
+fixed synthetic fraction (paper Section 3.2: 0.5 gives 128 real + 128 synthetic rows of 256).
 """
 from typing import Dict, Optional
 

@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from synther_jax.analysis import report
+from synther_jax.analysis import fidelity_report
 from synther_jax.data import KEYS, Transitions, write_synthetic
 from synther_jax.diffusion.denoiser import parameter_count
 
@@ -32,7 +32,7 @@ def hopper():
 
 
 def test_real_data_as_its_own_synthetic_data_is_perfect(hopper, tmp_path):
-    result = report.analyze(hopper, hopper, None, str(tmp_path), denoiser_params=1000, physics_rows=300,
+    result = fidelity_report.analyze(hopper, hopper, None, str(tmp_path), denoiser_params=1000, physics_rows=300,
                             progress=False)
     assert result["env_id"] == "Hopper-v5"  # taken from the data's metadata
     assert result["marginal_score"] == 1.0 and result["correlation_score"] == pytest.approx(1.0)
@@ -52,12 +52,12 @@ def test_real_data_as_its_own_synthetic_data_is_perfect(hopper, tmp_path):
 
 
 def test_unsupported_environment_skips_physics(hopper, tmp_path):
-    result = report.analyze(hopper, hopper, "Ant-v5", str(tmp_path), baselines=("additive",), physics_rows=100,
+    result = fidelity_report.analyze(hopper, hopper, "Ant-v5", str(tmp_path), baselines=("additive",), physics_rows=100,
                             progress=False)
     assert "dynamics" not in result["sources"]["synthetic"] and result["plots"] == ["marginals.png"]
     assert result["dimension_names"][0] == "obs[0]"
     with pytest.raises(ValueError, match="Unknown baselines"):
-        report.analyze(hopper, hopper, None, str(tmp_path), baselines=("cutout",))
+        fidelity_report.analyze(hopper, hopper, None, str(tmp_path), baselines=("cutout",))
 
 
 def test_the_command_writes_every_file(hopper, tmp_path):

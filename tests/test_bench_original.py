@@ -10,7 +10,7 @@ import pytest
 
 from bench.original import Workload, compare, import_original, ratios
 from configs.checks import ConfigError
-from synther_jax.data.errors import MissingExtraError
+from synther_jax.errors import MissingExtraError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_STEPS, NUM_SAMPLES, SAMPLER_STEPS, DIM = 5, 16, 4, 3

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from configs.checks import ConfigError
-from launch.collect import episode_sample
-from synther_jax.data import InvalidDatasetError, episodes_to_transitions, load_dataset
-from synther_jax.data.collection import rollout, uniform_random_policy, write_minari
-from synther_jax.data.scores import normalized_score
+from synther_jax.data import episodes_to_transitions, load_dataset
+from synther_jax.data.collection import episode_sample, rollout, uniform_random_policy, write_minari
 from synther_jax.envs import make_env
+from synther_jax.errors import InvalidDatasetError
+from synther_jax.scores import normalized_score
 from tests.test_d4rl_layout import assert_reads_as
 
 ENV = "Walker2d-v5"
@@ -129,8 +129,8 @@ def test_sac_levels_come_from_one_saved_training_run(tmp_path):
     simulator); the medium and expert policies are saved and reused, and their rollouts are
     deterministic for a seed."""
     from configs import online
-    from launch.collect import BehaviourPolicies
-    from launch.online_loop import episode_seed
+    from pipelines.behaviour import BehaviourPolicies
+    from pipelines.online_loop import episode_seed
 
     config = online.get_config("walker2d-sac,smoke")  # Evaluations at 600 and 1200 steps.
     workdir = str(tmp_path / "behaviour")

@@ -13,7 +13,7 @@ from synther_jax.data import bundled_names, episodes_to_transitions, load_datase
 from synther_jax.data.collection import rollout, uniform_random_policy
 from synther_jax.data.d4rl_hdf5 import read_d4rl_hdf5, write_d4rl_hdf5
 from synther_jax.data.loaders import BUNDLED_DIR
-from synther_jax.data.maze2d import generate_episodes
+from synther_jax.data.maze2d_datasets import generate_episodes
 from synther_jax.envs import make_env
 
 FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals")

@@ -1,10 +1,10 @@
-"""Flattening rules (spec section 3.1) against hand-built episodes and a transcription of
+"""Flattening rules (paper Section 3.1) against hand-built episodes and a transcription of
 D4RL's `qlearning_dataset` loop."""
 import numpy as np
 import pytest
 
-from synther_jax.data import (Episode, InvalidDatasetError, Transitions, episodes_to_transitions,
-                              flat_to_transitions, transitions_to_episodes)
+from synther_jax.data import Episode, Transitions, episodes_to_transitions, flat_to_transitions, transitions_to_episodes
+from synther_jax.errors import InvalidDatasetError
 
 
 def qlearning_dataset_reference(observations, actions, rewards, terminals, timeouts):

@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from synther_jax.data import (DEFAULT_DATASET, DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError,
-                              bundled_names, load_dataset)
+from synther_jax.data import DEFAULT_DATASET, bundled_names, load_dataset
 from synther_jax.data.d4rl_hdf5 import d4rl_file_name, d4rl_name_from_file
+from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError, UnknownEnvironmentError
 
 
 def d4rl_arrays(rng, n=300, obs_dim=17, action_dim=6):

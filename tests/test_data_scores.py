@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from synther_jax.data import UnknownEnvironmentError, normalized_score, reference_scores
+from synther_jax.errors import UnknownEnvironmentError
+from synther_jax.scores import normalized_score, reference_scores
 
 # (random, expert) returns as printed in D4RL's infos.py.
 D4RL_INFOS = {

@@ -6,9 +6,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from synther_jax.data import (KEYS, InvalidDatasetError, SyntheticWriter, Transitions, UnknownEnvironmentError,
-                              load_dataset, read_synthetic, write_synthetic)
+from synther_jax.data import KEYS, SyntheticWriter, Transitions, load_dataset, read_synthetic
 from synther_jax.data import synthetic as synthetic_module
+from synther_jax.data import write_synthetic
+from synther_jax.errors import InvalidDatasetError, UnknownEnvironmentError
 
 METADATA = {"source_dataset": "bundled/walker2d-medium-replay", "config": {"num_samples": 5_000_000, "lr": 3e-4},
             "seed": 7, "model_checkpoint": "runs/walker2d/checkpoints/100000"}

@@ -1,4 +1,4 @@
-"""The denoiser's architecture against the original's exact parameter counts (spec section 1.3)."""
+"""The denoiser's architecture against the original's exact parameter counts (paper Appendix B.1)."""
 import jax
 import jax.numpy as jnp
 import numpy as np

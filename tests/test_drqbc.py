@@ -7,7 +7,7 @@ import pytest
 from agents import drqbc, pixel_bc
 from agents.pixel_networks import Encoder, encoder_output_dim, random_shift, sample_action
 from synther_jax.data.latents import latent_dim, latent_transitions, learner_batch
-from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset, stacked_frames
+from synther_jax.data.pixel_datasets import FIRST, LAST, MID, PixelDataset, stacked_frames
 
 SMALL = dict(hidden_dim=16, feature_dim=5)
 

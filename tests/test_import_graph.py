@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOP_LEVEL = ("synther_jax", "agents", "configs", "launch", "bench")
+TOP_LEVEL = ("synther_jax", "agents", "configs", "pipelines", "launch", "bench")
 
 
 def module_files():
@@ -87,10 +87,12 @@ def test_synther_jax_has_no_import_cycle():
 
 
 @pytest.mark.parametrize("importer, forbidden", [
-    ("synther_jax", ("agents", "configs", "launch", "bench")),  # the pip library stands alone
-    ("agents", ("synther_jax.diffusion", "launch", "bench")),
+    ("synther_jax", ("agents", "configs", "pipelines", "launch", "bench")),  # the pip library stands alone
+    ("agents", ("synther_jax.diffusion", "pipelines", "launch", "bench")),
     ("synther_jax.diffusion", ("agents",)),
-    ("configs", ("launch", "bench")),
+    ("synther_jax.envs", ("synther_jax.data",)),  # datasets are made from environments, not the reverse
+    ("configs", ("pipelines", "launch", "bench")),
+    ("pipelines", ("launch", "bench")),
 ])
 def test_layers_import_only_downwards(importer, forbidden):
     wrong = sorted((name, target) for name in MODULES if name == importer or name.startswith(importer + ".")
@@ -142,7 +144,7 @@ def test_the_core_trains_and_samples_without_any_optional_package():
 ])
 def test_a_missing_optional_package_is_named_with_the_extra_that_brings_it(missing, code, extra):
     run = run_without([missing], f"""
-        from synther_jax.data.errors import MissingExtraError
+        from synther_jax.errors import MissingExtraError
         try:
             {code}
         except MissingExtraError as error:

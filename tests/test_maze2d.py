@@ -11,7 +11,7 @@ import pytest
 
 from configs.d4rl import get_config, validate
 from synther_jax.data import load_dataset
-from synther_jax.data.maze2d import generate_episodes
+from synther_jax.data.maze2d_datasets import generate_episodes
 from synther_jax.envs import make_env, maze2d
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

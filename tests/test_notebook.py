@@ -28,7 +28,7 @@ SHRINK = ("--config.num_samples=2000 --config.diffusion.num_train_steps=300 --co
 def _dataset_overrides(request) -> str:
     """Nothing when the bundled dataset is present; else the small Hopper dataset of conftest.py."""
     from synther_jax.data import load_dataset
-    from synther_jax.data.errors import DatasetNotFoundError
+    from synther_jax.errors import DatasetNotFoundError
     try:
         load_dataset()
         return ""

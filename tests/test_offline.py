@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from configs.d4rl import get_config
-from launch import offline, synthesize
+from launch import offline
+from pipelines import synthesis
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data import read_synthetic
 from synther_jax.metrics import MetricsWriter
@@ -189,9 +190,9 @@ def test_one_denoiser_per_seed_as_one_program_equals_each_alone_and_resumes_exac
         alone_config = _synthetic_config(hopper_random_npz)
         alone_config.seed = i
         alone_dir = str(tmp_path / f"alone{i}")
-        model = synthesize.train_model(alone_config, synthesize.load_real(alone_config), alone_dir,
+        model = synthesis.train_model(alone_config, synthesis.load_real(alone_config), alone_dir,
                                        MetricsWriter(alone_dir))
-        alone = read_synthetic(synthesize.write_samples(alone_config, synthesize.load_real(alone_config), model,
+        alone = read_synthetic(synthesis.write_samples(alone_config, synthesis.load_real(alone_config), model,
                                                         alone_dir)[0])
         for key in ("observations", "actions", "rewards", "next_observations"):
             # 1e-4 of the raw units' scale: velocities reach +-20 (about 1e-5 relative measured)

@@ -12,7 +12,7 @@ import pytest
 from configs import d4rl
 from configs.checks import ConfigError
 from launch import offline
-from launch.synthesize import guidance_condition
+from pipelines.synthesis import guidance_condition
 from synther_jax.analysis.dynamics import dynamics_errors
 from synther_jax.data import Transitions, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go

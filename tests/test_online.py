@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs.online import get_config
-from launch import online_loop
+from pipelines import online_loop
 from synther_jax.diffusion import DiffusionConfig
 from tests.test_offline import truncate_newest_checkpoint
 
@@ -166,7 +166,7 @@ def test_synthesis_is_required_when_enabled(tmp_path):
 
 
 def test_raw_columns_follow_the_original_online_configs():
-    """Gym rows keep the terminal raw; DMC rows have no terminal and keep the reward raw (spec 3.2)."""
+    """Gym rows keep the terminal raw; DMC rows have no terminal and keep the reward raw."""
     gym_config, dmc_config = get_config("walker2d-synther").synther, get_config("cheetah-run-synther").synther
     assert gym_config.modelled_terminals and gym_config.normalise_reward
     assert not dmc_config.modelled_terminals and not dmc_config.normalise_reward

@@ -7,9 +7,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from synther_jax.data.collection import uniform_random_policy  # noqa: E402
-from synther_jax.data.pixels import FIRST, LAST, load_pixel_dataset, write_pixel_hdf5  # noqa: E402
+from synther_jax.data.pixel_datasets import FIRST, LAST, load_pixel_dataset, write_pixel_hdf5  # noqa: E402
+from synther_jax.data.pixel_rendering import render_dataset, render_replay  # noqa: E402
 from synther_jax.envs import make_env  # noqa: E402
-from synther_jax.envs.pixels import PixelEnv, render_dataset, render_replay  # noqa: E402
+from synther_jax.envs.pixel_env import PixelEnv  # noqa: E402
 
 ENV = "walker-walk"
 
@@ -62,13 +63,13 @@ def test_pixel_medium_replay_re_simulates_the_sac_run(tmp_path):
     """The SAC run's replay stream (walker-walk, stopped at its first evaluation) re-simulates step
     for step from its reset seeds (render_replay raises otherwise) into whole V-D4RL episodes."""
     from configs import online
-    from launch.collect import BehaviourPolicies, render_medium_replay
+    from pipelines.behaviour import BehaviourPolicies
     from synther_jax.data import load_dataset
 
     config = online.get_config("walker2d-sac,smoke")
     config.update(env_name=ENV, start_steps=100, eval_every=200, eval_episodes=1)
     behaviour = BehaviourPolicies(config, str(tmp_path / "behaviour"), medium_return=-1e9)
-    data = render_medium_replay(behaviour)
+    data = behaviour.rendered_medium_replay()
     replay = load_dataset(behaviour.replay_path, keep_timeouts=True)
     assert data.num_episodes == len(np.unique(replay.episode_ids))
     assert data.num_transitions == sum(np.sum(replay.episode_ids == i) // 2 for i in np.unique(replay.episode_ids))

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
-from synther_jax.data.pixels import (FIRST, LAST, MID, PixelDataset, load_pixel_dataset, sample_batch,
-                                     stack_indices, write_pixel_hdf5)
+from synther_jax.data.pixel_datasets import (FIRST, LAST, MID, PixelDataset, load_pixel_dataset, sample_batch,
+                                             stack_indices, write_pixel_hdf5)
+from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError
 
 
 def toy_dataset(episode_lengths=(4, 2, 5), size=8, action_dim=2) -> PixelDataset:

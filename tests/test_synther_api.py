@@ -9,8 +9,8 @@ import pytest
 
 from synther_jax import SynthER
 from synther_jax.data import Transitions
-from synther_jax.data.errors import DamagedFileError, WorkdirError
 from synther_jax.diffusion import DiffusionConfig, load_diffusion
+from synther_jax.errors import DamagedFileError, WorkdirError
 from tests.test_offline import truncate_newest_checkpoint
 
 CONFIG = DiffusionConfig(width=32, depth=1, dim_t=16, num_train_steps=40, steps_per_call=20, num_sample_steps=4,

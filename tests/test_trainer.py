@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synther_jax.data.errors import WorkdirError
 from synther_jax.diffusion import (DiffusionConfig, generate, generate_seeds, load_diffusion, train_diffusion,
                                    train_diffusion_seeds)
 from synther_jax.diffusion.trainer import ema_decay, make_optimizer, update_ema
+from synther_jax.errors import WorkdirError
 
 TINY = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=60, steps_per_call=20, checkpoint_every=20,
                        num_sample_steps=8, sample_chunk_size=64)

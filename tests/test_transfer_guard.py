@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from agents import OFFLINE_LEARNERS, PIXEL_LEARNERS, sac
-from launch.online_loop import update_agents
+from pipelines.online_loop import update_agents
 from synther_jax import replay
-from synther_jax.data.pixels import FIRST, LAST, MID, PixelDataset
+from synther_jax.data.pixel_datasets import FIRST, LAST, MID, PixelDataset
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import Diffusion, init_state, sample_rows, train_steps

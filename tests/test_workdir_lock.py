@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 
 from configs.checks import ConfigError
-from launch.common import WorkdirBusyError, claim_workdir
+from pipelines.workdir import WorkdirBusyError, claim_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOLD = textwrap.dedent("""
     import sys, time
     import ml_collections
-    from launch.common import claim_workdir
+    from pipelines.workdir import claim_workdir
     with claim_workdir(sys.argv[1], ml_collections.ConfigDict({"holder": True})):
         print("claimed", flush=True)
         time.sleep(120)

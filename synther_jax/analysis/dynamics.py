@@ -31,9 +31,9 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from synther_jax.data.errors import require
 from synther_jax.data.transitions import Transitions
 from synther_jax.envs import maze2d
+from synther_jax.errors import require
 
 gym = require("gymnasium", "envs")
 mujoco = require("mujoco", "envs")

@@ -14,7 +14,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from synther_jax.data.errors import require
+from synther_jax.errors import require
 
 stats = require("scipy.stats", "analysis")
 

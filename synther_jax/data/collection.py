@@ -10,15 +10,15 @@ used.
 import os
 import re
 import shutil
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Sequence
 
 import numpy as np
 import tqdm
 
-from synther_jax.data.errors import InvalidDatasetError, UnknownEnvironmentError, require
 from synther_jax.data.flatten import Episode
 from synther_jax.data.minari_store import minari_dataset_dir
-from synther_jax.data.scores import reference_scores
+from synther_jax.errors import InvalidDatasetError, UnknownEnvironmentError, require
+from synther_jax.scores import reference_scores
 
 gym = require("gymnasium", "envs")
 
@@ -69,6 +69,18 @@ def rollout(env: gym.Env, policy: Policy, num_steps: int, seed: int, description
 MINARI_ID = re.compile(r"(?:[-\w][-\w/]*[-\w]/)?[-\w]+?-v\d+")
 
 
+def episode_sample(episodes: List[Episode], max_steps: int, seed: int) -> List[Episode]:
+    """Whole episodes in a seeded random order, as many as fit in `max_steps` steps, in collection
+    order (a uniform sample of episodes, so the levels' mixture of policies is kept)."""
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    lengths = np.array([len(episodes[i].rewards) for i in order])
+    chosen = np.sort(order[np.cumsum(lengths) <= max_steps])
+    if len(chosen) == 0:
+        raise ValueError(f"A sample of {max_steps} steps holds not even one episode (the first drawn has "
+                         f"{lengths[0]} steps); raise it.")
+    return [episodes[i] for i in chosen]
+
+
 def minari_dataset_path(dataset_id: str) -> str:
     """Where Minari keeps `dataset_id` (honours MINARI_DATASETS_PATH)."""
     return os.path.join(minari_dataset_dir(), dataset_id)
@@ -92,7 +104,7 @@ def write_minari(dataset_id: str, episodes: Sequence[Episode], env: gym.Env, alg
     not start with a seeded reset); `env`'s spec with its wrappers (`synther_jax.envs.make_env`'s:
     float32 observations, actions rescaled to [-1, 1], the episode limit), so `recover_environment()`
     rebuilds an environment whose spaces equal the dataset's; the reference scores of the task where
-    we have them (`synther_jax.data.scores`), so `minari.get_normalized_score` works. An env without
+    we have them (`synther_jax.scores`), so `minari.get_normalized_score` works. An env without
     a spec (DMC) records only its spaces.
     """
     minari = require("minari", "minari")

@@ -25,10 +25,10 @@ import h5py
 import numpy as np
 
 from synther_jax.atomic import atomic_path
-from synther_jax.data.errors import InvalidDatasetError
 from synther_jax.data.flatten import flat_to_transitions
-from synther_jax.data.scores import d4rl_family
 from synther_jax.data.transitions import Transitions
+from synther_jax.errors import InvalidDatasetError
+from synther_jax.scores import d4rl_family
 
 REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals")
 OPTIONAL_KEYS = ("timeouts", "next_observations", "episode_ids", "padding")

@@ -4,8 +4,8 @@ from typing import Tuple
 
 import numpy as np
 
-from synther_jax.data.errors import InvalidDatasetError, UnknownEnvironmentError
 from synther_jax.data.transitions import Transitions
+from synther_jax.errors import InvalidDatasetError, UnknownEnvironmentError
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,6 +1,6 @@
 """From episodes or D4RL's flat arrays to `Transitions`, with the original's rules.
 
-SynthER trains on `d4rl.qlearning_dataset` (spec section 3.1): time-limit steps are dropped (their
+SynthER trains on `d4rl.qlearning_dataset` (paper Section 3.1): time-limit steps are dropped (their
 successor is the next episode's reset state in D4RL's flat layout), terminal steps are kept, and no
 transition crosses an episode boundary. We apply the same rules to every source.
 
@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional
 
 import numpy as np
 
-from synther_jax.data.errors import InvalidDatasetError
 from synther_jax.data.transitions import Transitions
+from synther_jax.errors import InvalidDatasetError
 
 
 class Episode(NamedTuple):

@@ -23,10 +23,10 @@ from typing import Optional
 
 from synther_jax.data.d4rl_hdf5 import d4rl_file_name, read_d4rl_hdf5
 from synther_jax.data.env_check import check_fits_env
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, MissingExtraError, UnknownEnvironmentError
 from synther_jax.data.minari_store import load_minari
 from synther_jax.data.synthetic import read_synthetic, read_synthetic_metadata
 from synther_jax.data.transitions import Transitions
+from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError, MissingExtraError, UnknownEnvironmentError
 
 BUNDLED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundled")
 DEFAULT_DATASET = "bundled/walker2d-medium-replay"

@@ -13,9 +13,9 @@ from typing import Iterable
 import numpy as np
 import tqdm
 
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError, require
 from synther_jax.data.flatten import Episode, episodes_to_transitions
 from synther_jax.data.transitions import Transitions
+from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError, require
 
 # Minari's datasets made from PointMaze with D4RL's maze2d recipe, and the maze2d task each belongs to.
 MINARI_POINTMAZE = {"D4RL/pointmaze/umaze-v2": "maze2d-umaze", "D4RL/pointmaze/medium-v2": "maze2d-medium",

@@ -25,8 +25,8 @@ import tqdm
 
 from synther_jax.atomic import atomic_path, read_json
 from synther_jax.data.env_check import env_dims
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
 from synther_jax.data.transitions import KEYS, Transitions
+from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError
 
 FORMAT = "synther_jax-synthetic-v1"
 _COPY_BYTES = 1 << 20

@@ -2,7 +2,7 @@
 
 The diffusion model sees each transition as one flat row
     [observation (o), action (a), reward (1), next_observation (o), terminal (1)]
-(spec section 3.1); the terminal column is optional (the online DMC setting leaves it out).
+(paper Section 3.1); the terminal column is optional (the online DMC setting leaves it out).
 Bookkeeping the model never sees (timeouts, episode ids) rides along in `Transitions` but is not
 part of the rows.
 """
@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from synther_jax.data.errors import InvalidDatasetError
+from synther_jax.errors import InvalidDatasetError
 
 KEYS = ("observations", "actions", "rewards", "next_observations", "terminals")
 

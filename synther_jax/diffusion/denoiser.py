@@ -1,4 +1,4 @@
-"""The residual-MLP denoiser network F of SynthER (spec section 1).
+"""The residual-MLP denoiser network F of SynthER (paper Appendix B.1).
 
     t = c_noise(sigma)                      # one scalar per sample
     emb = [t, sin(2 pi t w), cos(2 pi t w)]  # w: 8 fixed N(0, 1) frequencies -> 17 dims

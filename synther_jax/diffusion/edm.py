@@ -16,7 +16,7 @@ Network = Callable[[jax.Array, jax.Array], jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class EDMConfig:
-    """The constants of spec section 2.1, with SynthER's values as defaults."""
+    """EDM's constants (paper Appendix B.2), with SynthER's values as defaults."""
 
     sigma_data: float = 1.0
     P_mean: float = -1.2

@@ -1,4 +1,4 @@
-"""Per-dimension standardisation of transition rows (spec section 3.1, 'standard' normaliser).
+"""Per-dimension standardisation of transition rows (the original's 'standard' normaliser).
 
 mean and unbiased std (ddof = 1) + 1e-5 over the real data; dimensions listed in `skip_dims`
 (the terminal column, and the reward for the online DMC setting) keep mean 0 and std 1, i.e. stay
@@ -12,7 +12,7 @@ import flax.struct
 import jax.numpy as jnp
 import numpy as np
 
-from synther_jax.data.errors import InvalidDatasetError
+from synther_jax.errors import InvalidDatasetError
 
 STD_EPS = 1e-5
 

@@ -32,24 +32,23 @@ import os
 from functools import partial
 from typing import Callable, Dict, Iterator, Optional, Sequence
 
-from jax.sharding import Mesh
-
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from synther_jax import sharding
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
-from synther_jax.data.errors import InvalidDatasetError, WorkdirError
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser, init_variables
 from synther_jax.diffusion.guidance import ConditionNormalizer
 from synther_jax.diffusion.normalizer import Normalizer
+from synther_jax.errors import InvalidDatasetError, WorkdirError
 from synther_jax.nn import ACTIVATIONS, MATMUL_PRECISIONS
 
 LARGE_DATASET = 800_000  # datasets at least this big train with batch 1024, smaller ones with 256

@@ -5,7 +5,7 @@ PointMaze, registered with Gymnasium), `pixels.py` (DMC through rendered frames,
 `evaluation.py` (all seeds' evaluation episodes in one vector environment).
 
 `make_env(name)` returns a Gymnasium environment in the form every learner here expects, as the
-original's `wrap_gym` does (spec section 6.1):
+original's `wrap_gym` does:
 - observations are flat float32 vectors (DMC's observation dicts are concatenated);
 - actions live in [-1, 1]^a (rescaled to the task's bounds, then clipped);
 - episodes are cut at 1000 steps (maze2d tasks at D4RL's 300 / 600 / 800, `maze2d.py`); a cut is
@@ -22,8 +22,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from synther_jax.data.errors import UnknownEnvironmentError, require
 from synther_jax.envs import maze2d
+from synther_jax.errors import UnknownEnvironmentError, require
 
 gym = require("gymnasium", "envs")
 

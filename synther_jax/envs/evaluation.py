@@ -8,7 +8,7 @@ can be reproduced by a plain rollout of `gym.make(env_id)` reset with that seed.
 Gymnasium's vector environments reset a finished sub-environment on the following step
 (autoreset), so every sub-environment's return is frozen at its first `terminated or truncated`
 and later steps are ignored. Returns can be turned into D4RL-normalised scores with
-`synther_jax.data.scores.normalized_score` (the default `score_fn`).
+`synther_jax.scores.normalized_score` (the default `score_fn`).
 """
 import dataclasses
 import functools
@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from synther_jax.data.errors import require
-from synther_jax.data.scores import normalized_score
+from synther_jax.errors import require
+from synther_jax.scores import normalized_score
 
 gym = require("gymnasium", "envs")
 

@@ -17,7 +17,7 @@ defines them:
 Deviations from D4RL's environment, all PointMaze's: coordinates are centred on the maze (D4RL used
 (row, column) grid indices; axes differ), the start is a random free cell other than the goal's
 with U(+-0.25) position noise and zero velocity (D4RL: any cell, U(+-0.1), N(0, 0.1) velocity).
-Returns therefore shift against D4RL's, which is why `synther_jax.data.scores` carries reference
+Returns therefore shift against D4RL's, which is why `synther_jax.scores` carries reference
 scores measured on these environments (`python -m launch.collect --reference_scores --env=...`).
 
 Gymnasium-Robotics is imported only when a maze is built.
@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from synther_jax.data.errors import require
+from synther_jax.errors import require
 
 gym = require("gymnasium", "envs")
 

@@ -8,7 +8,7 @@ own environment, store the transition in the seed's real replay buffer, then run
 step's worth of agent updates (`utd_ratio` critic updates in one jitted scan) on minibatches mixed
 from the real and synthetic buffers. With SynthER on, every `retrain_every` steps a fresh diffusion
 model per seed is trained on all of that seed's real data and refills that seed's synthetic buffer
-with its samples (spec section 6.3). Seeds are a vmapped axis of the agents, the buffers and the
+with its samples (paper Section 3.2). Seeds are a vmapped axis of the agents, the buffers and the
 diffusion models (all seeds' models train and sample as one program).
 
 Guided (PGR, `config.guidance.condition` set): at each retrain every real transition of a seed is
@@ -45,16 +45,16 @@ from tqdm.auto import tqdm
 
 from agents import icm, relevance, sac
 from configs import online as online_config
-from launch.common import (StageTimer, check_workdir, claim_workdir, command_line, metrics_writer, read_json,
-                           write_json)
+from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
 from synther_jax import replay
 from synther_jax.analysis.plots import plot_relevance
-from synther_jax.analysis.relevance import relevance_report
+from synther_jax.analysis.relevance_report import relevance_report
+from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data.transitions import Transitions
 from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generate_seeds, top_fraction_prompts,
-                                  train_diffusion, train_diffusion_seeds)
+                                   train_diffusion, train_diffusion_seeds)
 from synther_jax.envs import make_env
 from synther_jax.envs.evaluation import evaluate
 
@@ -448,7 +448,7 @@ class DiffusionSynthesizer:
     program (`train_diffusion_seeds`, `generate_seeds`), which a GPU runs side by side; without it,
     one after another (`train_diffusion`, `generate`), as the original. Both give the same rows up
     to float32 rounding. By default each retrain starts from new weights, optimiser and EMA, as the
-    original (spec section 6.3). With `warm_start`, each seed's model starts from that seed's
+    original (paper Section 3.2). With `warm_start`, each seed's model starts from that seed's
     previous model; after a resume the first retrain starts fresh, since models are not
     checkpointed.
 
@@ -509,7 +509,7 @@ class DiffusionSynthesizer:
 
 
 def skip_norm_dims(obs_dim: int, action_dim: int, modelled_terminals: bool, normalise_reward: bool) -> tuple:
-    """Row columns the normaliser leaves raw: the terminal (Gym) and, for DMC, the reward (spec 3.2)."""
+    """Row columns the normaliser leaves raw: the terminal (Gym) and, for DMC, the reward, as the original's online code."""
     dims = []
     if not normalise_reward:
         dims.append(obs_dim + action_dim)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from synther_jax.atomic import atomic_path
-from synther_jax.data.errors import DatasetNotFoundError, InvalidDatasetError
+from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError
 
 FIRST, MID, LAST = 0, 1, 2
 HDF5_KEYS = ("observation", "action", "reward", "discount", "step_type")

@@ -84,7 +84,7 @@ def make_dataset(dataset_id: str, maze: str, num_steps: int, seed: int = 0, desc
     env = make_env(maze)
     write_minari(dataset_id, episodes, env, algorithm_name=ALGORITHM_NAME,
                  description=description or f"D4RL-style maze2d data on {maze}: {num_steps} steps, seed {seed}, "
-                 "made by synther_jax (synther_jax.data.maze2d).")
+                 "made by synther_jax (synther_jax.data.maze2d_datasets).")
     env.close()
 
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
-from synther_jax.data.errors import UnknownEnvironmentError
+from synther_jax.errors import UnknownEnvironmentError
 
 # (random-policy return, expert return) per D4RL task family.
 D4RL_REFERENCE_SCORES = {

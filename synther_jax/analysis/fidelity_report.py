@@ -18,8 +18,8 @@ import numpy as np
 from synther_jax.analysis import dynamics, fidelity, novelty, plots
 from synther_jax.atomic import write_json
 from synther_jax.augment import AUGMENTATIONS, augment
-from synther_jax.data.errors import InvalidDatasetError
 from synther_jax.data.transitions import Transitions
+from synther_jax.errors import InvalidDatasetError
 
 REPORT_FILE = "report.json"
 MARGINALS_PNG = "marginals.png"

@@ -1,7 +1,8 @@
-"""What every entry point does with its work directory.
+"""What every run does with its work directory: check it, claim it (one run per folder, one config
+per folder), time its stages, record the command that made it, and open its metrics writer.
 
 ml_collections and the metrics writer (TensorBoard) are imported where they are used, so a
-benchmark that needs only `INPUT_ERRORS` and `check_workdir` starts without them."""
+benchmark that needs only `check_workdir` starts without them."""
 from __future__ import annotations
 
 import fcntl
@@ -14,12 +15,9 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
-from absl import flags
-
 from configs.checks import ConfigError
 from synther_jax.atomic import read_json, write_json
-from synther_jax.data.errors import (DamagedFileError, DatasetNotFoundError, InvalidDatasetError, MissingExtraError,
-                                     UnknownEnvironmentError, WorkdirError)
+from synther_jax.errors import WorkdirError
 
 if TYPE_CHECKING:
     import ml_collections
@@ -30,24 +28,8 @@ if TYPE_CHECKING:
 TRACKING_SECTIONS = ("wandb",)
 
 
-def define_flags(example: str) -> None:
-    """The two flags of every pipeline entry point. Called under `if __name__ == "__main__"`, so
-    entry points can import each other's stages without defining flags twice."""
-    from ml_collections import config_flags
-
-    config_flags.DEFINE_config_file("config", None, f"A config file and its argument, e.g. {example}.")
-    flags.DEFINE_string("workdir", None, "Where every stage's output goes; rerun the same command to resume.")
-    flags.mark_flags_as_required(["config", "workdir"])
-
-
 class WorkdirBusyError(WorkdirError):
     """Another live process is running in the work directory."""
-
-
-# Errors in what the user asked for: entry points print them as one line, without a traceback, and exit
-# (`launch.boundary`, which also reports the operating system's errors on paths).
-INPUT_ERRORS = (ConfigError, DamagedFileError, DatasetNotFoundError, InvalidDatasetError, MissingExtraError,
-                UnknownEnvironmentError, WorkdirError)
 
 
 def check_workdir(workdir: str, flag: str = "--workdir") -> None:

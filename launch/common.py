@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 # Config sections that say where a run is reported, not what it computes: a rerun may change them.
 TRACKING_SECTIONS = ("wandb",)
 
+# `define_flags` defines flags for the entry point that calls it: disclaiming them here makes them
+# that entry point's key flags, which its --help lists.
+flags.disclaim_key_flags()
+
 
 def define_flags(example: str) -> None:
     """The two flags of every pipeline entry point. Called under `if __name__ == "__main__"`, so

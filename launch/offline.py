@@ -31,7 +31,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import flags, logging
-from tqdm.auto import tqdm
 
 from agents import OFFLINE_LEARNERS
 from configs import d4rl
@@ -56,6 +55,7 @@ from synther_jax.data.maze2d import ensure_default_dataset
 from synther_jax.data.scores import reference_scores
 from synther_jax.envs.evaluation import evaluate
 from synther_jax.metrics import MetricsWriter
+from synther_jax.progress import Progress
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
 CONDITION_FILE, CONDITION_PNG = "condition.json", "condition.png"
@@ -237,7 +237,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
     states, seed_keys = sharding.shard_leading_axis((states, seed_keys), mesh)
     dataset = sharding.shard_leading_axis(dataset, mesh) if per_seed else sharding.replicate(dataset, mesh)
     # The bar closes before an error reaches the launcher, so the error stays the last line.
-    with tqdm(total=num_updates, initial=step, desc="agent training", unit="update") as bar:
+    with Progress(num_updates, "agent training", unit="update", initial=step) as bar:
         while step < num_updates:
             num_steps = min(config.eval_every, num_updates - step)
             keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
@@ -262,7 +262,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
                          summary["return_std"], "" if result.scores is None else
                          f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
             shown = "return" if result.scores is None else "score"
-            bar.set_postfix({shown: f"{summary[shown + '_mean']:.1f}"}, refresh=False)
+            bar.set_postfix(**{shown: f"{summary[shown + '_mean']:.1f}"})
             bar.update(num_steps)
     checkpointer.close()
     return evaluations

@@ -21,10 +21,10 @@ from typing import Callable, Optional  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import tqdm  # noqa: E402
 
 from synther_jax.data.pixels import FIRST, FRAME_STACK, LAST, MID, PixelDataset  # noqa: E402
 from synther_jax.envs import dmc_task_names, make_env  # noqa: E402
+from synther_jax.progress import Progress  # noqa: E402
 
 ACTION_REPEAT = 2
 EPISODE_STEPS = 500
@@ -89,7 +89,7 @@ def render_dataset(name: str, policy: StatePolicy, num_steps: int, seed: int, ep
     actions = np.zeros((total, env.action_dim), np.float32)
     rewards, step_types = np.zeros(total, np.float32), np.full(total, MID, np.uint8)
     t = 0
-    with tqdm.tqdm(total=total, desc=description, unit="frame", mininterval=2.0) as bar:
+    with Progress(total, description, unit="frame") as bar:
         for episode in range(num_episodes):
             observation, frames[t] = env.reset(seed if episode == 0 else None)
             step_types[t], t = FIRST, t + 1
@@ -121,7 +121,8 @@ def evaluate(act: ActFn, states, name: str, num_episodes: int, seed: int, episod
         stacks.append([frame] * frame_stack)
     policy = jax.jit(jax.vmap(lambda state, obs: act(state, obs, jax.random.PRNGKey(0), deterministic=True)))
     returns, running = np.zeros(len(envs)), np.ones(len(envs), bool)
-    for _ in tqdm.trange(episode_steps, desc=f"evaluating {name}", unit="step", disable=not progress, leave=False):
+    for _ in Progress(episode_steps, f"evaluating {name}", unit="step", enabled=progress,
+                      leave=False).track(range(episode_steps)):
         observations = np.stack([np.concatenate(stack, axis=0) for stack in stacks])
         actions = np.asarray(policy(states, jnp.asarray(observations).reshape(num_seeds, num_episodes,
                                                                                *observations.shape[1:])))
@@ -154,7 +155,7 @@ def render_replay(name: str, episodes, image_size: int = IMAGE_SIZE, description
     actions_out = np.zeros((total, env.action_dim), np.float32)
     rewards, step_types = np.zeros(total, np.float32), np.full(total, MID, np.uint8)
     t = 0
-    with tqdm.tqdm(total=total, desc=description, unit="frame", mininterval=2.0) as bar:
+    with Progress(total, description, unit="frame") as bar:
         for reset_seed, actions, next_observations in episodes:
             _, frames[t] = env.reset(reset_seed)
             step_types[t], t = FIRST, t + 1

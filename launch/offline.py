@@ -108,13 +108,18 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
             with timer("generate"):
                 write_samples(config, real, model, workdir, condition)
     synthetic = [read_stage_output(path) for path in paths]
+    analyzed = False
     for folder, data, seed in zip(analysis_dirs(config, workdir), synthetic, denoiser_seeds(config)):
         if config.analyze and not os.path.exists(os.path.join(folder, REPORT_FILE)):
             with timer("analyze"):
                 analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params, seed=seed)
+            analyzed = True
         if condition is not None and not os.path.exists(os.path.join(folder, CONDITION_FILE)):
             with timer("analyze"):
                 write_condition_report(config, real, condition, data, folder, seed)
+    if analyzed:  # at the denoiser's last training step, beside its loss curve
+        step = 0 if denoiser_params is None else config.diffusion.num_train_steps
+        write_fidelity_metrics(config, workdir, metrics, step)
     if config.data == "mixed":  # real and synthetic pooled into one dataset, sampled uniformly
         return [Transitions(**{key: np.concatenate([getattr(real, key), getattr(data, key)]) for key in real.as_dict()},
                             metadata=real.metadata) for data in synthetic]
@@ -176,6 +181,20 @@ def fidelity_summary(config: ml_collections.ConfigDict, workdir: str) -> Optiona
                 for name in figures[0]}
 
     return {"per_denoiser": figures, "mean": over_denoisers(np.mean), "std": over_denoisers(np.std)}
+
+
+def write_fidelity_metrics(config: ml_collections.ConfigDict, workdir: str, metrics: MetricsWriter,
+                           step: int) -> None:
+    """The fidelity reports' headline figures as one `fidelity` record at `step` (TensorBoard,
+    metrics.jsonl, W&B): their mean over the denoisers, and with `denoiser_per_seed` each
+    denoiser's as its seed's; a figure missing from any report is left out."""
+    summary = fidelity_summary(config, workdir)
+    if summary is None:
+        return
+    names = [name for name, value in summary["mean"].items() if value is not None]
+    per_seed = ({name: [figures[name] for figures in summary["per_denoiser"]] for name in names}
+                if config.denoiser_per_seed else None)
+    metrics.write("fidelity", step, {name: summary["mean"][name] for name in names}, per_seed=per_seed)
 
 
 def agent_dataset(data: List[Transitions]) -> Tuple[Dict[str, np.ndarray], bool]:

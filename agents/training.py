@@ -26,7 +26,11 @@ def sample_batch(dataset: Batch, key: jax.Array, batch_size: int) -> Batch:
 
 
 def polyak(target, online, tau: float):
-    """target <- (1 - tau) * target + tau * online, leaf by leaf."""
+    """target <- (1 - tau) * target + tau * online, leaf by leaf.
+
+    Not `optax.incremental_update`, which sums the same two products in the other order: under jit
+    XLA fuses one product with the add into a fused multiply-add, and which one follows the order, so
+    optax's targets differ from these in the last bit, and the learners' results with them."""
     return jax.tree.map(lambda t, o: (1.0 - tau) * t + tau * o, target, online)
 
 

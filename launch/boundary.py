@@ -8,7 +8,8 @@ one line on stderr that says what is wrong and what to do, and a non-zero exit s
 the wrong type, a config file that does not load, a `--config.<field>` the config lacks, with
 ml_collections' "did you mean" kept), `app.UsageError`, the listed input errors and the operating
 system's errors on paths (missing, not a folder, no permission, disk full) into that line; Ctrl-C
-ends with one line saying whether rerunning resumes. Anything else is a bug and keeps its traceback.
+ends with one line saying whether rerunning resumes. `--help` lists the entry point's own flags and
+exits with status 0. Anything else is a bug and keeps its traceback.
 It also sets what the console shows (`show_progress_logs`).
 
 This module imports only the standard library and absl, so `launch.sweep` can use it in
@@ -74,6 +75,8 @@ def parse_flags(argv: Sequence[str]):
     """`absl.app`'s flag parsing, with each mistake reported as one line instead of a traceback."""
     try:
         remaining = flags.FLAGS(argv)
+    except SystemExit as done:  # --help and its kin print the help and exit with status 1: a request met, no failure
+        sys.exit(0 if done.code == 1 else done.code)
     except flags.Error as error:
         flag_part, wrapped, trace = str(error).partition(": Error whilst parsing config file:")
         if wrapped:  # ml_collections wraps get_config's error in its traceback: keep the error's message

@@ -31,7 +31,6 @@ import jax
 import ml_collections
 import numpy as np
 from absl import flags, logging
-from tqdm.auto import tqdm
 
 from agents import OFFLINE_LEARNERS
 from configs import d4rl
@@ -55,6 +54,7 @@ from synther_jax.diffusion.denoiser import parameter_count
 from synther_jax.envs.evaluation import evaluate
 from synther_jax.errors import DamagedFileError, InvalidDatasetError
 from synther_jax.metrics import MetricsWriter
+from synther_jax.progress import Progress
 from synther_jax.scores import reference_scores
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
@@ -108,13 +108,18 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
             with timer("generate"):
                 write_samples(config, real, model, workdir, condition)
     synthetic = [read_stage_output(path) for path in paths]
+    analyzed = False
     for folder, data, seed in zip(analysis_dirs(config, workdir), synthetic, denoiser_seeds(config)):
         if config.analyze and not os.path.exists(os.path.join(folder, REPORT_FILE)):
             with timer("analyze"):
                 analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params, seed=seed)
+            analyzed = True
         if condition is not None and not os.path.exists(os.path.join(folder, CONDITION_FILE)):
             with timer("analyze"):
                 write_condition_report(config, real, condition, data, folder, seed)
+    if analyzed:  # at the denoiser's last training step, beside its loss curve
+        step = 0 if denoiser_params is None else config.diffusion.num_train_steps
+        write_fidelity_metrics(config, workdir, metrics, step)
     if config.data == "mixed":  # real and synthetic pooled into one dataset, sampled uniformly
         return [Transitions(**{key: np.concatenate([getattr(real, key), getattr(data, key)]) for key in real.as_dict()},
                             metadata=real.metadata) for data in synthetic]
@@ -178,6 +183,20 @@ def fidelity_summary(config: ml_collections.ConfigDict, workdir: str) -> Optiona
     return {"per_denoiser": figures, "mean": over_denoisers(np.mean), "std": over_denoisers(np.std)}
 
 
+def write_fidelity_metrics(config: ml_collections.ConfigDict, workdir: str, metrics: MetricsWriter,
+                           step: int) -> None:
+    """The fidelity reports' headline figures as one `fidelity` record at `step` (TensorBoard,
+    metrics.jsonl, W&B): their mean over the denoisers, and with `denoiser_per_seed` each
+    denoiser's as its seed's; a figure missing from any report is left out."""
+    summary = fidelity_summary(config, workdir)
+    if summary is None:
+        return
+    names = [name for name, value in summary["mean"].items() if value is not None]
+    per_seed = ({name: [figures[name] for figures in summary["per_denoiser"]] for name in names}
+                if config.denoiser_per_seed else None)
+    metrics.write("fidelity", step, {name: summary["mean"][name] for name in names}, per_seed=per_seed)
+
+
 def agent_dataset(data: List[Transitions]) -> Tuple[Dict[str, np.ndarray], bool]:
     """The arrays the agents draw minibatches from and whether they carry a leading seed axis (one
     dataset per seed: seed i learns only from `data[i]`)."""
@@ -237,7 +256,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
     states, seed_keys = sharding.shard_leading_axis((states, seed_keys), mesh)
     dataset = sharding.shard_leading_axis(dataset, mesh) if per_seed else sharding.replicate(dataset, mesh)
     # The bar closes before an error reaches the launcher, so the error stays the last line.
-    with tqdm(total=num_updates, initial=step, desc="agent training", unit="update") as bar:
+    with Progress(num_updates, "agent training", unit="update", initial=step) as bar:
         while step < num_updates:
             num_steps = min(config.eval_every, num_updates - step)
             keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)
@@ -262,7 +281,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
                          summary["return_std"], "" if result.scores is None else
                          f", normalised score {summary['score_mean']:.1f} +- {summary['score_std']:.1f}")
             shown = "return" if result.scores is None else "score"
-            bar.set_postfix({shown: f"{summary[shown + '_mean']:.1f}"}, refresh=False)
+            bar.set_postfix(**{shown: f"{summary[shown + '_mean']:.1f}"})
             bar.update(num_steps)
     checkpointer.close()
     return evaluations

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import tqdm
 from absl import flags, logging
 
 from agents import PIXEL_LEARNERS
@@ -53,6 +52,7 @@ from synther_jax.diffusion import DiffusionConfig, iterate_samples, train_diffus
 from synther_jax.envs import make_env
 from synther_jax.envs.pixel_env import evaluate
 from synther_jax.metrics import MetricsWriter
+from synther_jax.progress import Progress
 
 LATENTS_FILE = "latents.npz"
 LATENT_KEYS = KEYS[:-1]  # latents.npz has no terminals: DMC tasks never terminate
@@ -116,7 +116,7 @@ def train_stage(stage: str, config, learner, states, dataset, update_steps, num_
                      num_updates)
     stream = {"original": 3, "synther": 6}[stage]
     seed_keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), stream), config.num_seeds)
-    bar = tqdm.tqdm(total=num_updates, initial=step, desc=f"{stage} agents", unit="update")
+    bar = Progress(num_updates, f"{stage} agents", unit="update", initial=step)
     while step < num_updates:
         num_steps = min(config.eval_every, num_updates - step)
         keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(seed_keys, step)

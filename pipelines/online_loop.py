@@ -41,7 +41,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
-from tqdm.auto import tqdm
 
 from agents import icm, relevance, sac
 from configs import online as online_config
@@ -57,6 +56,7 @@ from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generat
                                    train_diffusion, train_diffusion_seeds)
 from synther_jax.envs import make_env
 from synther_jax.envs.evaluation import evaluate
+from synther_jax.progress import Progress
 
 # synthesize(real_rows (S, N, d), keys (S, ...)[, condition (S, N)]) -> synthetic rows (S, M, d), one
 # slice per seed, in the layout of `Transitions.to_rows`; a guided run passes each real row's relevance.
@@ -263,7 +263,7 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
     metrics = metrics_writer(config, workdir)
     stop = False
     modelled_terminals = synther.modelled_terminals
-    with tqdm(total=config.total_steps, initial=env_step, desc=f"online {config.name}", unit="step") as bar:
+    with Progress(config.total_steps, f"online {config.name}", unit="step", initial=env_step) as bar:
         while env_step < config.total_steps and not stop:
             key, step_key = jax.random.split(key)
             act_key, update_key, synth_key = jax.random.split(step_key, 3)

@@ -5,12 +5,15 @@ whole run and can be read back with `read_metrics`. Appending makes a resumed ru
 same file; records a crashed run wrote past its last checkpoint are repeated, and `read_metrics`
 keeps the newest record per (stage, step).
 
-One record is one set of scalars, the same in all three places: a name per scalar, and
-`name/seed<i>` for each seed's own value where the record has them; TensorBoard and W&B see them
-as `<stage>/<name>`. TensorBoard's event file and the W&B run start with the first record, so a
-rerun with nothing left to do leaves no new file. The event file carries the run's config as
-hparams (a session start, without an experiment summary: TensorBoard's HParams dashboard then
-takes every scalar as a metric). W&B is imported only when asked for; a resumed run continues the
+One record is one set of scalars: a name per scalar, and each seed's own value where the record
+has them. metrics.jsonl and W&B hold them as `name` and `name/seed<i>`, W&B as `<stage>/...`.
+TensorBoard gets one run per seed, `tensorboard/seed<i>/`, and `tensorboard/mean/`, with the same
+tag `<stage>/<name>` in each, so its UI overlays and filters the seeds as runs: a seed's run holds
+its own values, `mean/` the record's scalars and, for a name given only per seed, the mean over
+the seeds. TensorBoard's event files and the W&B run start with the first record, so a rerun with
+nothing left to do leaves no new file. Each event file carries the run's config as hparams (a
+session start, without an experiment summary: TensorBoard's HParams dashboard then takes every
+scalar as a metric). W&B is imported only when asked for; a resumed run continues the
 same W&B run (its id is kept in `wandb_run_id` in the work directory), with one x axis per stage
 (`<stage>/step`), since stages count their steps separately.
 """
@@ -18,6 +21,7 @@ import importlib.util
 import json
 import os
 import secrets
+import statistics
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from synther_jax.atomic import atomic_path
@@ -38,7 +42,7 @@ def check_wandb_installed() -> None:
 
 
 class MetricsWriter:
-    """Writes records to `workdir/metrics.jsonl`, `workdir/tensorboard/` and, given `wandb` (keyword
+    """Writes records to `workdir/metrics.jsonl`, `workdir/tensorboard/<run>/` and, given `wandb` (keyword
     arguments of `wandb.init`: project, and optionally entity, group, name, mode, tags), to W&B.
     `config` (a JSON-like nested dict) becomes TensorBoard's hparams and the W&B run's config."""
 
@@ -50,7 +54,7 @@ class MetricsWriter:
         self._file = open(self.path, "a")
         self._config = dict(config or {})
         self._use_tensorboard = tensorboard
-        self._tensorboard: Optional[SummaryWriter] = None
+        self._tensorboard: Dict[str, SummaryWriter] = {}  # by run: "mean", "seed<i>"
         self._wandb_settings = dict(wandb) if wandb else None
         if self._wandb_settings is not None:
             check_wandb_installed()
@@ -59,31 +63,33 @@ class MetricsWriter:
 
     def write(self, stage: str, step: int, metrics: Mapping[str, float],
               per_seed: Optional[Mapping[str, Optional[Sequence[float]]]] = None) -> None:
-        """One record: `metrics` are scalars; `per_seed` gives each seed's value of a name (as
-        `name/seed<i>`; a None entry is left out)."""
+        """One record: `metrics` are scalars; `per_seed` gives each seed's value of a name (a
+        None entry is left out)."""
         scalars = record_scalars(metrics, per_seed)
         self._file.write(json.dumps({"stage": stage, "step": int(step), **scalars}) + "\n")
         self._file.flush()
         if self._use_tensorboard:
-            writer = self._tensorboard_writer()
-            for name, value in scalars.items():
-                writer.add_scalar(f"{stage}/{name}", value, int(step))
+            for run, run_scalars in tensorboard_runs(metrics, per_seed).items():
+                writer = self._tensorboard_writer(run)
+                for name, value in run_scalars.items():
+                    writer.add_scalar(f"{stage}/{name}", value, int(step))
         if self._wandb_settings is not None:
             self._log_wandb(stage, int(step), scalars)
 
     def close(self) -> None:
         self._file.close()
-        if self._tensorboard is not None:
-            self._tensorboard.close()
+        for writer in self._tensorboard.values():
+            writer.close()
         if self._wandb_run is not None:
             self._wandb_run.finish()
 
-    def _tensorboard_writer(self) -> SummaryWriter:
-        if self._tensorboard is None:
-            self._tensorboard = SummaryWriter(os.path.join(self.workdir, "tensorboard"))
+    def _tensorboard_writer(self, run: str) -> SummaryWriter:
+        if run not in self._tensorboard:
+            writer = SummaryWriter(os.path.join(self.workdir, "tensorboard", run))
             _, session_start, _ = hparams(flat_hparams(self._config), {})
-            self._tensorboard.file_writer.add_summary(session_start)
-        return self._tensorboard
+            writer.file_writer.add_summary(session_start)
+            self._tensorboard[run] = writer
+        return self._tensorboard[run]
 
     def _log_wandb(self, stage: str, step: int, scalars: Dict[str, float]) -> None:
         if self._wandb_run is None:
@@ -116,6 +122,21 @@ def record_scalars(metrics: Mapping[str, float],
         if values is not None:
             scalars.update({f"{name}/seed{i}": float(v) for i, v in enumerate(values)})
     return scalars
+
+
+def tensorboard_runs(metrics: Mapping[str, float],
+                     per_seed: Optional[Mapping[str, Optional[Sequence[float]]]] = None) -> Dict[str, Dict[str, float]]:
+    """The scalars of one record by TensorBoard run: `mean` holds `metrics` and, for a name that
+    only `per_seed` gives, the mean over the seeds; `seed<i>` holds seed i's values."""
+    runs = {"mean": {name: float(value) for name, value in metrics.items()}}
+    for name, values in (per_seed or {}).items():
+        if values is None:
+            continue
+        values = [float(v) for v in values]
+        runs["mean"].setdefault(name, statistics.fmean(values))
+        for i, value in enumerate(values):
+            runs.setdefault(f"seed{i}", {})[name] = value
+    return {run: scalars for run, scalars in runs.items() if scalars}
 
 
 def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:

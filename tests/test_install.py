@@ -37,6 +37,7 @@ def test_the_readme_example_runs_against_the_installed_package(tmp_path):
                               f"--target={site}", ROOT], capture_output=True, text=True, timeout=300)
     assert install.returncode == 0, install.stderr[-3000:]
     assert (site / "synther_jax" / "data" / "bundled" / "walker2d-medium-replay.hdf5").exists()
+    assert (site / "synther_jax" / "py.typed").exists()  # type checkers read the package's hints (PEP 561)
     assert not (site / "launch").exists() and not (site / "agents").exists()  # the library only
 
     metadata = next(site.glob("synther_jax-*.dist-info")) / "METADATA"

@@ -1,17 +1,21 @@
-"""Metrics: metrics.jsonl round trip and resume; what TensorBoard and W&B receive from a real
-`launch.offline` run, read back from their files with independent readers of the two formats."""
+"""Metrics: metrics.jsonl round trip and resume; what TensorBoard (one run per seed and one for
+the mean) and W&B receive from a real `launch.offline` run, read back from their files with
+independent readers of the two formats."""
 import glob
 import json
 import os
+import re
 import struct
 import sys
 
+import numpy as np
 import pytest
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
 from configs.d4rl import get_config
 from launch import offline
+from synther_jax.analysis.report import headline_figures
 from synther_jax.metrics import MetricsWriter, read_metrics
 
 
@@ -27,7 +31,7 @@ def test_metrics_round_trip_and_resume_dedup(tmp_path):
     records = read_metrics(os.path.join(tmp_path, "metrics.jsonl"), "diffusion")
     assert [(r["step"], r["loss"]) for r in records] == [(10, 2.0), (20, 1.4)]
     assert read_metrics(os.path.join(tmp_path, "metrics.jsonl"), "eval")[0]["return"] == 300.0
-    assert os.listdir(tmp_path / "tensorboard")
+    assert os.listdir(tmp_path / "tensorboard" / "mean")
 
 
 def tfrecords(path):
@@ -42,18 +46,43 @@ def tfrecords(path):
 
 
 def tensorboard_contents(workdir):
-    """{(tag, step): value} of every scalar, and the hparams of the session start, in all event files."""
+    """{(run, tag, step): value} of every scalar in the event files of every run (a folder under
+    tensorboard/), and {run: hparams} of each run's session start."""
     scalars, hparams = {}, {}
-    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+    for path in event_files(workdir):
+        run = os.path.basename(os.path.dirname(path))
         for record in tfrecords(path):
             event = Event.FromString(record)
             for value in event.summary.value:
                 if value.metadata.plugin_data.plugin_name == "hparams":
                     start = HParamsPluginData.FromString(value.metadata.plugin_data.content).session_start_info
-                    hparams.update({k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()})
+                    hparams.setdefault(run, {}).update({k: getattr(v, v.WhichOneof("kind"))
+                                                        for k, v in start.hparams.items()})
                 else:
-                    scalars[(value.tag, event.step)] = value.simple_value
+                    scalars[(run, value.tag, event.step)] = value.simple_value
     return scalars, hparams
+
+
+def jsonl_scalars(workdir):
+    """{(`<stage>/<name>`, step): value} of every scalar in metrics.jsonl, per-seed names as they are there."""
+    return {(f"{r['stage']}/{name}", r["step"]): value for r in read_metrics(os.path.join(workdir, "metrics.jsonl"))
+            for name, value in r.items() if name not in ("stage", "step")}
+
+
+def expected_runs(workdir):
+    """What TensorBoard should hold, from metrics.jsonl: `<tag>/seed<i>` as `<tag>` in run seed<i>,
+    the rest in run mean, and there also the seeds' mean of a tag that only has per-seed values."""
+    expected, seeds = {}, {}
+    for (tag, step), value in jsonl_scalars(workdir).items():
+        match = re.fullmatch(r"(.+)/seed(\d+)", tag)
+        if match:
+            expected[(f"seed{match.group(2)}", match.group(1), step)] = value
+            seeds.setdefault((match.group(1), step), []).append(value)
+        else:
+            expected[("mean", tag, step)] = value
+    for (tag, step), values in seeds.items():
+        expected.setdefault(("mean", tag, step), float(np.mean(values)))
+    return expected
 
 
 def tiny_run_config(dataset):
@@ -64,31 +93,72 @@ def tiny_run_config(dataset):
 
 
 def event_files(workdir):
-    return sorted(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")))
+    return sorted(glob.glob(os.path.join(workdir, "tensorboard", "*", "events.out.tfevents.*")))
 
 
-def test_tensorboard_gets_per_seed_scalars_and_the_config_and_a_rerun_adds_no_event_file(
+def test_tensorboard_has_a_run_per_seed_and_the_mean_with_the_fidelity_and_a_rerun_adds_no_event_file(
         hopper_random_npz, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "wandb", None)  # any import of W&B would fail: it is not asked for
     workdir = str(tmp_path / "run")
-    offline.run(tiny_run_config(hopper_random_npz), workdir)
+    config = tiny_run_config(hopper_random_npz)  # on augmented data, whose fidelity report is analysed
+    config.data, config.augmentation, config.num_samples, config.analyze = "synthetic", "additive", 2000, True
+    offline.run(config, workdir)
     scalars, hparams = tensorboard_contents(workdir)
-    jsonl = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    expected = {(f"{r['stage']}/{name}", r["step"]): value for r in jsonl for name, value in r.items()
-                if name not in ("stage", "step")}
+    expected = expected_runs(workdir)
     assert scalars.keys() == expected.keys()
     assert all(scalars[key] == pytest.approx(value, rel=1e-6, abs=1e-6) for key, value in expected.items())
+    assert sorted(os.listdir(os.path.join(workdir, "tensorboard"))) == ["mean", "seed0", "seed1"]
+
+    # The same tag in every run: each seed's own value, and their mean.
     evaluations = json.loads(open(os.path.join(workdir, "evaluations.json")).read())
     for evaluation in evaluations:
-        for seed, seed_return in enumerate(evaluation["returns"]):
-            assert scalars[(f"eval/return/seed{seed}", evaluation["step"])] == pytest.approx(seed_return, rel=1e-6)
-    assert {("agent/critic_loss/seed0", 10), ("agent/critic_loss/seed1", 20)} <= scalars.keys()
-    assert hparams["algorithm"] == "td3_bc" and hparams["diffusion.width"] == 256.0
-    assert hparams["td3_bc.hidden_dims"] == "[256, 256]"
+        step, returns = evaluation["step"], evaluation["returns"]
+        for seed, seed_return in enumerate(returns):
+            assert scalars[(f"seed{seed}", "eval/return", step)] == pytest.approx(seed_return, rel=1e-6)
+        assert scalars[("mean", "eval/return", step)] == pytest.approx(np.mean(returns), rel=1e-6)
+        assert scalars[("mean", "eval/return_mean", step)] == pytest.approx(np.mean(returns), rel=1e-6)
+    assert {("seed0", "agent/critic_loss", 10), ("seed1", "agent/critic_loss", 20),
+            ("mean", "agent/critic_loss", 20)} <= scalars.keys()
+
+    # The fidelity report's headline figures, in the mean run (one augmentation for all seeds).
+    report = json.loads(open(os.path.join(workdir, "analysis", "report.json")).read())
+    figures = {name: value for name, value in headline_figures(report).items() if value is not None}
+    assert {"marginal_score", "correlation_score", "dynamics_mse_mean"} <= figures.keys()
+    fidelity = {(run, tag, step): value for (run, tag, step), value in scalars.items() if tag.startswith("fidelity/")}
+    assert fidelity == pytest.approx({("mean", f"fidelity/{name}", 0): value for name, value in figures.items()},
+                                     rel=1e-6)
+
+    for run in ("mean", "seed0", "seed1"):
+        assert hparams[run]["algorithm"] == "td3_bc" and hparams[run]["diffusion.width"] == 256.0
+        assert hparams[run]["td3_bc.hidden_dims"] == "[256, 256]"
 
     files = event_files(workdir)
-    offline.run(tiny_run_config(hopper_random_npz), workdir)  # nothing left to do
+    offline.run(config, workdir)  # nothing left to do
     assert event_files(workdir) == files
+
+
+def test_per_seed_denoisers_fidelity_goes_to_each_seeds_run_and_their_mean(tmp_path):
+    config = get_config("hopper-random,smoke")
+    config.denoiser_per_seed, config.num_seeds, config.data = True, 2, "synthetic"
+    workdir = str(tmp_path)
+    marginals = [0.8, 0.9]
+    for seed, marginal in enumerate(marginals):
+        folder = os.path.join(workdir, "analysis", f"seed{seed}")
+        os.makedirs(folder)
+        report = {"marginal_score": marginal, "correlation_score": 0.95, "real_terminals": 3,
+                  "synthetic_terminals": 4 + seed, "sources": {"synthetic": {"min_distance_median": 0.1 * seed}}}
+        with open(os.path.join(folder, "report.json"), "w") as f:
+            json.dump(report, f)
+    writer = MetricsWriter(workdir)
+    offline.write_fidelity_metrics(config, workdir, writer, step=15_000)
+    writer.close()
+    scalars, _ = tensorboard_contents(workdir)
+    for seed, marginal in enumerate(marginals):
+        assert scalars[(f"seed{seed}", "fidelity/marginal_score", 15_000)] == pytest.approx(marginal)
+        assert scalars[(f"seed{seed}", "fidelity/synthetic_terminals", 15_000)] == 4 + seed
+    assert scalars[("mean", "fidelity/marginal_score", 15_000)] == pytest.approx(np.mean(marginals))
+    assert scalars[("mean", "fidelity/min_distance_median", 15_000)] == pytest.approx(0.05)
+    assert not any("dynamics" in tag for _, tag, _ in scalars)  # no simulator check: left out
 
 
 def wandb_records(path):
@@ -116,8 +186,8 @@ def wandb_records(path):
             pending = b""
 
 
-def test_wandb_offline_run_holds_the_same_scalars_as_tensorboard_and_the_config(hopper_random_npz, tmp_path,
-                                                                                 monkeypatch):
+def test_wandb_offline_run_holds_the_same_scalars_as_metrics_jsonl_and_the_config(hopper_random_npz, tmp_path,
+                                                                                   monkeypatch):
     pytest.importorskip("wandb")
     for variable in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
         monkeypatch.setenv(variable, str(tmp_path / variable))
@@ -139,7 +209,7 @@ def test_wandb_offline_run_holds_the_same_scalars_as_tensorboard_and_the_config(
         elif kind == "run":
             run_config = {item.key or ".".join(item.nested_key): json.loads(item.value_json)
                           for item in record.run.config.update}
-    scalars, _ = tensorboard_contents(workdir)
+    scalars = jsonl_scalars(workdir)
     assert logged.keys() == scalars.keys() and len(logged) > 10
     assert all(value == pytest.approx(scalars[key], rel=1e-6, abs=1e-6) for key, value in logged.items())
     assert run_config["algorithm"] == "td3_bc" and run_config["diffusion"]["width"] == 256

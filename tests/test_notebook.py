@@ -10,6 +10,7 @@ wheel of it built here.
 """
 import json
 import os
+import site
 import subprocess
 import sys
 
@@ -71,7 +72,12 @@ def test_install_cell_clones_and_installs_the_package_with_runtime_dependencies_
                             f"--wheel-dir={wheelhouse}", ROOT], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
     (wheel,) = wheelhouse.glob("synther_jax-*.whl")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(runtime)], check=True)
+    # The runtime sees this interpreter's packages (jax, pip, ...) through a .pth file: `venv
+    # --system-site-packages` would show the base interpreter's instead, which inside a virtual
+    # environment lacks them.
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(runtime)], check=True)
+    outer = "".join(f"import site; site.addsitedir({path!r})\n" for path in site.getsitepackages())
+    (next(runtime.glob("lib/python*/site-packages")) / "outer_packages.pth").write_text(outer)
     fresh.mkdir()
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     parameters, install = [cell.source for cell in notebook.cells if cell.cell_type == "code"][:2]

@@ -29,11 +29,11 @@ import dataclasses
 from typing import Dict, List, Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from synther_jax.data.transitions import Transitions
 from synther_jax.envs import maze2d
 from synther_jax.errors import require
+from synther_jax.progress import Progress
 
 gym = require("gymnasium", "envs")
 mujoco = require("mujoco", "envs")
@@ -117,7 +117,7 @@ def simulate(env_id: str, observations: np.ndarray, actions: np.ndarray,
     n = len(observations)
     next_observations = np.zeros((n, observations.shape[1]))
     rewards, terminals = np.zeros(n), np.zeros(n, dtype=bool)
-    for i in tqdm(range(n), desc=f"simulating {env_id}", disable=not progress, leave=False):
+    for i in Progress(n, f"simulating {env_id}", unit="row", enabled=progress, leave=False).track(range(n)):
         qpos = np.concatenate([[0.0], observations[i, :nq - 1]])
         env.set_state(qpos, observations[i, nq - 1:].astype(np.float64))
         next_observations[i], rewards[i], terminals[i], _, _ = env.step(actions[i].astype(np.float64))
@@ -132,7 +132,7 @@ def _simulate_maze(env_id: str, observations: np.ndarray, actions: np.ndarray, p
     env.reset(seed=0)
     n = len(observations)
     next_observations, rewards = np.zeros((n, 4)), np.zeros(n)
-    for i in tqdm(range(n), desc=f"simulating {env_id}", disable=not progress, leave=False):
+    for i in Progress(n, f"simulating {env_id}", unit="row", enabled=progress, leave=False).track(range(n)):
         env.set_state(observations[i])
         env.step(actions[i])
         next_observations[i] = env.point_maze.point_env.state_vector()  # float64, not the float32 observation

@@ -12,7 +12,8 @@ from typing import Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
+
+from synther_jax.progress import Progress
 
 
 def standardize(real: np.ndarray, *others: np.ndarray) -> Tuple[np.ndarray, ...]:
@@ -65,7 +66,7 @@ def nearest_neighbours(queries: np.ndarray, references: np.ndarray, query_chunk:
     query_chunk = min(query_chunk, len(queries))
     indices = np.zeros(len(queries), np.int64)
     starts = range(0, len(queries), query_chunk)
-    for start in tqdm(starts, desc="nearest neighbours", disable=not progress, leave=False):
+    for start in Progress(len(starts), "nearest neighbours", unit="chunk", enabled=progress, leave=False).track(starts):
         chunk = queries[start:start + query_chunk]
         padded = np.zeros((query_chunk, queries.shape[1]), np.float32)
         padded[:len(chunk)] = chunk

@@ -13,11 +13,11 @@ import shutil
 from typing import Callable, List, Sequence
 
 import numpy as np
-import tqdm
 
 from synther_jax.data.flatten import Episode
 from synther_jax.data.minari_store import minari_dataset_dir
 from synther_jax.errors import InvalidDatasetError, UnknownEnvironmentError, require
+from synther_jax.progress import Progress
 from synther_jax.scores import reference_scores
 
 gym = require("gymnasium", "envs")
@@ -46,7 +46,7 @@ def rollout(env: gym.Env, policy: Policy, num_steps: int, seed: int, description
     episode_seed = reset_seed(seed, 0)
     observation, _ = env.reset(seed=episode_seed)
     steps = {"observations": [observation], "actions": [], "rewards": [], "terminations": [], "truncations": []}
-    for step in tqdm.trange(num_steps, desc=description, unit="step", mininterval=2.0):
+    for step in Progress(num_steps, description, unit="step").track(range(num_steps)):
         action = np.asarray(policy(observation), dtype=env.action_space.dtype)
         observation, reward, terminated, truncated, _ = env.step(action)
         truncated = truncated or step == num_steps - 1

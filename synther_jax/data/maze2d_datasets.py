@@ -19,11 +19,11 @@ import os
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-import tqdm
 
 from synther_jax.data.flatten import Episode
 from synther_jax.data.minari_store import minari_dataset_dir
 from synther_jax.envs import maze2d
+from synther_jax.progress import Progress
 
 DEFAULT_NUM_STEPS = {"maze2d-umaze": 1_000_000, "maze2d-medium": 2_000_000, "maze2d-large": 4_000_000}
 SMOKE_NUM_STEPS = 50_000
@@ -55,7 +55,7 @@ def generate_episodes(maze: str, num_steps: int, seed: int, action_noise: float 
     observation, _ = env.reset(seed=seed)
     target = cells[rng.integers(len(cells))]
     observations, actions, rewards, episodes = [observation], [], [], []
-    for step in tqdm.trange(num_steps, desc=f"generating {maze}", unit="step", mininterval=2.0, disable=not progress):
+    for step in Progress(num_steps, f"generating {maze}", unit="step", enabled=progress).track(range(num_steps)):
         action, reached = controller.action(observation, target)
         action = np.clip(action + rng.normal(0.0, action_noise, 2), -1.0, 1.0).astype(np.float32)
         observation, reward, _, _, _ = env.step(action)
@@ -116,7 +116,7 @@ def episode_returns(maze: str, make_policy: Callable[[int], Policy], num_episode
 
     env = gym.make(maze)
     returns = np.zeros(num_episodes)
-    for i in tqdm.trange(num_episodes, desc=f"episodes on {maze}", unit="episode", disable=not progress):
+    for i in Progress(num_episodes, f"episodes on {maze}", unit="episode", enabled=progress).track(range(num_episodes)):
         policy = make_policy(seed + i)
         observation, _ = env.reset(seed=seed + i)
         done = False

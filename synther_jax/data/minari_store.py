@@ -11,11 +11,11 @@ import os
 from typing import Iterable
 
 import numpy as np
-import tqdm
 
 from synther_jax.data.flatten import Episode, episodes_to_transitions
 from synther_jax.data.transitions import Transitions
 from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError, require
+from synther_jax.progress import Progress
 
 # Minari's datasets made from PointMaze with D4RL's maze2d recipe, and the maze2d task each belongs to.
 MINARI_POINTMAZE = {"D4RL/pointmaze/umaze-v2": "maze2d-umaze", "D4RL/pointmaze/medium-v2": "maze2d-medium",
@@ -54,8 +54,8 @@ def load_minari(dataset_id: str, keep_timeouts: bool, download: bool) -> Transit
     except (OSError, KeyError, ValueError) as error:  # Minari reports a missing metadata file as ValueError.
         raise InvalidDatasetError(f"{corrupt} ({error})") from error
     try:
-        episodes = tqdm.tqdm(dataset.iterate_episodes(), total=dataset.total_episodes, unit="episode",
-                             desc=f"loading {dataset_id}", mininterval=2.0, leave=False)
+        episodes = Progress(dataset.total_episodes, f"loading {dataset_id}", unit="episode",
+                            leave=False).track(dataset.iterate_episodes())
         maze = MINARI_POINTMAZE.get(dataset_id)
         if maze is not None:
             episodes = from_pointmaze_episodes(maze, episodes)

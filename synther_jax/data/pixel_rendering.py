@@ -8,10 +8,10 @@
 from typing import Callable
 
 import numpy as np
-import tqdm
 
 from synther_jax.data.pixel_datasets import FIRST, LAST, MID, PixelDataset
 from synther_jax.envs.pixel_env import ACTION_REPEAT, CAMERA, EPISODE_STEPS, IMAGE_SIZE, PixelEnv
+from synther_jax.progress import Progress
 
 # policy(state_observation) -> action in [-1, 1]^a, as `synther_jax.data.collection.Policy`.
 StatePolicy = Callable[[np.ndarray], np.ndarray]
@@ -30,7 +30,7 @@ def render_dataset(name: str, policy: StatePolicy, num_steps: int, seed: int, ep
     actions = np.zeros((total, env.action_dim), np.float32)
     rewards, step_types = np.zeros(total, np.float32), np.full(total, MID, np.uint8)
     t = 0
-    with tqdm.tqdm(total=total, desc=description, unit="frame", mininterval=2.0) as bar:
+    with Progress(total, description, unit="frame") as bar:
         for episode in range(num_episodes):
             observation, frames[t] = env.reset(seed if episode == 0 else None)
             step_types[t], t = FIRST, t + 1
@@ -64,7 +64,7 @@ def render_replay(name: str, episodes, image_size: int = IMAGE_SIZE, description
     actions_out = np.zeros((total, env.action_dim), np.float32)
     rewards, step_types = np.zeros(total, np.float32), np.full(total, MID, np.uint8)
     t = 0
-    with tqdm.tqdm(total=total, desc=description, unit="frame", mininterval=2.0) as bar:
+    with Progress(total, description, unit="frame") as bar:
         for reset_seed, actions, next_observations in episodes:
             _, frames[t] = env.reset(reset_seed)
             step_types[t], t = FIRST, t + 1

@@ -21,12 +21,12 @@ import zipfile
 from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
-import tqdm
 
 from synther_jax.atomic import atomic_path, read_json
 from synther_jax.data.env_check import env_dims
 from synther_jax.data.transitions import KEYS, Transitions
 from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError
+from synther_jax.progress import Progress
 
 FORMAT = "synther_jax-synthetic-v1"
 _COPY_BYTES = 1 << 20
@@ -121,8 +121,7 @@ class SyntheticWriter:
                 json.dump(dict(self.metadata, num_transitions=self.num_transitions), handle, indent=2, sort_keys=True)
             with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
                 total = sum(os.path.getsize(os.path.join(self._folder, key)) for key in KEYS)
-                with tqdm.tqdm(total=total, unit="B", unit_scale=True, desc=f"writing {os.path.basename(self.path)}",
-                               mininterval=2.0) as bar:
+                with Progress(total, f"writing {os.path.basename(self.path)}", unit="B", unit_scale=True) as bar:
                     for key in KEYS:
                         shape = (self.num_transitions,) + self._dims[key]
                         with archive.open(f"{key}.npy", "w", force_zip64=True) as entry, \

@@ -17,9 +17,9 @@ from typing import Callable, Dict, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from synther_jax.errors import require
+from synther_jax.progress import Progress
 from synther_jax.scores import normalized_score
 
 gym = require("gymnasium", "envs")
@@ -91,7 +91,7 @@ def evaluate(act: ActFn, states, env_id: str, num_episodes: int = 10, seed: int 
         observations, _ = envs.reset(seed=seed)
         returns, lengths = np.zeros(num_envs), np.zeros(num_envs, np.int64)
         running = np.ones(num_envs, bool)
-        with tqdm(desc=f"evaluating {env_id}", unit="step", disable=not progress, leave=False) as bar:
+        with Progress(None, f"evaluating {env_id}", unit="step", enabled=progress, leave=False) as bar:
             while running.any():
                 key, step_key = jax.random.split(key)
                 obs = jnp.asarray(observations, jnp.float32).reshape(num_seeds, num_episodes, -1)

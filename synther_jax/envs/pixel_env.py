@@ -19,9 +19,9 @@ from typing import Callable, Optional  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import tqdm  # noqa: E402
 
 from synther_jax.envs import dmc_task_names, make_env  # noqa: E402
+from synther_jax.progress import Progress  # noqa: E402
 
 ACTION_REPEAT = 2
 EPISODE_STEPS = 500
@@ -86,7 +86,8 @@ def evaluate(act: ActFn, states, name: str, num_episodes: int, seed: int, frame_
         stacks.append([frame] * frame_stack)
     policy = jax.jit(jax.vmap(lambda state, obs: act(state, obs, jax.random.PRNGKey(0), deterministic=True)))
     returns, running = np.zeros(len(envs)), np.ones(len(envs), bool)
-    for _ in tqdm.trange(episode_steps, desc=f"evaluating {name}", unit="step", disable=not progress, leave=False):
+    for _ in Progress(episode_steps, f"evaluating {name}", unit="step", enabled=progress,
+                      leave=False).track(range(episode_steps)):
         observations = np.stack([np.concatenate(stack, axis=0) for stack in stacks])
         actions = np.asarray(policy(states, jnp.asarray(observations).reshape(num_seeds, num_episodes,
                                                                                *observations.shape[1:])))

@@ -92,7 +92,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from bench.common import environment, parse_denoiser, write_json  # noqa: E402
+from bench.timing import environment, parse_denoiser, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import boundary  # noqa: E402
 from launch.common import INPUT_ERRORS  # noqa: E402

@@ -50,7 +50,7 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from bench.common import environment, parse_denoiser, write_json
+from bench.timing import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import boundary
 from launch.common import INPUT_ERRORS

@@ -256,7 +256,7 @@ def benchmarks(results: str) -> List[str]:
                  machine(d)])
     d = load("online_cpu_hopper.json", results)
     seeds = d["seeds"]
-    rows.append([f"`bench.online --env={d['env']}` (diffusion excluded)",
+    rows.append([f"`bench.online_steps --env={d['env']}` (diffusion excluded)",
                  f"SAC UTD 1: {d['sac_utd1_env_steps_per_s']:.0f}, REDQ UTD 20: {d['redq_utd20_env_steps_per_s']:.1f}, "
                  f"SynthER UTD 20: {d['synther_utd20_env_steps_per_s']:.1f} env steps/s",
                  f"{seeds['num_seeds']} seeds vmapped vs {seeds['num_seeds']} processes: "
@@ -267,7 +267,7 @@ def benchmarks(results: str) -> List[str]:
     four = {name: learner["4_seeds"] for name, learner in d["learners"].items()}
     vmapped = ", ".join(f"{four[name]['pixel_agent_updates_per_s'] / one[name]['pixel_agent_updates_per_s']:.2f}x"
                         f" ({label})" for name, label in (("drqbc", "DrQ+BC"), ("bc", "BC")))
-    rows.append([f"`bench.pixels` (84 px, batch {d['batch_size']}, {d['diffusion']['denoiser']} latent denoiser)",
+    rows.append([f"`bench.pixel_agents` (84 px, batch {d['batch_size']}, {d['diffusion']['denoiser']} latent denoiser)",
                  f"{d['frames_rendered_per_s']:.0f} frames rendered/s; "
                  f"DrQ+BC {one['drqbc']['pixel_updates_per_s']:.1f}, "
                  f"BC {one['bc']['pixel_updates_per_s']:.1f} pixel updates/s; latent denoiser "

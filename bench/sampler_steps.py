@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from bench.common import environment, write_json  # noqa: E402
+from bench.timing import environment, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import boundary  # noqa: E402
 from launch.common import INPUT_ERRORS  # noqa: E402
@@ -73,21 +73,6 @@ def define_flags() -> None:
 
 def setting_name(steps: int, churn: bool, seed: int) -> str:
     return f"steps{steps}-{'churn' if churn else 'nochurn'}-seed{seed}"
-
-
-def timed_samples(model, num_samples: int, key: jax.Array, chunk_size: int):
-    """(rows, samples/s): all chunks of `iterate_samples`; the rate counts every chunk but the
-    first, whose time includes compiling the sampler for this step count."""
-    chunks, times = [], []
-    start = time.perf_counter()
-    for rows in iterate_samples(model, num_samples, key, chunk_size, progress=False):
-        chunks.append(rows)
-        now = time.perf_counter()
-        times.append(now - start)
-        start = now
-    timed = sum(len(c) for c in chunks[1:]) if len(chunks) > 1 else len(chunks[0])
-    seconds = sum(times[1:]) if len(chunks) > 1 else times[0]
-    return np.concatenate(chunks), timed / seconds
 
 
 def measure_setting(real: Transitions, model: Diffusion, steps: int, churn: bool, seed: int, settings_dir: str,

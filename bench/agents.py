@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from absl import app, flags
 
 from agents import edac, iql, td3_bc
-from bench.common import best_time, environment, matmul_peak_flops, write_json
+from bench.timing import best_time, environment, matmul_peak_flops, write_json
 from launch import boundary
 from launch.cli import INPUT_ERRORS
 

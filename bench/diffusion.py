@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from bench.common import best_time, environment, matmul_peak_flops, write_json
+from bench.timing import best_time, environment, matmul_peak_flops, write_json
 from launch import boundary
 from launch.cli import INPUT_ERRORS
 from synther_jax.diffusion import Diffusion, DiffusionConfig

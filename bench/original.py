@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional
 
 from absl import flags
 
-from bench.common import environment, package_versions, write_json
+from bench.timing import environment, package_versions, write_json
 from configs.checks import ConfigError
 from launch import boundary
 from launch.cli import INPUT_ERRORS

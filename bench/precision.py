@@ -24,8 +24,7 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from bench.common import environment, parse_denoiser, write_json
-from bench.sampler_steps import timed_samples
+from bench.timing import environment, parse_denoiser, timed_samples, write_json
 from configs import d4rl
 from launch import boundary
 from launch.cli import INPUT_ERRORS

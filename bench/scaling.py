@@ -14,7 +14,7 @@ sharding rather than a speed-up; real speed-ups need real devices.
 import jax
 import numpy as np
 
-from bench.common import best_time, environment, write_json
+from bench.timing import best_time, environment, write_json
 from bench.diffusion import DIM, FLAGS, SIZES
 from launch import boundary
 from launch.cli import INPUT_ERRORS

@@ -1,4 +1,4 @@
-"""Every entry point (and the benchmarks that take paths) refuses bad input like a library: a
+"""Every entry point (and the experiment runners that take paths) refuses bad input like a library: a
 non-zero exit, one line on stderr naming the problem and the fix, no traceback, and no work
 directory left behind.
 
@@ -113,12 +113,12 @@ def _cases(launcher, bad, workdir):
         "launch.sweep": [(["--sweep=smok", f"--root={workdir}"], "--sweep=smok"),
                          (["--sweep=smoke", f"--root={workdir}", "--max_parallel=0"], "--max_parallel=0"),
                          (["--sweep=smoke"], "--sweep and --root are required")],
-        "bench.online_curves": [([f"--workdir={bad['file']}/runs"], "which is a file")],
+        "experiments.online_arms": [([f"--workdir={bad['file']}/runs"], "which is a file")],
     }[launcher]
 
 
 LAUNCHERS = ("launch.offline", "launch.synthesize", "launch.online", "launch.pixels", "launch.collect",
-             "launch.analyze", "launch.sweep", "bench.online_curves")
+             "launch.analyze", "launch.sweep", "experiments.online_arms")
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOP_LEVEL = ("synther_jax", "agents", "configs", "pipelines", "launch", "bench")
+TOP_LEVEL = ("synther_jax", "agents", "configs", "pipelines", "launch", "bench", "experiments", "accelerator")
 
 
 def module_files():
@@ -86,13 +86,18 @@ def test_synther_jax_has_no_import_cycle():
     assert cycle is None, "synther_jax imports in a circle: " + " -> ".join(cycle)
 
 
+ABOVE_LAUNCH = ("bench", "experiments", "accelerator")  # what runs the launchers' code; nothing below imports it
+
+
 @pytest.mark.parametrize("importer, forbidden", [
-    ("synther_jax", ("agents", "configs", "pipelines", "launch", "bench")),  # the pip library stands alone
-    ("agents", ("synther_jax.diffusion", "pipelines", "launch", "bench")),
+    ("synther_jax", ("agents", "configs", "pipelines", "launch", *ABOVE_LAUNCH)),  # the pip library stands alone
+    ("agents", ("synther_jax.diffusion", "pipelines", "launch", *ABOVE_LAUNCH)),
     ("synther_jax.diffusion", ("agents",)),
     ("synther_jax.envs", ("synther_jax.data",)),  # datasets are made from environments, not the reverse
-    ("configs", ("pipelines", "launch", "bench")),
-    ("pipelines", ("launch", "bench")),
+    ("configs", ("pipelines", "launch", *ABOVE_LAUNCH)),
+    ("pipelines", ("launch", *ABOVE_LAUNCH)),
+    ("launch", ABOVE_LAUNCH),
+    ("bench", ("experiments", "accelerator")),  # speed benchmarks stand alone; the others use their helpers
 ])
 def test_layers_import_only_downwards(importer, forbidden):
     wrong = sorted((name, target) for name in MODULES if name == importer or name.startswith(importer + ".")

@@ -1,5 +1,5 @@
 """`python -m launch.<x> --help` lists the launcher's own flags: those its module defines and the
-`--config`/`--workdir` pair that `launch.common.define_flags` defines for it. The expected names
+`--config`/`--workdir` pair that `launch.cli.define_flags` defines for it. The expected names
 are read from each module's source, not from absl."""
 import ast
 import os

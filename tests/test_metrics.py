@@ -15,7 +15,7 @@ from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
 
 from configs.d4rl import get_config
 from launch import offline
-from synther_jax.analysis.report import headline_figures
+from synther_jax.analysis.fidelity_report import headline_figures
 from synther_jax.metrics import MetricsWriter, read_metrics
 
 

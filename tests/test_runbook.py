@@ -1,4 +1,4 @@
-"""bench.runbook: within its budget it runs what fits, stops what overruns, skips what lacks its
+"""accelerator.runbook: within its budget it runs what fits, stops what overruns, skips what lacks its
 packages and reports every step; its smoke command ends in time; its online step really retrains."""
 import json
 import os
@@ -6,8 +6,8 @@ import subprocess
 import sys
 import time
 
-from bench import runbook_steps
-from bench.runbook import MARGIN_S, Step, run, steps
+from accelerator import steps as runbook_steps
+from accelerator.runbook import MARGIN_S, Step, run, steps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,7 +47,7 @@ def test_the_budget_is_kept_and_every_step_is_reported(tmp_path):
 def test_the_smoke_runbook_ends_within_its_budget(tmp_path):
     budget = 40
     start = time.monotonic()
-    finished = subprocess.run([sys.executable, "-m", "bench.runbook", "--smoke", f"--budget_s={budget}",
+    finished = subprocess.run([sys.executable, "-m", "accelerator.runbook", "--smoke", f"--budget_s={budget}",
                                f"--results={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-2000:]
     assert time.monotonic() - start < budget + 20  # process start and the last report

@@ -1,4 +1,4 @@
-"""bench.sampler_steps: its smoke size end to end (with resume), and the rule that says which step
+"""experiments.sampler_steps: its smoke size end to end (with resume), and the rule that says which step
 counts match the paper's 128 within the noise of its sampler seeds."""
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from bench.sampler_steps import FIGURES, summarise
+from experiments.sampler_steps import FIGURES, summarise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +33,7 @@ def test_a_step_count_matches_128_only_within_the_seed_spread():
 
 def test_smoke_run_writes_per_step_figures_and_resumes(tmp_path):
     out, workdir = tmp_path / "steps.json", tmp_path / "work"
-    command = [sys.executable, "-m", "bench.sampler_steps", "--smoke", "--steps=8,128", "--num_samples=400",
+    command = [sys.executable, "-m", "experiments.sampler_steps", "--smoke", "--steps=8,128", "--num_samples=400",
                "--physics_rows=200", f"--workdir={workdir}", f"--out={out}"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,6 +1,6 @@
-"""bench.wheelhouse: a Python 3.12 environment holding only a GPU node's packages (the newest this
+"""accelerator.wheelhouse: a Python 3.12 environment holding only a GPU node's packages (the newest this
 registry offers) runs the runbook's learner and online-retrain steps from the wheelhouse alone,
-installed with no index through bench/gpu_booking.sh, and the wheelhouse stays under 40 MiB."""
+installed with no index through accelerator/booking.sh, and the wheelhouse stays under 40 MiB."""
 import glob
 import json
 import os
@@ -45,8 +45,8 @@ def test_a_python312_node_runs_the_runbook_from_the_wheelhouse_alone(tmp_path):
     run([node_python, "-m", "pip", "install", "--quiet", *HAVE.split(",")], timeout=1800)
 
     wheelhouse = tmp_path / "wheelhouse"
-    made = run([sys.executable, "-m", "bench.wheelhouse", "--python=3.12", f"--have={HAVE}", f"--out={wheelhouse}"],
-               cwd=ROOT, timeout=1800)
+    made = run([sys.executable, "-m", "accelerator.wheelhouse", "--python=3.12", f"--have={HAVE}",
+                f"--out={wheelhouse}"], cwd=ROOT, timeout=1800)
     wheels = sorted(os.listdir(wheelhouse))
     assert sum(os.path.getsize(wheelhouse / wheel) for wheel in wheels) < 40 * 2**20, made.stdout
     assert not {wheel.split("-")[0].lower() for wheel in wheels} & {"jax", "jaxlib", "flax", "numpy", "scipy"}
@@ -56,7 +56,7 @@ def test_a_python312_node_runs_the_runbook_from_the_wheelhouse_alone(tmp_path):
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     environment.update(OUT=str(out), PYTHON=node_python, WHEELHOUSE=str(wheelhouse), PIP_NO_INDEX="1",
                        JAX_PLATFORMS="cpu")
-    booking = run(["bash", "bench/gpu_booking.sh", "420", "--smoke", "--only=learners,online_retrain"],
+    booking = run(["bash", "accelerator/booking.sh", "420", "--smoke", "--only=learners,online_retrain"],
                   cwd=ROOT, env=environment, timeout=900)
     record = json.loads((out / "runbook.json").read_text())
     status = {step["name"]: step["status"] for step in record["steps"]}

@@ -1,83 +1,30 @@
-"""The offline pipeline end to end, stage by stage: a learner (TD3+BC by default, `--algorithm`) on
-the real data against the same learner on synthetic data from one or more denoisers (and on
-explicit augmentations of the real data), with the wall time of every stage.
+"""The offline pipeline end to end, stage by stage, in arms: a learner (TD3+BC by default,
+`--algorithm`) on the real data against the same learner on synthetic data from one or more
+denoisers (and on explicit augmentations of the real data), with the wall time of every stage. It
+makes the results of `experiments.table1_walker2d`, `experiments.figure1a` and
+`experiments.table1_maze2d`, whose results JSONs record the commands.
 
-    python -m bench.offline --workdir=runs/bench_offline                    # the paper's setting (a GPU job)
-    python -m bench.offline --config=walker2d --dataset=synther/walker2d/medium-v0 --env_id=Walker2d-v5 \\
-        --denoisers=512x4:20000,512x4:100000,1024x6:100000 --num_samples=100000 --num_seeds=2 \\
-        --agent_steps=50000 --eval_every=10000 --eval_episodes=5 --sample_chunk_size=20000 \\
-        --workdir=runs/bench_offline_cpu                                  # what a 2-core CPU affords
-    python -m bench.offline --config=walker2d --augmentations=additive,multiplicative,dynamics \\
+    python -m experiments.offline_arms --workdir=runs/offline-arms     # the paper's setting (a GPU job)
+    python -m experiments.offline_arms --config=walker2d --augmentations=additive,multiplicative,dynamics \
         --denoisers=1024x6:100000 --num_samples=500000 --agent_steps=100000 --workdir=runs/figure1a
                                        # paper Figure 1a: every explicit augmentation against SynthER
                                        # on the bundled (reduced) walker2d medium-replay data
 
-Each run is one `launch.offline` run in `<workdir>/real`, `<workdir>/augmentation-<kind>` or
+Each arm is one `launch.offline` run in `<workdir>/real`, `<workdir>/augmentation-<kind>` or
 `<workdir>/synthetic-<denoiser>`, so a rerun resumes, and finished runs are only read back. A
-denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none given means the config's own (the paper's width, depth 6, 100K steps). Only the flags that concern
-a run are applied to it: the real-data run has no diffusion stage and no fidelity report. Each
-synthetic run trains one denoiser per agent seed (`--denoiser_per_seed`, the default), so its
-mean +- std over seeds covers the generative model, not only the agents; `--denoiser_per_seed=false`
-shares one denoiser between the seeds, as the results committed before this flag did.
+denoiser is `WIDTHxDEPTH:TRAIN_STEPS`; none given means the config's own (the paper's width, depth
+6, 100K steps). Only the flags that concern a run are applied to it: the real-data run has no
+diffusion stage and no fidelity report. Each synthetic run trains one denoiser per agent seed
+(`--denoiser_per_seed`, the default), so its mean +- std over seeds covers the generative model, not
+only the agents; `--denoiser_per_seed=false` shares one denoiser between the seeds. `--only` runs
+some arms (parallel processes may share one work directory); a run without it gathers them.
 
 The JSON records the command line, the device and versions, the mean normalised return of the
 dataset's own episodes (the behaviour policy), and per run the final scores (per seed, mean, std
 over seeds), the scores at every evaluation, each seed's agent and denoiser seed, the seconds per
 stage, the fidelity reports' headline figures (per denoiser, their mean and std) and the command
-that made the run. A bar chart
-of the final scores goes beside it, and the runs' learning curves (`<out>_curves.png`) where they
-were evaluated more than once.
-
-The JSONs committed before command lines were recorded (no `command` key) were made with one
-denoiser shared by the seeds; their commands, with `--denoiser_per_seed=false`, follow.
-
-The CPU figures `bench/results/offline_walker2d_medium_cpu*.json` come from the second command
-above, on data made by `python -m launch.collect --env=Walker2d-v5 --level=medium --num_steps=100000
---seed=0 --sac_config=configs/online.py:walker2d-sac --sac_config.total_steps=300000
---behaviour_workdir=DIR --dataset_id=synther/walker2d/medium-v0`; the 4-seed file reruns it with
-`--num_seeds=4 --denoisers=1024x6:100000` in a work directory given a copy of the 2-seed run's
-`diffusion/`, `samples.npz` and `analysis/`, which do not depend on the number of seeds.
-
-The Figure 1a figures (`bench/results/offline_walker2d_figure1a_cpu.json`) come from parallel processes
-sharing one work directory, then a gathering run without `--only`:
-    F="--config=walker2d --augmentations=additive,multiplicative,dynamics --denoisers=1024x6:10000 \
-       --num_samples=500000 --num_sample_steps=32 --S_churn=0 --agent_steps=100000 --eval_every=25000 \
-       --denoiser_per_seed=false --workdir=runs/figure1a"
-    python -m bench.offline $F --only=real,augmentation-additive &
-    python -m bench.offline $F --only=augmentation-multiplicative &
-    python -m bench.offline $F --only=synthetic &
-    python -m bench.offline $F --only=augmentation-dynamics; wait
-    python -m bench.offline $F --out=bench/results/offline_walker2d_figure1a_cpu.json
-The runs were made in two stretches, to their 25K-update checkpoints and then resumed to 100K
-(the update keys depend only on the step and TD3+BC has no schedule, so that equals one
-uninterrupted run); the JSON's note says so.
-
-The maze2d figures (`bench/results/offline_maze2d-umaze_cpu{,_edac}.json`) come from
-    python -m bench.offline --config=maze2d-umaze --denoisers=256x3:10000 --num_samples=100000 \
-        --sample_chunk_size=50000 --num_seeds=4 --eval_episodes=100 --algorithm=td3_bc \
-        --agent_steps=10000 --eval_every=5000 --denoiser_per_seed=false --workdir=runs/maze-td3_bc
-(the denoiser and sample count are those the JSON records: an earlier version of this docstring
-gave 256x3:20000 and 200000) and the same with `--algorithm=edac --agent_steps=1500
---eval_every=1500 --workdir=runs/maze-edac`, whose `synthetic-256x3-10000/` was given a copy of the
-TD3+BC run's `diffusion/`, `samples.npz` and `analysis/` (the data stages do not depend on the
-learner). The data is the default 1M-step `synther/maze2d/umaze-v0`, made by the first run. The
-20K- and 40K-update files (`offline_maze2d-umaze_cpu_{20k,40k}.json`, `--agent_steps=20000
---out=...`, then 40000) continue those TD3+BC runs from copies of the previous length's
-checkpoints (TD3+BC has no schedule: the same as runs of that length from the start).
-
-With one denoiser per seed, the same maze2d-umaze comparison at 40K updates is
-    F="--config=maze2d-umaze --denoisers=256x3:10000 --num_samples=100000 --sample_chunk_size=50000 \
-       --num_seeds=4 --eval_episodes=100 --agent_steps=40000 --eval_every=5000 --workdir=runs/maze-per-seed"
-    python -m bench.offline $F --only=synthetic && python -m bench.offline $F --only=real && \
-    python -m bench.offline $F --out=bench/results/offline_maze2d-umaze_cpu_per_seed.json
-and Figure 1a's SynthER and real arms with one denoiser per seed
-(`bench/results/offline_walker2d_figure1a_cpu_per_seed.json`: four 1024x6 denoisers instead of one,
-each sampling a fifth of the committed 500K, so that sampling costs about what it did; the
-explicit augmentations, which have no denoiser, were not rerun) are
-    F="--config=walker2d --denoisers=1024x6:10000 --num_samples=100000 --num_sample_steps=32 --S_churn=0 \
-       --agent_steps=100000 --eval_every=25000 --workdir=runs/figure1a-per-seed"
-    python -m bench.offline $F --only=synthetic & python -m bench.offline $F --only=real; wait
-    python -m bench.offline $F --out=bench/results/offline_walker2d_figure1a_cpu_per_seed.json
+that made the run. A bar chart of the final scores goes beside it, and the runs' learning curves
+(`<out>_curves.png`) where they were evaluated more than once.
 """
 import copy
 import os
@@ -92,7 +39,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
-from bench.common import environment, parse_denoiser, write_json  # noqa: E402
+from bench.timing import environment, parse_denoiser, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
 from launch import boundary  # noqa: E402
 from launch.cli import INPUT_ERRORS  # noqa: E402
@@ -127,7 +74,7 @@ flags.DEFINE_bool("denoiser_per_seed", True, "Each synthetic run trains one deno
 flags.DEFINE_list("only", [], "Run just the runs whose names start with these (e.g. real,augmentation or "
                   "synthetic) and write no JSON: arms in parallel processes; a final run without it gathers.")
 flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
-flags.DEFINE_string("out", None, "JSON file (default: bench/results/offline_<config>_<platform>.json); "
+flags.DEFINE_string("out", None, "JSON file (default: experiments/results/offline_<config>_<platform>.json); "
                                  "the plot is written beside it as .png.")
 flags.mark_flag_as_required("workdir")
 
@@ -255,7 +202,7 @@ def main(argv):
               "agent_steps": real_results["num_updates"], "denoiser_per_seed": FLAGS.denoiser_per_seed,
               "note": FLAGS.note, "runs": runs}
     suffix = "" if FLAGS.algorithm == "td3_bc" else f"_{FLAGS.algorithm}"
-    out = FLAGS.out or f"bench/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}{suffix}.json"
+    out = FLAGS.out or f"experiments/results/offline_{FLAGS.config}_{record['device'].split(':')[0]}{suffix}.json"
     write_json(out, record)
     seeds = "seeds, each with its own denoiser" if FLAGS.denoiser_per_seed else "seeds"
     plot(runs, behaviour, os.path.splitext(out)[0] + ".png",

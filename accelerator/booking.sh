@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One accelerator booking in one command, on a node without network whose Python already has JAX:
-# install the carried wheelhouse (`python -m bench.wheelhouse`) beside the site's packages, run the
+# install the carried wheelhouse (`python -m accelerator.wheelhouse`) beside the site's packages, run the
 # runbook within the budget, copy its report (runbook.json, runbook.md) to $OUT.
 #
-#   OUT=DIR bash bench/gpu_booking.sh [BUDGET_S] [bench.runbook flags, e.g. --only=offline]
+#   OUT=DIR bash accelerator/booking.sh [BUDGET_S] [accelerator.runbook flags, e.g. --only=offline]
 #
 # BUDGET_S (default 540) is the wall time of the whole command, installing included: under a
 # 10-minute limit it leaves a minute for starting and copying. WHEELHOUSE (default: wheelhouse)
@@ -30,7 +30,7 @@ if [ -e "${wheels[0]}" ]; then
 fi
 export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 status=0
-"$python" -m bench.runbook --budget_s="$(( budget - ($(date +%s) - start) ))" --results="$scratch/runbook" "$@" \
+"$python" -m accelerator.runbook --budget_s="$(( budget - ($(date +%s) - start) ))" --results="$scratch/runbook" "$@" \
   || status=$?
 mkdir -p "$out"
 cp "$scratch/runbook/runbook.json" "$scratch/runbook/runbook.md" "$out/"

@@ -1,8 +1,8 @@
 """The runbook for one accelerator booking: every measurement, most important first, within a budget.
 
-    python -m bench.runbook --budget_s=540 --results=OUT            # on the accelerator
-    python -m bench.runbook --smoke --budget_s=60 --results=OUT     # every step at CPU-seconds sizes
-    python -m bench.runbook --budget_s=540 --results=OUT --only=offline   # a later command of the same booking
+    python -m accelerator.runbook --budget_s=540 --results=OUT                  # on the accelerator
+    python -m accelerator.runbook --smoke --budget_s=60 --results=OUT           # every step at CPU-seconds sizes
+    python -m accelerator.runbook --budget_s=540 --results=OUT --only=offline   # a later command of the same booking
 
 Steps, in priority order (`STEPS`), each a child process started from scratch (nothing survives
 between bookings, so nothing resumes):
@@ -149,7 +149,7 @@ def steps(smoke: bool) -> List[Step]:
     """The steps in priority order; `smoke` shrinks every one to CPU-seconds (estimates for a CPU)."""
     python = [sys.executable, "-m"]
     size = ["--smoke"] if smoke else []
-    own = lambda name: (lambda work: python + ["bench.runbook_steps", f"--step={name}", *size,
+    own = lambda name: (lambda work: python + ["accelerator.steps", f"--step={name}", *size,
                                                 f"--out={os.path.join(work, name + '.json')}"])
     if smoke:
         denoiser = ["--size=small", "--train_steps=5", "--num_samples=64", "--repeats=1"]

@@ -1,8 +1,15 @@
 """How few sampler steps are enough: one denoiser, sampled at several Heun step counts, with and
-without churn, each setting measured by the fidelity report and timed.
+without churn, each setting measured by the fidelity report and timed. The paper samples with 128
+Heun steps and S_churn 80 "for improved sample fidelity" (its Appendix B.2) and shows no fewer.
+Our CPU-scale run and the paper-size one:
 
-    python -m bench.sampler_steps --workdir=runs/sampler_steps                 # paper size: 50K samples per setting
-    python -m bench.sampler_steps --smoke --out=/tmp/sampler_steps_smoke.json  # a small denoiser, CPU-minutes
+    python -m experiments.sampler_steps --workdir=DIR --train_steps=10000 --num_samples=4000 --physics_rows=4000
+    python -m experiments.sampler_steps --workdir=runs/sampler_steps    # paper size: 50K samples per setting
+    python -m experiments.sampler_steps --smoke --out=/tmp/smoke.json   # a small denoiser, CPU-minutes
+
+Results: `RESULTS` in experiments/results/ (a plot of every figure against the step count beside it).
+Tables: `sampler-steps` (`steps_table`) in docs/benchmarks.md; `summary_rows` in docs/results.md and
+README.md.
 
 One denoiser (configs/d4rl.py:walker2d, the paper's width 1024 and depth 6, or `--smoke`'s small
 one) is trained on the bundled walker2d data, with checkpoints in `<workdir>/diffusion`. From it,
@@ -17,8 +24,7 @@ The noise of a figure is the spread (max - min) over the sampler seeds at the pa
 with the same churn. A step count "matches 128" when, for every headline figure, its mean over
 seeds lies within that noise of the 128-step mean. The JSON names the fewest matching steps per
 churn setting and its speed-up in samples/s over 128 steps, measured in the same run; it is used
-as `--config.diffusion.num_sample_steps=<steps>` (the default stays the paper's 128). A plot of
-every figure against the step count goes beside the JSON.
+as `--config.diffusion.num_sample_steps=<steps>` (the default stays the paper's 128).
 """
 import dataclasses
 import os
@@ -34,16 +40,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from absl import flags, logging  # noqa: E402
 
-from bench.common import environment, write_json  # noqa: E402
+from bench.timing import environment, timed_samples, write_json  # noqa: E402
 from configs import d4rl  # noqa: E402
+from experiments.tables import RESULTS as RESULTS_DIR  # noqa: E402
+from experiments.tables import load, table  # noqa: E402
 from launch import boundary  # noqa: E402
 from launch.cli import INPUT_ERRORS  # noqa: E402
 from pipelines.synthesis import load_real  # noqa: E402
 from synther_jax.analysis.fidelity_report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
-from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, train_diffusion  # noqa: E402
+from synther_jax.diffusion import Diffusion, DiffusionConfig, train_diffusion  # noqa: E402
 
+RESULTS = ("sampler_steps_cpu.json",)
+DETAILS = "docs/results.md#sampler-steps"
 PAPER_STEPS = 128
 # Headline figures of the fidelity report, compared between step counts.
 FIGURES = ("marginal_score", "correlation_score", "dynamics_mse_median", "dynamics_mse_mean", "terminal_fraction",
@@ -59,7 +69,7 @@ def define_flags() -> None:
                                       "CPU-minutes.")
     flags.DEFINE_string("workdir", None, "Where the denoiser and finished settings live; rerun to resume "
                                          "(default: a temporary directory, not kept).")
-    flags.DEFINE_string("out", None, "JSON file (default: bench/results/sampler_steps_<platform>.json); the plot "
+    flags.DEFINE_string("out", None, "JSON file (default: experiments/results/sampler_steps_<platform>.json); the plot "
                                      "goes beside it as .png.")
     flags.DEFINE_list("steps", None, "Sampler step counts (default: 8,16,32,64,128; smoke: 8,16,128).")
     flags.DEFINE_integer("num_samples", None, "Samples per setting (default: 50000; smoke: 1000).")
@@ -73,21 +83,6 @@ def define_flags() -> None:
 
 def setting_name(steps: int, churn: bool, seed: int) -> str:
     return f"steps{steps}-{'churn' if churn else 'nochurn'}-seed{seed}"
-
-
-def timed_samples(model, num_samples: int, key: jax.Array, chunk_size: int):
-    """(rows, samples/s): all chunks of `iterate_samples`; the rate counts every chunk but the
-    first, whose time includes compiling the sampler for this step count."""
-    chunks, times = [], []
-    start = time.perf_counter()
-    for rows in iterate_samples(model, num_samples, key, chunk_size, progress=False):
-        chunks.append(rows)
-        now = time.perf_counter()
-        times.append(now - start)
-        start = now
-    timed = sum(len(c) for c in chunks[1:]) if len(chunks) > 1 else len(chunks[0])
-    seconds = sum(times[1:]) if len(chunks) > 1 else times[0]
-    return np.concatenate(chunks), timed / seconds
 
 
 def measure_setting(real: Transitions, model: Diffusion, steps: int, churn: bool, seed: int, settings_dir: str,
@@ -242,12 +237,48 @@ def main(argv):
                             f"{summary[key]['speedup_vs_128']:.1f}x the samples/s" if fewest else
                             f"no step count below {PAPER_STEPS} matches it within the noise"))
     platform = record["device"].split(":")[0]
-    out = FLAGS.out or f"bench/results/sampler_steps_{platform}{'_smoke' if FLAGS.smoke else ''}.json"
+    out = FLAGS.out or f"experiments/results/sampler_steps_{platform}{'_smoke' if FLAGS.smoke else ''}.json"
     write_json(out, record)
     plot(summary, os.path.splitext(out)[0] + ".png",
          f"walker2d denoiser {diffusion.width}x{diffusion.depth} ({diffusion.num_train_steps} steps), "
          f"{scale.num_samples} samples per setting, mean ± half the spread over {FLAGS.sampler_seeds} sampler seeds")
     print(f"wrote {os.path.splitext(out)[0]}.png")
+
+
+def summary_rows(results: str = RESULTS_DIR) -> List[List[str]]:
+    """Rows of experiment, paper, ours and our scale."""
+    record = load(RESULTS[0], results)
+
+    def fewest(key: str) -> str:
+        row = record["summary"][key]
+        return (f"{row['fewest_matching_steps']} match ({row['speedup_vs_128']:.1f}x the samples/s)"
+                if row["fewest_matching_steps"] else f"none below {PAPER_STEPS} matches")
+
+    denoiser = record["denoiser"]
+    return [["Sampler steps: fewer than 128 Heun steps (Appendix B.2)", "128 steps, S_churn 80; no fewer shown",
+             f"with churn {fewest('churn')}; without churn {fewest('no_churn')}",
+             f"the {denoiser['width']}x{denoiser['depth']} denoiser trained {denoiser['train_steps'] // 1000}K steps, "
+             f"{record['num_samples_per_setting']:,} samples per setting, {record['sampler_seeds']} sampler seeds"]]
+
+
+def steps_table(results: str = RESULTS_DIR) -> List[str]:
+    """Fidelity and samples/s of one denoiser against the number of Heun steps, with and without churn."""
+    record = load(RESULTS[0], results)
+    num = record["num_samples_per_setting"]
+    by_sampler = {name: {s["steps"]: s for s in record["summary"][name]["settings"]} for name in ("churn", "no_churn")}
+
+    def cells(s: dict) -> List[str]:
+        return [f"{s['marginal_score']:.3f} / {s['correlation_score']:.3f}", f"{s['dynamics_mse_median']:.3g}",
+                f"{s['terminal_fraction'] * num:.1f}", f"{s['samples_per_s']:.0f}"]
+
+    rows = [[f"{steps}" + (" (the paper's)" if steps == PAPER_STEPS else "")] + cells(by_sampler["churn"][steps])
+            + cells(by_sampler["no_churn"][steps]) for steps in sorted(by_sampler["churn"])]
+    per_sampler = ["marginal / correlation", "dynamics MSE median", f"terminals / {num}", "samples/s"]
+    return table(["steps"] + [f"churn: {h}" if i == 0 else h for i, h in enumerate(per_sampler)]
+                 + [f"no churn: {h}" if i == 0 else h for i, h in enumerate(per_sampler)], rows)
+
+
+TABLES = {"sampler-steps": steps_table}
 
 
 if __name__ == "__main__":

@@ -1,21 +1,21 @@
 """The wheels an accelerator node without network needs to run the benchmarks beside its own JAX.
 
-    python -m bench.wheelhouse --python=3.12 --out=wheelhouse \
+    python -m accelerator.wheelhouse --python=3.12 --out=wheelhouse \
         --have=jax,jaxlib,flax,optax,chex,orbax-checkpoint,numpy,scipy,h5py,matplotlib,tqdm,absl-py,protobuf
 
 Run on a machine that reaches the package registry. `--have` names what the node's Python already
 has (its site JAX, say); those and everything they depend on are left out. The rest of what the
 benchmark steps import is downloaded as binary wheels for the target Python on Linux x86-64, in
-sets, smallest first, each set adding what a further group of `bench.runbook` steps needs:
+sets, smallest first, each set adding what a further group of `accelerator.runbook` steps needs:
   learners    distrax and TensorFlow Probability: the learners' update rates and 1M TD3+BC updates;
   pipelines   Gymnasium with MuJoCo, ml_collections and tensorboardX: the offline pipeline and the
               online retrain cycle.
 Versions are those of requirements.txt (tested together); each set's wheels and sizes are printed.
 On the node (see README, "GPU or TPU node without network"):
 
-    pip install --no-index --no-deps --target=SITE wheelhouse/*.whl && PYTHONPATH=SITE python -m bench.runbook ...
+    pip install --no-index --no-deps --target=SITE wheelhouse/*.whl && PYTHONPATH=SITE python -m accelerator.runbook ...
 
-(or `bash bench/gpu_booking.sh`, which does that, runs the runbook and copies its report).
+(or `bash accelerator/booking.sh`, which does that, runs the runbook and copies its report).
 """
 import json
 import os

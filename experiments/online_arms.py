@@ -1,21 +1,12 @@
-"""The paper's Figure 6 for one environment: evaluation return against environment steps for SAC at
-UTD 1, SAC(SynthER) at UTD 20 and, optionally, REDQ at UTD 20 and PGR (SynthER's generator guided
-towards curious transitions, at UTD 20 on a denoiser of the same size), each with several seeds.
+"""Online arms for one environment, as in the paper's Figure 6: evaluation return against environment
+steps for SAC at UTD 1, SAC(SynthER) at UTD 20 and, optionally, REDQ at UTD 20 and PGR (SynthER's
+generator guided towards curious transitions, at UTD 20 on a denoiser of the same size), each with
+several seeds. It makes the results of `experiments.figure6_hopper` and
+`experiments.pgr_cheetah_run`, whose results JSONs record the commands.
 
-    python -m bench.online_curves --workdir=runs/figure6-hopper                   # the paper's setting (GPU)
-    python -m bench.online_curves --env=hopper --num_seeds=3 --total_steps=30000 --retrain_every=10000 \\
-        --denoiser=256x3:10000 --num_samples=100000 --max_hours=H --workdir=runs/figure6-hopper-cpu \\
-        --out=bench/results/online_curves_hopper_cpu.json                          # the committed CPU run
-    python -m bench.online_curves --env=cheetah-run --variants=sac,synther,pgr --num_seeds=3 \\
-        --total_steps=30000 --retrain_every=10000 --denoiser=256x3:10000 --num_samples=100000 \\
-        --workdir=runs/cheetah-run-cpu --out=bench/results/online_curves_cheetah-run_cpu.json
-                                       # SynthER against PGR on DMC cheetah-run at CPU scale
-    python -m bench.online_curves --smoke --workdir=DIR --out=F.json                   # about a minute
-
-The committed hopper run (`bench/results/online_curves_hopper_cpu.json`) ran the CPU-sized flags
-above in stretches: SynthER was stopped by `--max_hours` at its 15K-step checkpoint, then resumed
-to 30K steps; the fidelity of the extra denoiser was measured in the first stretch, on 15K real
-rows (its JSON has the fidelity at the top level, as `denoiser_fidelity`).
+    python -m experiments.online_arms --workdir=runs/figure6-hopper                 # the paper's setting (GPU)
+    python -m experiments.online_arms --env=cheetah-run --variants=sac,synther,pgr --workdir=DIR
+    python -m experiments.online_arms --smoke --workdir=DIR --out=F.json              # about a minute
 
 Every variant is one `pipelines.online_loop.train` run (configs/online.py:<env>-<variant>) in
 `<workdir>/<variant>`, with its seeds vmapped in one process, so a rerun resumes and a finished run
@@ -50,7 +41,7 @@ import jax
 import numpy as np
 from absl import flags, logging
 
-from bench.common import environment, parse_denoiser, write_json
+from bench.timing import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import boundary
 from launch.cli import INPUT_ERRORS
@@ -84,7 +75,7 @@ def define_flags() -> None:
     flags.DEFINE_string("note", None, "Free text recorded in the JSON, e.g. why this scale was chosen.")
     flags.DEFINE_bool("smoke", False, "The configs' smoke size: every variant in about a minute on a CPU.")
     flags.DEFINE_string("workdir", None, "Where the runs live; rerun to resume.")
-    flags.DEFINE_string("out", None, "JSON file (default: bench/results/online_curves_<env>_<platform>.json); "
+    flags.DEFINE_string("out", None, "JSON file (default: experiments/results/online_curves_<env>_<platform>.json); "
                                      "the plot is written beside it as .png.")
     flags.mark_flag_as_required("workdir")
 
@@ -166,7 +157,7 @@ def main(argv):
     deadline = None if FLAGS.max_hours is None else time.monotonic() + 3600 * FLAGS.max_hours
     record = {**environment(), "env": FLAGS.env, "num_seeds": FLAGS.num_seeds, "smoke": FLAGS.smoke, "note": FLAGS.note,
               "runs": {}}
-    out = FLAGS.out or f"bench/results/online_curves_{FLAGS.env}_{record['device'].split(':')[0]}.json"
+    out = FLAGS.out or f"experiments/results/online_curves_{FLAGS.env}_{record['device'].split(':')[0]}.json"
     previous = read_json(out, None)
     out_of_time = False  # set once a variant stops short: the later ones are not started
     for variant in FLAGS.variants:

@@ -1,4 +1,5 @@
-"""What every benchmark reports: the device, versions, date, and the measured matmul peak."""
+"""What every benchmark and experiment records (the device, versions, date, load and command line)
+and how the benchmarks time: best-of-n calls, the measured matmul peak, samples/s net of compiling."""
 import datetime
 import importlib.metadata
 import os
@@ -8,9 +9,11 @@ from typing import Callable, Dict, Iterable, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from pipelines.workdir import command_line
 from synther_jax import atomic
+from synther_jax.diffusion import iterate_samples
 
 
 def environment() -> Dict[str, str]:
@@ -46,6 +49,21 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def timed_samples(model, num_samples: int, key: jax.Array, chunk_size: int):
+    """(rows, samples/s): all chunks of `iterate_samples`; the rate counts every chunk but the
+    first, whose time includes compiling the sampler for this step count."""
+    chunks, times = [], []
+    start = time.perf_counter()
+    for rows in iterate_samples(model, num_samples, key, chunk_size, progress=False):
+        chunks.append(rows)
+        now = time.perf_counter()
+        times.append(now - start)
+        start = now
+    timed = sum(len(c) for c in chunks[1:]) if len(chunks) > 1 else len(chunks[0])
+    seconds = sum(times[1:]) if len(chunks) > 1 else times[0]
+    return np.concatenate(chunks), timed / seconds
 
 
 # How a float32 matmul may round its inputs: `default` is what JAX does unasked (what the models run

@@ -1,6 +1,6 @@
-"""The runbook's own measurements (`bench.runbook` runs each as a child process, from scratch):
+"""The runbook's own measurements (`accelerator.runbook` runs each as a child process, from scratch):
 
-    python -m bench.runbook_steps --step=device --out=W/device.json [--smoke]
+    python -m accelerator.steps --step=device --out=W/device.json [--smoke]
 
   device           the device, the installed versions and the matmul peak at each precision;
   online_updates   SAC's UTD-20 update (SynthER's online learner, 2 Qs, mixed real:synthetic
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from bench.common import PRECISIONS, best_time, environment, matmul_peak_flops, package_versions, write_json
+from bench.timing import PRECISIONS, best_time, environment, matmul_peak_flops, package_versions, write_json
 from launch import boundary
 from launch.cli import INPUT_ERRORS
 

@@ -2,8 +2,8 @@
 and n seeds (a vmapped seed axis), and the latent stages (encoding, denoiser training, sampling,
 head updates).
 
-    python -m bench.pixels                                              # paper sizes (a GPU job)
-    python -m bench.pixels --batch_size=32 --num_steps=5 --diffusion=small --out=bench/results/pixels_cpu.json
+    python -m bench.pixel_agents                                        # paper sizes (a GPU job)
+    python -m bench.pixel_agents --batch_size=32 --num_steps=5 --diffusion=small --out=bench/results/pixels_cpu.json
 
 Learners run V-D4RL's networks at 84 px on a frame store of random uint8 frames held on the
 device (frames stacked at sample time, as in training); compilation is excluded (one untimed call
@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 
 from agents import PIXEL_LEARNERS  # noqa: E402
-from bench.common import best_time, environment, write_json  # noqa: E402
+from bench.timing import best_time, environment, write_json  # noqa: E402
 from launch import boundary  # noqa: E402
 from launch.cli import INPUT_ERRORS  # noqa: E402
 from launch.pixels import run_updates  # noqa: E402

@@ -1,7 +1,7 @@
 """Online loop throughput: environment steps per second for SAC (UTD 1), REDQ (UTD 20) and
 SAC(SynthER) (UTD 20), and several seeds vmapped in one process against separate processes.
 
-    python -m bench.online --env=hopper --steps=500 --out=bench/results/online_cpu_hopper.json
+    python -m bench.online_steps --env=hopper --steps=500 --out=bench/results/online_cpu_hopper.json
 
 Each variant runs the real loop (`pipelines.online_loop.train`, paper-size networks and 1M-row buffers)
 for `--warmup` random steps and then `--steps` learning steps; compilation is done by a short run
@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from bench.common import best_time, environment, write_json
+from bench.timing import best_time, environment, write_json
 from configs.online import get_config
 from launch import boundary
 from launch.cli import INPUT_ERRORS

@@ -1,5 +1,5 @@
-"""The experiment benchmarks at their smallest size, end to end: bench.offline with explicit
-augmentation arms (paper Figure 1a) and bench.online_curves (paper Figure 6)."""
+"""The experiments' runners at their smallest size, end to end: experiments.offline_arms with explicit
+augmentation arms (paper Figure 1a) and experiments.online_arms (paper Figure 6)."""
 import json
 import os
 import subprocess
@@ -16,7 +16,7 @@ def _run(module, *flags) -> str:
     return result.stderr
 
 
-def test_offline_benchmark_with_augmentation_arms(tmp_path):
+def test_offline_arms_with_augmentation_arms(tmp_path):
     """One arm first on its own (`--only`, as a parallel process would), then the whole set, which
     runs the rest, reads the finished arm back and writes the JSON."""
     out = tmp_path / "figure1a.json"
@@ -24,13 +24,13 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
              "--num_samples=2000", "--sample_chunk_size=1000", "--num_sample_steps=8", "--S_churn=0",
              "--num_seeds=2", "--agent_steps=100", "--eval_every=50", "--eval_episodes=1",
              f"--workdir={tmp_path / 'runs'}", f"--out={out}"]
-    _run("bench.offline", *flags, "--only=synthetic")
+    _run("experiments.offline_arms", *flags, "--only=synthetic")
     assert os.listdir(tmp_path / "runs") == ["synthetic-64x2-200"] and not out.exists()
     synthetic = tmp_path / "runs" / "synthetic-64x2-200"
     first_scores = json.loads((synthetic / "results.json").read_text())["final_normalized_score"]
     samples_written = os.path.getmtime(synthetic / "samples" / "seed0.npz")
 
-    _run("bench.offline", *flags)
+    _run("experiments.offline_arms", *flags)
     assert os.path.getmtime(synthetic / "samples" / "seed0.npz") == samples_written  # the finished arm is not redone
     record = json.loads(out.read_text())
     runs = {run["name"]: run for run in record["runs"]}
@@ -52,11 +52,11 @@ def test_offline_benchmark_with_augmentation_arms(tmp_path):
     assert [s["denoiser_seed"] for s in synthetic_run["seeds"]] == [0, 1]
     assert os.path.exists(synthetic / "samples" / "seed1.npz") and len(synthetic_run["fidelity"]["per_denoiser"]) == 2
     assert runs["augmentation-additive"]["denoiser_protocol"] is None
-    assert record["command"].startswith("python -m bench.offline --config=walker2d,smoke")
+    assert record["command"].startswith("python -m experiments.offline_arms --config=walker2d,smoke")
     assert synthetic_run["command"].endswith("--only=synthetic")  # the arm was made by the first command
 
 
-def test_online_curves_smoke(tmp_path):
+def test_online_arms_smoke(tmp_path):
     """First with no time left, so the first variant stops at its first evaluation and the others
     do not start; then without the budget, which resumes the first there and runs every variant to
     the end; then into an empty work directory, which keeps every run finished in the JSON instead
@@ -64,7 +64,7 @@ def test_online_curves_smoke(tmp_path):
     out = tmp_path / "curves.json"
     flags = ["--smoke", "--env=cheetah-run", "--variants=synther,sac,pgr", "--num_seeds=2", "--fidelity_samples=1000",
              f"--out={out}"]
-    _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'runs'}", "--max_hours=0")
+    _run("experiments.online_arms", *flags, f"--workdir={tmp_path / 'runs'}", "--max_hours=0")
     stopped = json.loads(out.read_text())
     assert list(stopped["runs"]) == ["synther"]  # the budget was spent before sac and pgr
     assert not (tmp_path / "runs" / "sac").exists()
@@ -72,7 +72,7 @@ def test_online_curves_smoke(tmp_path):
     assert run["env_steps"] == 600 and [e["env_step"] for e in run["evaluations"]] == [600]
     assert "fidelity" not in run  # measured only once a run has finished
 
-    log = _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'runs'}")
+    log = _run("experiments.online_arms", *flags, f"--workdir={tmp_path / 'runs'}")
     assert "settotalmass" not in log  # MuJoCo's deprecation notice for dm_control's cheetah is hidden
     record = json.loads(out.read_text())
     assert list(record["runs"]) == ["synther", "sac", "pgr"]
@@ -94,13 +94,13 @@ def test_online_curves_smoke(tmp_path):
     for name in ("curves.png", "curves_pgr_relevance_seed0.png", "curves_pgr_relevance_seed1.png"):
         assert (tmp_path / name).exists(), name
 
-    _run("bench.online_curves", *flags, f"--workdir={tmp_path / 'later'}")
+    _run("experiments.online_arms", *flags, f"--workdir={tmp_path / 'later'}")
     assert not (tmp_path / "later").exists() or not os.listdir(tmp_path / "later")  # nothing trained again
     assert json.loads(out.read_text())["runs"] == runs
 
 
 def test_a_run_is_kept_only_if_it_finished_with_the_same_config():
-    from bench.online_curves import finished_run
+    from experiments.online_arms import finished_run
     from configs import online
 
     config = online.get_config("cheetah-run-synther,smoke")

@@ -13,15 +13,19 @@ sharding rather than a speed-up; real speed-ups need real devices.
 
 import jax
 import numpy as np
+from absl import flags
 
-from bench.timing import best_time, environment, write_json
+from bench import diffusion as diffusion_benchmark
 from bench.diffusion import DIM, FLAGS, SIZES
+from bench.timing import best_time, environment, write_json
 from launch import boundary
 from launch.cli import INPUT_ERRORS
 from synther_jax import sharding
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
+
+flags.adopt_module_key_flags(diffusion_benchmark)  # --help lists bench.diffusion's flags, which this benchmark takes
 
 
 def measure(config: DiffusionConfig, num_devices: int) -> dict:

@@ -1,7 +1,7 @@
 """The environments agents act in, and evaluation on them.
 
 This module builds the tasks (`make_env`); beside it, `maze2d.py` (D4RL's maze2d tasks on
-PointMaze, registered with Gymnasium), `pixels.py` (DMC through rendered frames, V-D4RL's way) and
+PointMaze, registered with Gymnasium), `pixel_env.py` (DMC through rendered frames, V-D4RL's way) and
 `evaluation.py` (all seeds' evaluation episodes in one vector environment).
 
 `make_env(name)` returns a Gymnasium environment in the form every learner here expects, as the

@@ -2,4 +2,4 @@
 the data, diffusion and analysis layers it is made of."""
 from synther_jax.synther import SynthER
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

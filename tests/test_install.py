@@ -92,3 +92,10 @@ def test_every_extra_an_error_names_brings_the_missing_package():
     for module, extra, file in calls:
         brings = {canonicalize_name(name) for name in distributions[module.split(".")[0]]}
         assert brings & extra_requirements(extra), f"{file}: {module} is not in the {extra!r} extra"
+
+
+def test_the_changelog_opens_with_the_package_version():
+    with open(os.path.join(ROOT, "CHANGELOG.md")) as file:
+        releases = re.findall(r"^## (\d+\.\d+\.\d+)$", file.read(), re.M)
+    assert releases and releases[0] == version(), f"CHANGELOG.md's newest release {releases[:1]} is not {version()}"
+    assert len(set(releases)) == len(releases)

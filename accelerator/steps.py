@@ -127,8 +127,9 @@ def diffusion_train(smoke: bool) -> dict:
 
 
 def samples(smoke: bool) -> dict:
+    from synther_jax.diffusion import Diffusion, iterate_samples
+    from synther_jax.diffusion.model import init_state
     from synther_jax.diffusion.normalizer import Normalizer
-    from synther_jax.diffusion.trainer import Diffusion, init_state, iterate_samples
 
     config, dim = _paper_denoiser(smoke), 42
     num = 2_000 if smoke else 5_000_000

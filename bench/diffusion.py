@@ -16,7 +16,9 @@ from launch import boundary
 from launch.cli import INPUT_ERRORS
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
+from synther_jax.diffusion.model import init_state, with_seed_axis
+from synther_jax.diffusion.sampling import sample_rows
+from synther_jax.diffusion.training import train_steps
 
 SIZES = {"paper": dict(width=1024, depth=6, batch_size=1024), "small": dict(width=256, depth=3, batch_size=256)}
 DIM = 42  # walker2d: 17 + 6 + 1 + 17 + 1
@@ -38,15 +40,15 @@ def dense_macs(config: DiffusionConfig, dim: int) -> int:
 def main(argv):
     del argv
     config = DiffusionConfig(**SIZES[FLAGS.size], num_train_steps=100_000)
-    state = init_state(config, jax.random.PRNGKey(0), DIM)
+    state = with_seed_axis(init_state(config, jax.random.PRNGKey(0), DIM))  # one model: a seed axis of 1
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     data = jax.random.normal(jax.random.PRNGKey(1), (100_000, DIM))
     peak = matmul_peak_flops()
 
     def train():
         nonlocal state
-        state, loss = train_steps(state, data, jax.random.PRNGKey(2), config=config, num_steps=FLAGS.train_steps,
-                                  batch_size=config.batch_size)
+        state, loss = train_steps(state, data, jax.random.PRNGKey(2)[None], config=config, num_steps=FLAGS.train_steps,
+                                  batch_size=config.batch_size, shared_data=True)
         loss.block_until_ready()
 
     train()  # compile
@@ -54,8 +56,9 @@ def main(argv):
     train_steps_per_s = FLAGS.train_steps / train_time
     train_flops = 3 * 2 * dense_macs(config, DIM) * config.batch_size * train_steps_per_s
 
-    model = Diffusion(config, DIM, state.ema_params, state.constants, Normalizer(np.zeros(DIM), np.ones(DIM)))
-    sample = lambda: sample_rows(model, jax.random.PRNGKey(3), FLAGS.num_samples).block_until_ready()
+    model = Diffusion(config, DIM, state.ema_params, state.constants,
+                      with_seed_axis(Normalizer(np.zeros(DIM), np.ones(DIM))))
+    sample = lambda: sample_rows(model, jax.random.PRNGKey(3)[None], FLAGS.num_samples).block_until_ready()
     sample()  # compile
     samples_per_s = FLAGS.num_samples / best_time(sample, FLAGS.repeats)
     evaluations = 2 * config.num_sample_steps - 1

@@ -30,7 +30,9 @@ from launch.cli import INPUT_ERRORS
 from pipelines import online_loop
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import init_state, sample_rows, sample_rows_seeds, train_steps, train_steps_seeds
+from synther_jax.diffusion.model import init_state
+from synther_jax.diffusion.sampling import sample_rows
+from synther_jax.diffusion.training import train_steps
 from synther_jax.envs import make_env
 
 FLAGS = flags.FLAGS
@@ -74,32 +76,31 @@ def loop_seconds_per_step(env: str, variant: str, warmup: int, steps: int, num_s
 def diffusion_retrain_seconds(config: DiffusionConfig, row_dim: int, num_samples: int, num_seeds: int) -> dict:
     """One online retrain (training, then `num_samples` samples), extrapolated from timed chunks:
     for one seed's model, and for `num_seeds` seeds' models both ways, one after another (the
-    one-seed time, `num_seeds` times) and as one vmapped program (`train_steps_seeds`,
-    `sample_rows_seeds`, as `launch.online` runs them)."""
+    one-seed time, `num_seeds` times) and as one vmapped program (`train_steps` and `sample_rows`
+    over all seeds, as `launch.online` runs them)."""
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
     states = jax.vmap(lambda key: init_state(config, key, row_dim))(keys)
-    state = jax.tree.map(lambda x: x[0], states)
+    state = jax.tree.map(lambda x: x[:1], states)  # one seed: a seed axis of 1
     data = jax.random.normal(jax.random.PRNGKey(1), (num_seeds, 10_000, row_dim))
     chunk, num = 10, 64
 
     def train_one():
         nonlocal state
-        state, loss = train_steps(state, data[0], jax.random.PRNGKey(2), config=config, num_steps=chunk,
-                                  batch_size=config.batch_size)
+        state, loss = train_steps(state, data[0], jax.random.PRNGKey(2)[None], config=config, num_steps=chunk,
+                                  batch_size=config.batch_size, shared_data=True)
         loss.block_until_ready()
 
     def train_seeds():
         nonlocal states
-        states, loss = train_steps_seeds(states, data, keys, config=config, num_steps=chunk,
-                                         batch_size=config.batch_size)
+        states, loss = train_steps(states, data, keys, config=config, num_steps=chunk, batch_size=config.batch_size)
         loss.block_until_ready()
 
     normalizer = Normalizer(np.zeros(row_dim, np.float32), np.ones(row_dim, np.float32))
     models = Diffusion(config, row_dim, *jax.tree.map(jnp.copy, (states.ema_params, states.constants)),
                        jax.tree.map(lambda x: np.stack([x] * num_seeds), normalizer))
-    model = jax.tree.map(lambda x: x[0], models)
-    sample_one = lambda: sample_rows(model, keys[0], num).block_until_ready()
-    sample_seeds = lambda: sample_rows_seeds(models, keys, num).block_until_ready()
+    model = jax.tree.map(lambda x: x[:1], models)
+    sample_one = lambda: sample_rows(model, keys[:1], num).block_until_ready()
+    sample_seeds = lambda: sample_rows(models, keys, num).block_until_ready()
     seconds = {}
     for name, fn in (("train_one", train_one), ("train_seeds", train_seeds), ("sample_one", sample_one),
                      ("sample_seeds", sample_seeds)):

@@ -164,26 +164,27 @@ def our_workload(rows, batch_size: int, train_steps: int, num_samples: int, matm
 
     from synther_jax.diffusion import Diffusion, DiffusionConfig
     from synther_jax.diffusion.normalizer import Normalizer
-    from synther_jax.diffusion.trainer import init_state, sample_rows
-    from synther_jax.diffusion.trainer import train_steps as run_train_steps
+    from synther_jax.diffusion.model import init_state, with_seed_axis
+    from synther_jax.diffusion.sampling import sample_rows
+    from synther_jax.diffusion.training import train_steps as run_train_steps
 
     config = DiffusionConfig(width=1024, depth=6, batch_size=batch_size, num_train_steps=100_000,
                              matmul_precision=matmul_precision)
     normalizer = Normalizer.fit(rows, skip_dims=[DIM - 1])
     data = normalizer.normalize(jax.numpy.asarray(rows))
-    state = init_state(config, jax.random.PRNGKey(0), DIM)
+    state = with_seed_axis(init_state(config, jax.random.PRNGKey(0), DIM))  # one model: a seed axis of 1
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     calls = itertools.count()
 
     def train():
         nonlocal state
-        state, loss = run_train_steps(state, data, jax.random.PRNGKey(next(calls)), config=config,
-                                      num_steps=train_steps, batch_size=batch_size)
+        state, loss = run_train_steps(state, data, jax.random.PRNGKey(next(calls))[None], config=config,
+                                      num_steps=train_steps, batch_size=batch_size, shared_data=True)
         loss.block_until_ready()
 
     def sample():
-        model = Diffusion(config, DIM, state.ema_params, state.constants, normalizer)
-        sample_rows(model, jax.random.PRNGKey(next(calls)), num_samples).block_until_ready()
+        model = Diffusion(config, DIM, state.ema_params, state.constants, with_seed_axis(normalizer))
+        sample_rows(model, jax.random.PRNGKey(next(calls))[None], num_samples).block_until_ready()
 
     return Workload(train, sample), int(param_count)
 

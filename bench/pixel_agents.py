@@ -33,7 +33,8 @@ from launch.cli import INPUT_ERRORS  # noqa: E402
 from launch.pixels import run_updates  # noqa: E402
 from synther_jax.data.pixel_datasets import FIRST, LAST, MID, PixelDataset  # noqa: E402
 from synther_jax.diffusion import DiffusionConfig, train_diffusion  # noqa: E402
-from synther_jax.diffusion.trainer import sample_rows  # noqa: E402
+from synther_jax.diffusion.model import with_seed_axis  # noqa: E402
+from synther_jax.diffusion.sampling import sample_rows  # noqa: E402
 from synther_jax.envs.pixel_env import PixelEnv  # noqa: E402
 
 ACTION_DIM, FEATURE_DIM, IMAGE_SHAPE = 6, 50, (9, 84, 84)
@@ -125,7 +126,8 @@ def diffusion_rates(dim: int) -> dict:
     start = time.perf_counter()
     model = train_diffusion(rows, config, jax.random.PRNGKey(1), progress=False)
     train = FLAGS.latent_steps / (time.perf_counter() - start)
-    call = lambda: jax.block_until_ready(sample_rows(model, jax.random.PRNGKey(2), FLAGS.sample_chunk))
+    models, keys = with_seed_axis(model), jax.random.PRNGKey(2)[None]
+    call = lambda: jax.block_until_ready(sample_rows(models, keys, FLAGS.sample_chunk))
     call()
     return {"denoiser": FLAGS.diffusion, "row_dim": dim, "train_steps_per_s": train,
             "samples_per_s": FLAGS.sample_chunk / best_time(call, FLAGS.repeats)}

@@ -23,7 +23,9 @@ from launch.cli import INPUT_ERRORS
 from synther_jax import sharding
 from synther_jax.diffusion import Diffusion, DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import init_state, sample_rows, train_steps
+from synther_jax.diffusion.model import init_state, with_seed_axis
+from synther_jax.diffusion.sampling import sample_rows
+from synther_jax.diffusion.training import train_steps
 
 flags.adopt_module_key_flags(diffusion_benchmark)  # --help lists bench.diffusion's flags, which this benchmark takes
 
@@ -31,21 +33,21 @@ flags.adopt_module_key_flags(diffusion_benchmark)  # --help lists bench.diffusio
 def measure(config: DiffusionConfig, num_devices: int) -> dict:
     """Training steps/s and samples/s on a mesh of the first `num_devices` devices."""
     mesh = sharding.data_mesh(num_devices)
-    state = sharding.replicate(init_state(config, jax.random.PRNGKey(0), DIM), mesh)
+    state = sharding.replicate(with_seed_axis(init_state(config, jax.random.PRNGKey(0), DIM)), mesh)  # one model
     data = sharding.replicate(np.random.default_rng(1).normal(size=(100_000, DIM)).astype(np.float32), mesh)
 
     def train():
         nonlocal state
-        state, loss = train_steps(state, data, jax.random.PRNGKey(2), config=config, num_steps=FLAGS.train_steps,
-                                  batch_size=config.batch_size, mesh=mesh)
+        state, loss = train_steps(state, data, jax.random.PRNGKey(2)[None], config=config, num_steps=FLAGS.train_steps,
+                                  batch_size=config.batch_size, shared_data=True, batch_mesh=mesh)
         loss.block_until_ready()
 
     train()  # compile
     train_steps_per_s = FLAGS.train_steps / best_time(train, FLAGS.repeats)
 
-    model = sharding.replicate(Diffusion(config, DIM, state.ema_params, state.constants,
-                                         Normalizer(np.zeros(DIM, np.float32), np.ones(DIM, np.float32))), mesh)
-    sample = lambda: sample_rows(model, jax.random.PRNGKey(3), FLAGS.num_samples, mesh=mesh).block_until_ready()
+    normalizer = with_seed_axis(Normalizer(np.zeros(DIM, np.float32), np.ones(DIM, np.float32)))
+    model = sharding.replicate(Diffusion(config, DIM, state.ema_params, state.constants, normalizer), mesh)
+    sample = lambda: sample_rows(model, jax.random.PRNGKey(3)[None], FLAGS.num_samples, mesh=mesh).block_until_ready()
     sample()  # compile
     samples_per_s = FLAGS.num_samples / best_time(sample, FLAGS.repeats)
     print(f"{num_devices} device(s): train {train_steps_per_s:.2f} steps/s | sample {samples_per_s:.1f} samples/s",

@@ -52,8 +52,7 @@ from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data.transitions import Transitions
-from synther_jax.diffusion import (Diffusion, DiffusionConfig, generate, generate_seeds, top_fraction_prompts,
-                                   train_diffusion, train_diffusion_seeds)
+from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, top_fraction_prompts, train_diffusion
 from synther_jax.envs import make_env
 from synther_jax.envs.evaluation import evaluate
 from synther_jax.progress import Progress
@@ -444,13 +443,12 @@ class DiffusionSynthesizer:
     """Trains one diffusion model per seed on that seed's real rows, then samples `num_samples`
     rows from each.
 
-    With `one_program` (the default) all seeds' models train and sample together as one vmapped
-    program (`train_diffusion_seeds`, `generate_seeds`), which a GPU runs side by side; without it,
-    one after another (`train_diffusion`, `generate`), as the original. Both give the same rows up
-    to float32 rounding. By default each retrain starts from new weights, optimiser and EMA, as the
-    original (paper Section 3.2). With `warm_start`, each seed's model starts from that seed's
-    previous model; after a resume the first retrain starts fresh, since models are not
-    checkpointed.
+    All seeds' models train and sample together as one vmapped program (`train_diffusion` and
+    `generate` with a stack of keys), which a GPU runs side by side; the original trains them one
+    after another, which gives the same rows up to float32 rounding. By default each retrain starts
+    from new weights, optimiser and EMA, as the original (paper Section 3.2). With `warm_start`,
+    each seed's model starts from that seed's previous model; after a resume the first retrain
+    starts fresh, since models are not checkpointed.
 
     Guided (a conditional `diffusion` config, called with a `condition` per real row): each seed's
     model learns its rows with their condition, and each sample is prompted with a condition drawn
@@ -458,13 +456,13 @@ class DiffusionSynthesizer:
     """
 
     def __init__(self, diffusion: ml_collections.ConfigDict, num_samples: int, skip_norm_dims: Sequence[int],
-                 warm_start: bool = False, one_program: bool = True, progress: bool = True,
+                 warm_start: bool = False, progress: bool = True,
                  guidance_scale: float = 1.0, top_frac: float = 1.0,
                  log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None):
         self.config = DiffusionConfig(**diffusion)
         self.num_samples = num_samples
         self.skip_norm_dims = tuple(skip_norm_dims)
-        self.warm_start, self.one_program = warm_start, one_program
+        self.warm_start = warm_start
         self.progress, self.log_fn = progress, log_fn  # log_fn(step, {"loss"}) after each training chunk
         self.guidance_scale, self.top_frac = guidance_scale, top_frac
         self.seconds = {"diffusion_training": 0.0, "generation": 0.0}
@@ -480,28 +478,14 @@ class DiffusionSynthesizer:
             prompts = np.stack([np.asarray(top_fraction_prompts(k, c, self.num_samples, self.top_frac))
                                 for k, c in zip(prompt_keys, condition)])
         start = time.perf_counter()
-        if self.one_program:
-            models = train_diffusion_seeds(real_rows, self.config, train_keys, self.skip_norm_dims,
-                                           progress=self.progress, warm_start=warm_start, log_fn=self.log_fn,
-                                           condition=condition)
-        else:
-            models = stack_seeds([
-                train_diffusion(rows, self.config, key, self.skip_norm_dims, progress=self.progress, log_fn=self.log_fn,
-                                warm_start=None if warm_start is None else seed_slice(warm_start, i),
-                                condition=None if condition is None else condition[i])
-                for i, (rows, key) in enumerate(zip(real_rows, train_keys))])
+        models = train_diffusion(real_rows, self.config, train_keys, self.skip_norm_dims, progress=self.progress,
+                                 warm_start=warm_start, log_fn=self.log_fn, condition=condition)
         jax.block_until_ready(models)
         if self.warm_start:
             self._previous = models
         middle = time.perf_counter()
-        if self.one_program:
-            rows = generate_seeds(models, self.num_samples, sample_keys, progress=self.progress, condition=prompts,
-                                  guidance=self.guidance_scale)
-        else:
-            rows = np.stack([generate(seed_slice(models, i), self.num_samples, key, progress=self.progress,
-                                      condition=None if prompts is None else prompts[i],
-                                      guidance=self.guidance_scale)
-                             for i, key in enumerate(sample_keys)])
+        rows = generate(models, self.num_samples, sample_keys, progress=self.progress, condition=prompts,
+                        guidance=self.guidance_scale)
         self.seconds["diffusion_training"] += middle - start
         self.seconds["generation"] += time.perf_counter() - middle
         self.retrains += 1

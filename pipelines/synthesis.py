@@ -19,8 +19,7 @@ from absl import logging
 from synther_jax import sharding
 from synther_jax.data import SyntheticWriter, Transitions, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
-from synther_jax.diffusion import (Diffusion, DiffusionConfig, iterate_samples, iterate_samples_seeds,
-                                   top_fraction_prompts, train_diffusion, train_diffusion_seeds)
+from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, top_fraction_prompts, train_diffusion
 from synther_jax.errors import InvalidDatasetError
 from synther_jax.metrics import MetricsWriter
 
@@ -72,8 +71,8 @@ def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: s
     log_fn = lambda step, m: metrics.write("diffusion", step, m)
     if config.denoiser_per_seed:
         keys = jnp.stack([jax.random.PRNGKey(seed) for seed in denoiser_seeds(config)])
-        return train_diffusion_seeds(rows, diffusion, keys, skip_norm_dims, workdir=folder, log_fn=log_fn,
-                                     mesh=sharding.mesh_for_axis(config.num_seeds), condition=condition)
+        return train_diffusion(rows, diffusion, keys, skip_norm_dims, workdir=folder, log_fn=log_fn,
+                               mesh=sharding.mesh_for_axis(config.num_seeds), condition=condition)
     return train_diffusion(rows, diffusion, jax.random.PRNGKey(config.seed), skip_norm_dims, workdir=folder,
                            log_fn=log_fn, mesh=sharding.auto_mesh(), condition=condition)
 
@@ -98,8 +97,8 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
                                                             config.num_samples, config.guidance.top_frac))
                             for seed in seeds])
     if config.denoiser_per_seed:
-        chunks = iterate_samples_seeds(model, config.num_samples, jnp.stack(keys), condition=prompts, guidance=scale,
-                                       mesh=sharding.mesh_for_axis(config.num_seeds))
+        chunks = iterate_samples(model, config.num_samples, jnp.stack(keys), condition=prompts, guidance=scale,
+                                 mesh=sharding.mesh_for_axis(config.num_seeds))
     else:
         chunks = (rows[None] for rows in iterate_samples(model, config.num_samples, keys[0], mesh=sharding.auto_mesh(),
                                                          condition=None if prompts is None else prompts[0],

@@ -29,7 +29,7 @@ from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data.transitions import KEYS, Transitions
 from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
-from synther_jax.diffusion.trainer import model_template
+from synther_jax.diffusion.storage import model_template
 
 Data = Union[Transitions, Mapping[str, np.ndarray], np.ndarray]
 LAYOUT_FILE = "synther.json"

@@ -12,7 +12,7 @@ from scipy import stats
 
 from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import init_state
+from synther_jax.diffusion.model import init_state
 
 N, DIM = 4000, 6
 KS_LIMIT, TERMINAL_LIMIT = 0.06, 0.03

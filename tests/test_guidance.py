@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synther_jax.diffusion import (ConditionNormalizer, DiffusionConfig, edm, generate, generate_seeds, load_diffusion,
-                                   top_fraction_prompts, train_diffusion, train_diffusion_seeds)
+from synther_jax.diffusion import (ConditionNormalizer, DiffusionConfig, edm, generate, load_diffusion,
+                                   top_fraction_prompts, train_diffusion)
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser, init_variables, parameter_count
-from synther_jax.diffusion.trainer import _net, condition_keep, sample_rows
+from synther_jax.diffusion.model import denoiser_fn, with_seed_axis
+from synther_jax.diffusion.sampling import sample_rows
+from synther_jax.diffusion.training import condition_keep
 
 SCALE = 0.7  # the toy Gaussians' standard deviation
 
@@ -161,7 +163,7 @@ def test_trained_model_limits_one_compilation_and_save_load(toy, tmp_path):
     unconditional = generate(model, 200, key, progress=False)
     np.testing.assert_allclose(generate(model, 200, key, condition=targets, guidance=0.0, progress=False),
                                unconditional, rtol=1e-4, atol=1e-4)
-    net = _net(model.config, model.params, model.constants)
+    net = denoiser_fn(model.config, model.params, model.constants)
     normalized = model.condition_normalizer.normalize(targets)
     conditional = model.normalizer.unnormalize(edm.sample(lambda x, c: net(x, c, normalized, jnp.ones(200)),
                                                           jax.random.fold_in(key, 0), 200, 2, model.config))
@@ -169,7 +171,7 @@ def test_trained_model_limits_one_compilation_and_save_load(toy, tmp_path):
                                conditional, rtol=1e-4, atol=1e-4)
     before = sample_rows._cache_size()
     for w in (0.5, 2.0, 3.0):
-        sample_rows(model, key, 200, condition=targets, guidance=w)
+        sample_rows(with_seed_axis(model), key[None], 200, condition=targets[None], guidance=w)
     assert sample_rows._cache_size() == before + 1
     with pytest.raises(ValueError, match="one finite target per sample"):
         generate(model, 200, key, condition=targets[:10], progress=False)
@@ -190,10 +192,10 @@ def test_conditional_training_checkpoints_resume_and_seeds(tmp_path):
     key = jax.random.PRNGKey(5)
     np.testing.assert_array_equal(generate(loaded, 70, key, condition=targets, guidance=2.0, progress=False),
                                   generate(model, 70, key, condition=targets, guidance=2.0, progress=False))
-    seeds = train_diffusion_seeds(np.stack([rows, rows[::-1]]), config, jax.random.split(jax.random.PRNGKey(0)),
-                                  condition=np.stack([condition, condition[::-1]]), progress=False)
-    both = generate_seeds(seeds, 70, jax.random.split(key), condition=np.stack([targets, targets]), guidance=2.0,
-                          progress=False)
+    seeds = train_diffusion(np.stack([rows, rows[::-1]]), config, jax.random.split(jax.random.PRNGKey(0)),
+                            condition=np.stack([condition, condition[::-1]]), progress=False)
+    both = generate(seeds, 70, jax.random.split(key), condition=np.stack([targets, targets]), guidance=2.0,
+                    progress=False)
     assert both.shape == (2, 70, 3) and np.all(np.isfinite(both))
     with pytest.raises(ValueError, match="needs a condition"):
         train_diffusion(rows, config, jax.random.PRNGKey(0), progress=False)

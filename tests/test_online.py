@@ -10,7 +10,7 @@ import pytest
 
 from configs.online import get_config
 from pipelines import online_loop
-from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion
 from tests.test_offline import truncate_newest_checkpoint
 
 
@@ -191,12 +191,19 @@ def test_warm_start_continues_each_seeds_previous_model():
 
 
 def test_seeds_models_as_one_program_give_the_one_by_one_rows():
-    """The vmapped path (the launcher's) against the seeds one after another; the tolerance is
-    float32 rounding (see tests/test_trainer.py), far below the gap between two seeds' rows."""
+    """The seeds' models as one vmapped program (the launcher's) against each seed's model alone,
+    trained and sampled with one key as the synthesizer splits it; the tolerance is float32
+    rounding (see tests/test_trainer.py), far below the gap between two seeds' rows."""
     rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
     together = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), progress=False)(rows, keys)
-    one_by_one = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), one_program=False, progress=False)(rows, keys)
+    config = DiffusionConfig(**TINY_DIFFUSION)
+    one_by_one = []
+    for seed_rows, key in zip(rows, keys):
+        train_key, sample_key = jax.random.split(key)
+        model = train_diffusion(seed_rows, config, train_key, progress=False)
+        one_by_one.append(generate(model, 8, sample_key, progress=False))
+    one_by_one = np.stack(one_by_one)
     assert together.shape == (2, 8, 5)
     np.testing.assert_allclose(together, one_by_one, atol=1e-4)
     assert np.max(np.abs(together[0] - one_by_one[1])) > 0.1

@@ -73,7 +73,7 @@ def _rows(n=400, seed=0):
 @eight_devices
 def test_sharded_diffusion_training_matches_one_device_and_resumes(tmp_path):
     from synther_jax.diffusion import DiffusionConfig, train_diffusion
-    from synther_jax.diffusion.trainer import init_state
+    from synther_jax.diffusion.model import init_state
     config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=40, steps_per_call=20, checkpoint_every=20,
                              batch_size=64, num_sample_steps=8)
     mesh = sharding.data_mesh()
@@ -108,7 +108,8 @@ def test_sharded_diffusion_training_matches_one_device_and_resumes(tmp_path):
 @eight_devices
 def test_sharded_generation_matches_one_device_and_splits_chunks():
     from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion
-    from synther_jax.diffusion.trainer import sample_rows
+    from synther_jax.diffusion.model import with_seed_axis
+    from synther_jax.diffusion.sampling import sample_rows
     config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=20, steps_per_call=20, batch_size=64,
                              num_sample_steps=8)
     model = train_diffusion(_rows(), config, jax.random.PRNGKey(1), (4,), progress=False)
@@ -118,8 +119,8 @@ def test_sharded_generation_matches_one_device_and_splits_chunks():
     assert sharded.shape == (150, 5)
     np.testing.assert_allclose(sharded, single, rtol=1e-4, atol=1e-4)
 
-    chunk = sample_rows(sharding.replicate(model, mesh), jax.random.PRNGKey(2), 64, mesh=mesh)
-    _on_all_devices(chunk, split=True)
+    chunk = sample_rows(sharding.replicate(with_seed_axis(model), mesh), jax.random.PRNGKey(2)[None], 64, mesh=mesh)
+    _on_all_devices(chunk[0], split=True)
     # A chunk size that does not divide evenly is rounded up on the devices and cut on the host.
     assert generate(model, 50, jax.random.PRNGKey(2), chunk_size=20, progress=False, mesh=mesh).shape == (50, 5)
 
@@ -151,36 +152,37 @@ def test_seed_axis_of_a_learner_shards_and_matches_one_device():
 @eight_devices
 def test_seed_axis_of_the_denoisers_shards_and_matches_one_device():
     """One denoiser per seed (shared rows), the seeds split over the 8 devices, trained and sampled."""
-    from synther_jax.diffusion import DiffusionConfig, generate_seeds, iterate_samples_seeds, train_diffusion_seeds
+    from synther_jax.diffusion import DiffusionConfig, generate, iterate_samples, train_diffusion
     config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=20, steps_per_call=20, batch_size=64,
                              num_sample_steps=8)
     keys = jax.random.split(jax.random.PRNGKey(3), NUM_DEVICES)
-    single = train_diffusion_seeds(_rows(), config, keys, (4,), progress=False)
+    single = train_diffusion(_rows(), config, keys, (4,), progress=False)
     mesh = sharding.data_mesh()
-    sharded = train_diffusion_seeds(_rows(), config, keys, (4,), progress=False, mesh=mesh)
+    sharded = train_diffusion(_rows(), config, keys, (4,), progress=False, mesh=mesh)
     for a, b in zip(jax.tree.leaves(single.params), jax.tree.leaves(sharded.params)):
         _on_all_devices(b, split=True)  # one seed's denoiser per device
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=2e-5)
-    rows = np.concatenate(list(iterate_samples_seeds(sharded, 50, keys, chunk_size=32, progress=False, mesh=mesh)),
-                          axis=1)
-    np.testing.assert_allclose(rows, generate_seeds(single, 50, keys, chunk_size=32, progress=False), atol=1e-4)
+    rows = np.concatenate(list(iterate_samples(sharded, 50, keys, chunk_size=32, progress=False, mesh=mesh)), axis=1)
+    np.testing.assert_allclose(rows, generate(single, 50, keys, chunk_size=32, progress=False), atol=1e-4)
     with pytest.raises(ValueError, match="multiple of the number of devices"):
-        train_diffusion_seeds(_rows(), config, keys[:6], progress=False, mesh=mesh)
+        train_diffusion(_rows(), config, keys[:6], progress=False, mesh=mesh)
 
 
 @eight_devices
 def test_training_really_runs_data_parallel():
     """The compiled sharded step reduces gradients across devices: its per-device batch is 1/8."""
     from synther_jax.diffusion import DiffusionConfig
-    from synther_jax.diffusion.trainer import init_state, train_steps
+    from synther_jax.diffusion.model import init_state, with_seed_axis
+    from synther_jax.diffusion.training import train_steps
     config = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=10)
     mesh = sharding.data_mesh()
-    state = sharding.replicate(init_state(config, jax.random.PRNGKey(0), 5), mesh)
+    state = sharding.replicate(with_seed_axis(init_state(config, jax.random.PRNGKey(0), 5)), mesh)
     data = sharding.replicate(np.zeros((100, 5), np.float32), mesh)
-    hlo = train_steps.lower(state, data, jax.random.PRNGKey(1), config=config, num_steps=2, batch_size=64,
-                            mesh=mesh).compile().as_text()
+    hlo = train_steps.lower(state, data, jax.random.PRNGKey(1)[None], config=config, num_steps=2, batch_size=64,
+                            shared_data=True, batch_mesh=mesh).compile().as_text()
     assert "all-reduce" in hlo
-    assert "f32[8,32]" in hlo and "f32[64,32]" not in hlo  # hidden activations of 64 / 8 rows per device
+    # hidden activations of 64 / 8 rows per device (with or without the seed axis of 1)
+    assert "f32[8,32]" in hlo and not re.search(r"f32\[(1,)?64,32\]", hlo)
 
 
 @pytest.mark.skipif(IN_CHILD, reason="needs the single CPU device of the parent")

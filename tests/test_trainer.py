@@ -1,5 +1,5 @@
 """Diffusion training: EMA schedule, LR schedule, resume equality, warm start, generation contract,
-seeds as one vmapped program."""
+a stack of keys (one model per seed as one vmapped program) against one key per seed."""
 import dataclasses
 
 import jax
@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synther_jax.diffusion import (DiffusionConfig, generate, generate_seeds, load_diffusion, train_diffusion,
-                                   train_diffusion_seeds)
-from synther_jax.diffusion.trainer import ema_decay, make_optimizer, update_ema
+from synther_jax.diffusion import DiffusionConfig, generate, load_diffusion, train_diffusion
+from synther_jax.diffusion.model import make_optimizer
+from synther_jax.diffusion.training import ema_decay, update_ema
 from synther_jax.errors import WorkdirError
 
 TINY = DiffusionConfig(width=32, depth=2, dim_t=16, num_train_steps=60, steps_per_call=20, checkpoint_every=20,
@@ -122,8 +122,28 @@ def test_rejects_non_finite_rows():
         train_diffusion(rows, TINY, jax.random.PRNGKey(0), progress=False)
 
 
+def test_one_key_is_the_one_seed_case_of_a_stack():
+    """One key, raw or typed, trains one model without a seed axis and samples (N, d) rows: seed 0
+    of a stack holding just that key, bit for bit (the same vmapped program)."""
+    rows, short = _rows(), dataclasses.replace(TINY, num_train_steps=20)
+    model = train_diffusion(rows, short, jax.random.PRNGKey(4), skip_norm_dims=(4,), progress=False)
+    stack = train_diffusion(rows, short, jax.random.PRNGKey(4)[None], skip_norm_dims=(4,), progress=False)
+    typed = train_diffusion(rows, short, jax.random.key(4), skip_norm_dims=(4,), progress=False)
+    assert model.normalizer.std.shape == (5,) and stack.normalizer.std.shape == (1, 5)
+    jax.tree.map(lambda one, stacked: np.testing.assert_array_equal(one, stacked[0]), model, stack)
+    jax.tree.map(np.testing.assert_array_equal, typed, model)
+    samples = generate(model, 70, jax.random.PRNGKey(5), chunk_size=64, progress=False)
+    assert samples.shape == (70, 5)
+    np.testing.assert_array_equal(samples, generate(stack, 70, jax.random.PRNGKey(5)[None], chunk_size=64,
+                                                    progress=False)[0])
+    with pytest.raises(ValueError, match="finite \\(N, d\\) array"):
+        train_diffusion(np.stack([rows, rows]), short, jax.random.PRNGKey(4), progress=False)
+    with pytest.raises(ValueError, match="3 keys"):
+        train_diffusion(np.stack([rows, rows]), short, jax.random.split(jax.random.PRNGKey(4), 3), progress=False)
+
+
 def test_seeds_trained_and_sampled_as_one_program_equal_one_by_one():
-    """train_diffusion_seeds / generate_seeds against train_diffusion / generate per seed, same keys.
+    """train_diffusion / generate with a stack of keys against each seed's key alone.
 
     A vmapped (batched) matmul may sum in another order than the plain one, so the two agree up
     to float32 rounding, not bitwise: parameters of unit scale within 1e-5 (about 100 float32
@@ -133,8 +153,8 @@ def test_seeds_trained_and_sampled_as_one_program_equal_one_by_one():
     """
     rows = np.stack([_rows(seed=0), _rows(seed=1)])
     keys = jax.random.split(jax.random.PRNGKey(7), 2)
-    models = train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), progress=False)
-    samples = generate_seeds(models, 150, keys, chunk_size=64, progress=False)  # 3 chunks, the last cut
+    models = train_diffusion(rows, TINY, keys, skip_norm_dims=(4,), progress=False)
+    samples = generate(models, 150, keys, chunk_size=64, progress=False)  # 3 chunks, the last cut
     assert samples.shape == (2, 150, 5)
     for seed in range(2):
         model = train_diffusion(rows[seed], TINY, keys[seed], skip_norm_dims=(4,), progress=False)
@@ -155,26 +175,25 @@ def test_seeds_sharing_rows_equal_one_by_one_and_resume_exactly(tmp_path):
     exactly the uninterrupted run, and `load_diffusion` reads the seeds' models back."""
     rows = _rows(seed=3)
     keys = jnp.stack([jax.random.PRNGKey(5), jax.random.PRNGKey(6)])
-    straight = train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "a"),
-                                     progress=False)
+    straight = train_diffusion(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "a"), progress=False)
 
     def crash_after_first_checkpoint(step, metrics):
         if step == 20:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "b"),
-                              log_fn=crash_after_first_checkpoint, progress=False)
+        train_diffusion(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "b"),
+                        log_fn=crash_after_first_checkpoint, progress=False)
     steps_seen = []
-    resumed = train_diffusion_seeds(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "b"),
-                                    log_fn=lambda step, m: steps_seen.append(step), progress=False)
+    resumed = train_diffusion(rows, TINY, keys, skip_norm_dims=(4,), workdir=str(tmp_path / "b"),
+                              log_fn=lambda step, m: steps_seen.append(step), progress=False)
     assert steps_seen == [40, 60]
     jax.tree.map(np.testing.assert_array_equal, straight.params, resumed.params)
     loaded = load_diffusion(str(tmp_path / "b"))
     jax.tree.map(np.testing.assert_array_equal, loaded.params, resumed.params)
     assert loaded.normalizer.std.shape == (2, 5)
 
-    samples = generate_seeds(loaded, 100, keys, chunk_size=64, progress=False)
+    samples = generate(loaded, 100, keys, chunk_size=64, progress=False)
     for seed in range(2):
         model = train_diffusion(rows, TINY, keys[seed], skip_norm_dims=(4,), progress=False)
         np.testing.assert_array_equal(straight.normalizer.mean[seed], model.normalizer.mean)
@@ -188,7 +207,7 @@ def test_seeds_sharing_rows_equal_one_by_one_and_resume_exactly(tmp_path):
 def test_seeds_refuse_a_workdir_of_other_keys(tmp_path):
     rows, keys = _rows(), jax.random.split(jax.random.PRNGKey(0), 2)
     short = dataclasses.replace(TINY, num_train_steps=20)
-    train_diffusion_seeds(rows, short, keys, workdir=str(tmp_path), progress=False)
+    train_diffusion(rows, short, keys, workdir=str(tmp_path), progress=False)
     with pytest.raises(WorkdirError, match="key"):
-        train_diffusion_seeds(rows, short, jax.random.split(jax.random.PRNGKey(1), 2), workdir=str(tmp_path),
-                              progress=False)
+        train_diffusion(rows, short, jax.random.split(jax.random.PRNGKey(1), 2), workdir=str(tmp_path),
+                        progress=False)

@@ -13,7 +13,9 @@ from synther_jax import replay
 from synther_jax.data.pixel_datasets import FIRST, LAST, MID, PixelDataset
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import Diffusion, init_state, sample_rows, train_steps
+from synther_jax.diffusion.model import Diffusion, init_state, with_seed_axis
+from synther_jax.diffusion.sampling import sample_rows
+from synther_jax.diffusion.training import train_steps
 
 OBS_DIM, ACTION_DIM, ROWS = 5, 2, 64
 
@@ -36,14 +38,14 @@ def test_the_guard_catches_an_implicit_copy():
 def test_diffusion_training_chunk_and_sampler():
     config = DiffusionConfig(width=32, depth=1, dim_t=16, num_train_steps=10, num_sample_steps=4)
     dim = 2 * OBS_DIM + ACTION_DIM + 2
-    state = init_state(config, jax.random.PRNGKey(0), dim)
+    state = with_seed_axis(init_state(config, jax.random.PRNGKey(0), dim))  # one model: a seed axis of 1
     data = jax.device_put(np.random.default_rng(1).normal(size=(ROWS, dim)).astype(np.float32))
-    key, normalizer = jax.random.PRNGKey(2), Normalizer(jnp.zeros(dim), jnp.ones(dim))
+    keys, normalizer = jax.random.PRNGKey(2)[None], with_seed_axis(Normalizer(jnp.zeros(dim), jnp.ones(dim)))
     with jax.transfer_guard("disallow"):
-        state, loss = train_steps(state, data, key, config=config, num_steps=5, batch_size=16)
-        rows = sample_rows(Diffusion(config, dim, state.ema_params, state.constants, normalizer), key, num=8)
-    assert int(jax.device_get(state.step)) == 5 and np.isfinite(jax.device_get(loss))
-    assert jax.device_get(rows).shape == (8, dim)
+        state, loss = train_steps(state, data, keys, config=config, num_steps=5, batch_size=16, shared_data=True)
+        rows = sample_rows(Diffusion(config, dim, state.ema_params, state.constants, normalizer), keys, num=8)
+    assert int(jax.device_get(state.step)[0]) == 5 and np.all(np.isfinite(jax.device_get(loss)))
+    assert jax.device_get(rows).shape == (1, 8, dim)
 
 
 @pytest.mark.parametrize("algorithm", sorted(OFFLINE_LEARNERS))

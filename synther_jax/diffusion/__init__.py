@@ -1,8 +1,10 @@
 """The EDM diffusion model over flat transition rows (SynthER's generative core)."""
+from synther_jax.diffusion.config import DiffusionConfig
 from synther_jax.diffusion.denoiser import ResidualMLPDenoiser
 from synther_jax.diffusion.edm import EDMConfig
 from synther_jax.diffusion.guidance import ConditionNormalizer, top_fraction_prompts
+from synther_jax.diffusion.model import Diffusion
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.trainer import (Diffusion, DiffusionConfig, generate, generate_seeds, iterate_samples,
-                                           iterate_samples_seeds, load_diffusion, train_diffusion,
-                                           train_diffusion_seeds)
+from synther_jax.diffusion.sampling import generate, iterate_samples
+from synther_jax.diffusion.storage import load_diffusion
+from synther_jax.diffusion.training import train_diffusion

@@ -36,7 +36,10 @@ def _stderr_is_terminal() -> bool:
 
 
 def _in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Running in a Jupyter kernel (Colab's included), whose output shows tqdm's widget bars."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def _hidden() -> bool:

@@ -1,10 +1,27 @@
-"""Test-wide settings and fixtures: JAX on the CPU whatever the machine has, and small real data."""
+"""Test-wide settings and fixtures: JAX on the CPU whatever the machine has, one compilation cache
+for the whole run, and small real data."""
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+# The tiny configurations spend most of their time compiling, and many tests (and the launchers they
+# start as subprocesses) compile the same programs: one persistent XLA cache for the run, made by the
+# main pytest process and inherited by its test processes and their children, compiles each once.
+_OWN_CACHE = "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="synther_jax-tests-xla-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
 import gymnasium as gym  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

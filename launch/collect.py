@@ -22,11 +22,11 @@ waypoint controller in one continuous trajectory with goal switches (`synther_ja
 noise-free controller, `--reference_episodes` episodes each, seeds `--seed` onwards) and prints them
 as JSON: the numbers in `synther_jax.scores.MAZE2D_REFERENCE_SCORES`.
 
-The behaviour policy (`pipelines.behaviour`) trains with `pipelines.online_loop.train` and `configs/online.py:<env>-sac` (or
-`--sac_config`), in `--behaviour_workdir`. Policies are saved there as Orbax checkpoints (actor
-parameters; `medium-<return>/policy`, `expert/policy`) and the medium-replay buffer as
-`medium-<return>/replay.hdf5`, so a rerun with the same work directory regenerates any level
-without training again. Everything is
+The behaviour policy (`pipelines.behaviour`) trains with `pipelines.online_loop.train` and
+`configs/online.py:<env>-sac` (or `--sac_config`), in `--behaviour_workdir`. Policies are saved
+there as Orbax checkpoints (actor parameters; `medium-<return>/policy`, `expert/policy`) and the
+medium-replay buffer as `medium-<return>/replay.hdf5`, so a rerun with the same work directory
+regenerates any level without training again. Everything is
 a function of `--seed`. The dataset lands in `$MINARI_DATASETS_PATH` (else `~/.minari/datasets`)
 and loads with `synther_jax.data.load_dataset(dataset_id)`; `--bundle=PATH` also writes every step
 (or with `--bundle_size` a seeded sample of whole episodes) in D4RL's gzip-compressed HDF5 layout,
@@ -53,7 +53,8 @@ from launch import boundary
 from launch.cli import INPUT_ERRORS
 from pipelines.behaviour import BehaviourPolicies, medium_threshold, sac_config
 from synther_jax.data import maze2d_datasets
-from synther_jax.data.collection import check_new_minari_id, episode_sample, rollout, uniform_random_policy, write_minari
+from synther_jax.data.collection import (check_new_minari_id, episode_sample, rollout, uniform_random_policy,
+                                         write_minari)
 from synther_jax.data.d4rl_hdf5 import write_d4rl_hdf5
 from synther_jax.data.flatten import Episode, episodes_to_transitions
 from synther_jax.envs import make_env

@@ -493,7 +493,8 @@ class DiffusionSynthesizer:
 
 
 def skip_norm_dims(obs_dim: int, action_dim: int, modelled_terminals: bool, normalise_reward: bool) -> tuple:
-    """Row columns the normaliser leaves raw: the terminal (Gym) and, for DMC, the reward, as the original's online code."""
+    """Row columns the normaliser leaves raw, as the original's online code: the terminal (Gym) and,
+    for DMC, the reward."""
     dims = []
     if not normalise_reward:
         dims.append(obs_dim + action_dim)

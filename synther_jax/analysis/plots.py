@@ -129,7 +129,8 @@ def plot_compression(num_transitions: int, row_dim: int, denoiser_params: int, p
 def plot_relevance(reports: Sequence[dict], steps: Sequence[int], path: str, title: str, what: str) -> None:
     """Left: the newest report's histogram of the condition, real (orange) against generated
     (blue); right, with more than one report: each report's real mean, real top-fraction mean
-    and generated mean against `steps` (a step of None is left out of the title). `reports` are `analysis.relevance_report.relevance_report`s."""
+    and generated mean against `steps` (a step of None is left out of the title). `reports` are
+    `analysis.relevance_report.relevance_report`s."""
     trend = len(reports) > 1
     fig, axes = plt.subplots(1, 2 if trend else 1, figsize=(10 if trend else 5.5, 3.8), squeeze=False)
     hist, newest = axes[0, 0], reports[-1]

@@ -165,7 +165,7 @@ def td3_bc(smoke: bool) -> dict:
 
 def online_retrain(smoke: bool) -> dict:
     from configs.online import get_config, validate
-    from pipelines import online_loop
+    from pipelines import online_loop, online_synthesis
 
     config = get_config("walker2d-synther,smoke" if smoke else "walker2d-synther")
     config.num_seeds = 2 if smoke else 4
@@ -179,7 +179,7 @@ def online_retrain(smoke: bool) -> dict:
     config.eval_episodes = 1
     validate(config)
     losses = []
-    synthesize = online_loop.make_synthesizer(config, log_fn=lambda step, metrics: losses.append(metrics["loss"]),
+    synthesize = online_synthesis.make_synthesizer(config, log_fn=lambda step, metrics: losses.append(metrics["loss"]),
                                               progress=False)
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()

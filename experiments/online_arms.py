@@ -45,7 +45,7 @@ from bench.timing import environment, parse_denoiser, write_json
 from configs import online as online_configs
 from launch import boundary
 from launch.cli import INPUT_ERRORS
-from pipelines import online_loop
+from pipelines import online_loop, online_synthesis
 from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
@@ -106,7 +106,7 @@ def data_fidelity(config, result: online_loop.TrainResult, out_dir: str) -> dict
     if report is None:
         fidelity_config = config.copy_and_resolve_references()
         fidelity_config.synther.num_samples = FLAGS.fidelity_samples
-        synthesize = online_loop.make_synthesizer(fidelity_config, progress=False)
+        synthesize = online_synthesis.make_synthesizer(fidelity_config, progress=False)
         rows = real.to_rows(config.synther.modelled_terminals)[None]
         key = jax.random.PRNGKey(config.seed)[None]
         if config.guidance.condition == "none":
@@ -137,7 +137,7 @@ def run_variant(variant: str, config, deadline: Optional[float]) -> dict:
     synthesizing variant's fidelity and each guided one's relevance records."""
     out_of_time = None if deadline is None else (lambda env_step, mean_return, states: time.monotonic() > deadline)
     result = online_loop.train(config, os.path.join(FLAGS.workdir, variant),
-                               synthesize=online_loop.make_synthesizer(config), on_eval=out_of_time)
+                               synthesize=online_synthesis.make_synthesizer(config), on_eval=out_of_time)
     agent = config.agent
     run = {"label": f"{variant} (UTD {agent.utd_ratio}, {agent.num_qs} Qs)", "config": config.to_dict(),
            "env_steps": result.env_steps, "evaluations": result.evaluations, "timings": result.timings}

@@ -9,7 +9,8 @@ from absl import flags
 from configs import online as online_config
 from launch import boundary
 from launch.cli import INPUT_ERRORS, define_flags
-from pipelines.online_loop import make_synthesizer, train
+from pipelines.online_loop import train
+from pipelines.online_synthesis import make_synthesizer
 
 
 def main(_):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs.online import get_config
-from pipelines import online_loop
+from pipelines import online_loop, online_synthesis
 from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion
 from tests.test_offline import truncate_newest_checkpoint
 
@@ -35,7 +35,7 @@ def noisy_copy(real_rows, keys):
 
 def test_smoke_loop_with_one_diffusion_retrain_writes_every_output(tmp_path):
     config = tiny_config(total_steps=250, eval_every=125, checkpoint_every=250)
-    synthesizer = online_loop.make_synthesizer(config)
+    synthesizer = online_synthesis.make_synthesizer(config)
     synthesizer.progress = False
     result = online_loop.train(config, str(tmp_path), synthesize=synthesizer)
     assert result.env_steps == 250 and [e["env_step"] for e in result.evaluations] == [125, 250]
@@ -170,8 +170,8 @@ def test_raw_columns_follow_the_original_online_configs():
     gym_config, dmc_config = get_config("walker2d-synther").synther, get_config("cheetah-run-synther").synther
     assert gym_config.modelled_terminals and gym_config.normalise_reward
     assert not dmc_config.modelled_terminals and not dmc_config.normalise_reward
-    assert online_loop.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
-    assert online_loop.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
+    assert online_synthesis.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
+    assert online_synthesis.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
     assert gym_config.diffusion.width == 1024 and gym_config.diffusion.depth == 6 and gym_config.diffusion.dim_t == 256
 
 
@@ -181,7 +181,7 @@ TINY_DIFFUSION = dataclasses.asdict(DiffusionConfig(width=16, depth=1, dim_t=8, 
 
 def test_warm_start_continues_each_seeds_previous_model():
     rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
-    synthesizer = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), warm_start=True, progress=False)
+    synthesizer = online_synthesis.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), warm_start=True, progress=False)
     frequencies = lambda: np.asarray(synthesizer._previous.constants["RandomFourierFeatures_0"]["frequencies"])
     synthesizer(rows, jax.random.split(jax.random.PRNGKey(0), 2))  # first refill: fresh models
     first = frequencies()
@@ -196,7 +196,7 @@ def test_seeds_models_as_one_program_give_the_one_by_one_rows():
     rounding (see tests/test_trainer.py), far below the gap between two seeds' rows."""
     rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
     keys = jax.random.split(jax.random.PRNGKey(3), 2)
-    together = online_loop.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), progress=False)(rows, keys)
+    together = online_synthesis.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), progress=False)(rows, keys)
     config = DiffusionConfig(**TINY_DIFFUSION)
     one_by_one = []
     for seed_rows, key in zip(rows, keys):
@@ -220,7 +220,7 @@ def pgr_config(condition="curiosity", **overrides):
 
 def test_pgr_smoke_loop_reports_the_relevance_of_real_against_generated_rows(tmp_path):
     config = pgr_config(total_steps=250, eval_every=250, checkpoint_every=250)
-    synthesizer = online_loop.make_synthesizer(config)
+    synthesizer = online_synthesis.make_synthesizer(config)
     synthesizer.progress = False
     assert synthesizer.config.conditional and synthesizer.guidance_scale == 2.0 and synthesizer.top_frac == 0.25
     online_loop.train(config, str(tmp_path), synthesize=synthesizer)
@@ -293,7 +293,7 @@ def test_guided_synthesizer_prompts_from_the_top_fraction_and_w_zero_is_uncondit
     condition = rows[:, :, 0].copy()
     keys = jax.random.split(jax.random.PRNGKey(3), 1)
     diffusion = dict(TINY_DIFFUSION, conditioning="add")
-    make = lambda w, top: online_loop.DiffusionSynthesizer(diffusion, 8, (), progress=False, guidance_scale=w,
+    make = lambda w, top: online_synthesis.DiffusionSynthesizer(diffusion, 8, (), progress=False, guidance_scale=w,
                                                             top_frac=top)
     np.testing.assert_allclose(make(0.0, 0.1)(rows, keys, condition), make(0.0, 1.0)(rows, keys, condition),
                                atol=1e-6)

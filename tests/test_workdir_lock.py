@@ -124,10 +124,13 @@ def _wait_for_checkpoint(process, checkpoints):
 def test_ctrl_c_ends_in_one_line_that_says_a_rerun_resumes(hopper_random_npz, tmp_path):
     # Far more updates than the run reaches before the signal, so a busy machine cannot let it finish first.
     run = _offline(hopper_random_npz, tmp_path / "run", agent_steps=1_000_000)
-    _wait_for_checkpoint(run, tmp_path / "run" / "agent")
-    assert run.poll() is None, run.stderr.read()[-2000:]
-    run.send_signal(signal.SIGINT)
-    assert run.wait(timeout=120) == 130
+    try:
+        _wait_for_checkpoint(run, tmp_path / "run" / "agent")
+        assert run.poll() is None, run.stderr.read()[-2000:]
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=120) == 130
+    finally:
+        run.kill()  # a run that ignored the signal must not outlive the test: it has a million updates to go
     log = run.stderr.read()
     lines = log.splitlines()
     assert "Traceback" not in log, log[-3000:]

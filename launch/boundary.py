@@ -8,8 +8,8 @@ one line on stderr that says what is wrong and what to do, and a non-zero exit s
 the wrong type, a config file that does not load, a `--config.<field>` the config lacks, with
 ml_collections' "did you mean" kept), `app.UsageError`, the listed input errors and the operating
 system's errors on paths (missing, not a folder, no permission, disk full) into that line; Ctrl-C
-ends with one line saying whether rerunning resumes. `--help` lists the entry point's own flags and
-exits with status 0. Anything else is a bug and keeps its traceback.
+ends the process at once, in one line saying whether rerunning resumes. `--help` lists the entry
+point's own flags and exits with status 0. Anything else is a bug and keeps its traceback.
 It also sets what the console shows (`show_progress_logs`).
 
 This module imports only the standard library and absl, so `launch.sweep` can use it in
@@ -162,6 +162,21 @@ def show_progress_logs() -> None:
                             module=r"minari.*")
 
 
+def interrupted(resumes: bool) -> None:
+    """Ends a Ctrl-C'd process at once with the line that says whether a rerun resumes.
+
+    The KeyboardInterrupt has already left every `with` block (the work directory's lock is
+    released, the checkpoints on disk are whole), but a normal exit would still wait, in JAX's
+    runtime teardown, for the computation already dispatched (a whole chunk of updates, minutes on
+    a slow machine): so the logs are flushed and the process ends without that teardown.
+    """
+    print(f"{program_name()}: interrupted; rerun the same command to "
+          f"{'resume where it stopped' if resumes else 'start again'}.", file=sys.stderr, flush=True)
+    python_logging.shutdown()
+    sys.stdout.flush()
+    os._exit(INTERRUPTED_STATUS)
+
+
 def run(main: Callable, input_errors: Tuple[type, ...] = (), resumes: bool = True) -> None:
     """`absl.app.run(main)` behind the boundary; `input_errors` are the library's exceptions for bad
     input, printed as one line. `resumes` says whether a rerun of an interrupted command resumes."""
@@ -171,8 +186,7 @@ def run(main: Callable, input_errors: Tuple[type, ...] = (), resumes: bool = Tru
         try:
             return main(argv)
         except KeyboardInterrupt:
-            fail("interrupted; " + ("rerun the same command to resume where it stopped." if resumes else
-                                    "rerun the same command to start again."), INTERRUPTED_STATUS)
+            interrupted(resumes)
         except app.UsageError as error:
             fail(f"{one_line(error)} Pass --helpshort to see the flags.")
         except (*input_errors, OSError) as error:

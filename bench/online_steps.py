@@ -34,6 +34,7 @@ from synther_jax.diffusion.model import init_state
 from synther_jax.diffusion.sampling import sample_rows
 from synther_jax.diffusion.training import train_steps
 from synther_jax.envs import make_env
+from synther_jax.termination import has_terminal_column
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("env", "hopper", "Environment short name of configs/online.py (hopper, walker2d, cheetah-run...).")
@@ -149,7 +150,7 @@ def main(argv):
     probe = make_env(config.env_name)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
-    row_dim = 2 * obs_dim + action_dim + 1 + int(config.synther.modelled_terminals)
+    row_dim = 2 * obs_dim + action_dim + 1 + int(has_terminal_column(config.synther.terminals))
     retrain = diffusion_retrain_seconds(DiffusionConfig(**config.synther.diffusion), row_dim,
                                         config.synther.num_samples, max(FLAGS.seeds, 1))
     amortised = (retrain["training_seconds"] + retrain["generation_seconds"]) / config.synther.retrain_every

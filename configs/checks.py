@@ -7,7 +7,9 @@ writes anything.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+from synther_jax.termination import RULES, TERMINALS, HealthRule, rule_for_env
 
 if TYPE_CHECKING:  # only annotations: `pipelines.workdir` imports ConfigError without ml_collections
     import ml_collections
@@ -49,6 +51,22 @@ def check_guidance_prompts(guidance: ml_collections.ConfigDict) -> None:
     require(isinstance(guidance.scale, (int, float)) and guidance.scale >= 0,
             f"--config.guidance.scale must be >= 0, got {guidance.scale!r}.")
     check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
+
+
+def terminal_rule(config: ml_collections.ConfigDict, env: Optional[str], prefix: str = "") -> Optional[HealthRule]:
+    """Checks `terminals` (how synthetic terminals are made) and returns the rule of `env` that labels
+    them under "env_rule" (None otherwise, and where `env` is not known yet). The old boolean
+    `modelled_terminals` is refused with the key that replaced it."""
+    require("modelled_terminals" not in config, f"--config.{prefix}modelled_terminals was replaced by --config."
+            f"{prefix}terminals: set it to modelled (the old true), none (the old false) or env_rule.")
+    check_choice(config, "terminals", TERMINALS, prefix)
+    if config.terminals != "env_rule" or env is None:
+        return None
+    rule = rule_for_env(env)
+    require(rule is not None, f"--config.{prefix}terminals=env_rule labels synthetic terminals by the task's "
+            f"termination rule, and {env} has none (rules: {', '.join(RULES)}): use --config.{prefix}terminals="
+            "modelled or none.")
+    return rule
 
 
 def check_dataclass(config: ml_collections.ConfigDict, cls: type, prefix: str, **fixed: Any) -> Any:

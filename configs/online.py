@@ -31,7 +31,7 @@ from ml_collections.config_dict import placeholder
 
 from agents.relevance import RELEVANCES
 from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_guidance_prompts,
-                            check_positive, require)
+                            check_positive, require, terminal_rule)
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.envs import make_env
@@ -64,7 +64,9 @@ def synther_config(enabled: bool, dmc: bool) -> ml_collections.ConfigDict:
         num_samples=1_000_000,  # the README's override of the gin file's 200K
         capacity=1_000_000,  # the synthetic buffer is emptied before each generation
         synthetic_ratio=0.5,  # fraction of every minibatch drawn from the synthetic buffer
-        modelled_terminals=not dmc,  # DMC never terminates, so its rows carry no terminal
+        # How synthetic terminals are made: "modelled" (a generated column), "env_rule" (the task's
+        # termination rule on each synthetic next state) or "none" (DMC never terminates: no column).
+        terminals="none" if dmc else "modelled",
         normalise_reward=not dmc,  # DMC's reward column stays on its raw [0, 1] scale
         terminal_threshold=placeholder(float),  # None: raw generated terminals, as the original's online code
         diffusion=diffusion))
@@ -141,6 +143,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_fraction(agent, "tau", low_open=True, prefix="agent.")
     check_choice(agent, "policy_q_reduction", ("mean", "min"), prefix="agent.")
     synther = config.synther
+    terminal_rule(synther, config.env_name if synther.enabled else None, prefix="synther.")
     if synther.enabled:
         check_positive(synther, "retrain_every", "num_samples", "capacity", prefix="synther.")
         check_fraction(synther, "synthetic_ratio", low_open=False, prefix="synther.")

@@ -49,7 +49,7 @@ from pipelines import online_loop, online_synthesis
 from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
 from synther_jax.atomic import read_json
 from synther_jax.curves import plot_learning_curves
-from synther_jax.data import Transitions
+from synther_jax.termination import has_terminal_column, rule_for_env, synthetic_transitions
 
 FLAGS = flags.FLAGS
 
@@ -107,7 +107,7 @@ def data_fidelity(config, result: online_loop.TrainResult, out_dir: str) -> dict
         fidelity_config = config.copy_and_resolve_references()
         fidelity_config.synther.num_samples = FLAGS.fidelity_samples
         synthesize = online_synthesis.make_synthesizer(fidelity_config, progress=False)
-        rows = real.to_rows(config.synther.modelled_terminals)[None]
+        rows = real.to_rows(has_terminal_column(config.synther.terminals))[None]
         key = jax.random.PRNGKey(config.seed)[None]
         if config.guidance.condition == "none":
             generated = synthesize(rows, key)
@@ -116,8 +116,8 @@ def data_fidelity(config, result: online_loop.TrainResult, out_dir: str) -> dict
             condition = online_loop.label_seeds(config.guidance.condition, first_seed(result.agent_state),
                                                 first_seed(result.curiosity_models), online_loop.seed_batches([real]))
             generated = synthesize(rows, key, np.asarray(condition))
-        synthetic = Transitions.from_rows(generated[0], real.obs_dim, real.action_dim,
-                                          config.synther.modelled_terminals, 0.5)
+        synthetic = synthetic_transitions(generated[0], real.obs_dim, real.action_dim, config.synther.terminals, 0.5,
+                                          rule_for_env(config.env_name))
         report = analyze(real, synthetic, config.env_name, out_dir, seed=config.seed, baselines=(),
                          fidelity_rows=FLAGS.fidelity_samples, physics_rows=min(5_000, FLAGS.fidelity_samples))
     return {"real_rows": len(real), **headline_figures(report)}

@@ -20,6 +20,7 @@ from synther_jax.analysis.fidelity_report import analyze
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import Transitions, load_dataset, read_synthetic
 from synther_jax.diffusion.denoiser import parameter_count
+from synther_jax.termination import has_terminal_column
 
 flags.DEFINE_string("dataset", None, "The real dataset the generator was trained on.", required=True)
 flags.DEFINE_string("samples", None, "The synthetic transitions (samples.npz).", required=True)
@@ -47,7 +48,9 @@ def count_denoiser_params(real: Transitions, samples_metadata: dict) -> int:
     width = denoiser.get("width", FLAGS.denoiser_width)
     depth = denoiser.get("depth", FLAGS.denoiser_depth)
     dim_t = denoiser.get("dim_t", FLAGS.denoiser_dim_t)
-    row_dim = 2 * real.obs_dim + real.action_dim + 1 + int(config.get("modelled_terminals", True))
+    # Samples written before `terminals` record `modelled_terminals` instead.
+    terminals = config.get("terminals") or ("modelled" if config.get("modelled_terminals", True) else "none")
+    row_dim = 2 * real.obs_dim + real.action_dim + 1 + int(has_terminal_column(terminals))
     return parameter_count(row_dim, width, depth, dim_t, denoiser.get("layer_norm", False))
 
 
@@ -66,6 +69,7 @@ def main(_):
     headline = {key: report[key] for key in ("env_id", "marginal_score", "correlation_score")}
     if "real_dynamics" in report:
         headline["real_dynamics_mse_mean"] = report["real_dynamics"].get("dynamics_mse_mean")
+    headline["terminal_consistency"] = report.get("terminal_consistency")
     for name, source in report["sources"].items():
         dynamics = source.get("dynamics", {})
         headline[f"{name}_dynamics_mse_mean"] = dynamics.get("dynamics_mse_mean")

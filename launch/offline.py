@@ -56,6 +56,7 @@ from synther_jax.errors import DamagedFileError, InvalidDatasetError
 from synther_jax.metrics import MetricsWriter
 from synther_jax.progress import Progress
 from synther_jax.scores import reference_scores
+from synther_jax.termination import has_terminal_column
 
 DEFAULT_AGENT_STEPS = {"td3_bc": 1_000_000, "iql": 1_000_000, "edac": 3_000_000}
 CONDITION_FILE, CONDITION_PNG = "condition.json", "condition.png"
@@ -97,7 +98,7 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
                             model_checkpoint=None, env_id=real.metadata.get("env_id"))
     else:
         diffusion = DiffusionConfig(**config.diffusion)
-        denoiser_params = parameter_count(real.to_rows(config.modelled_terminals).shape[1], diffusion.width,
+        denoiser_params = parameter_count(real.to_rows(has_terminal_column(config.terminals)).shape[1], diffusion.width,
                                           diffusion.depth, diffusion.dim_t, diffusion.layer_norm, diffusion.conditioning)
         if all(os.path.exists(path) for path in paths):  # a finished stage: its model and checkpoints are not needed
             logging.info("Using the synthetic data in %s (diffusion and generation finished earlier).",
@@ -133,7 +134,7 @@ def generated_condition(config: ml_collections.ConfigDict, real: Transitions, co
     generated transition does not carry itself."""
     if config.guidance.condition == "reward":
         return generated.rewards
-    rows = lambda data: data.to_rows(config.modelled_terminals).astype(np.float64)
+    rows = lambda data: data.to_rows(has_terminal_column(config.terminals)).astype(np.float64)
     real_rows, generated_rows = standardize(rows(real), rows(generated))
     _, nearest = nearest_neighbours(generated_rows, real_rows, progress=False)
     return condition[nearest]

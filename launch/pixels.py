@@ -194,7 +194,7 @@ def synthesize(config, real: Transitions, seed: int, workdir: str, metrics: Metr
         return path
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 100 + seed)
     with timer("diffusion"):
-        model = train_diffusion(real.to_rows(modelled_terminals=False), DiffusionConfig(**config.diffusion), key,
+        model = train_diffusion(real.to_rows(terminal_column=False), DiffusionConfig(**config.diffusion), key,
                                 workdir=os.path.join(workdir, "diffusion", f"seed{seed}"),
                                 log_fn=lambda step, m: metrics.write(f"diffusion_seed{seed}", step, m))
     with timer("generate"):
@@ -202,7 +202,7 @@ def synthesize(config, real: Transitions, seed: int, workdir: str, metrics: Metr
                              model_checkpoint=os.path.join(workdir, "diffusion", f"seed{seed}"),
                              env_id=None) as writer:
             for rows in iterate_samples(model, config.latent.num_samples, jax.random.fold_in(key, 1)):
-                writer.write(Transitions.from_rows(rows, real.obs_dim, real.action_dim, modelled_terminals=False))
+                writer.write(Transitions.from_rows(rows, real.obs_dim, real.action_dim, terminal_column=False))
     return path
 
 

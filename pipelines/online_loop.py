@@ -43,6 +43,7 @@ from absl import logging
 
 from agents import icm, relevance, sac
 from configs import online as online_config
+from configs.checks import terminal_rule
 from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
 from synther_jax import replay
 from synther_jax.analysis.plots import plot_relevance
@@ -54,6 +55,7 @@ from synther_jax.data.transitions import Transitions
 from synther_jax.envs import make_env
 from synther_jax.envs.evaluation import evaluate
 from synther_jax.progress import Progress
+from synther_jax.termination import has_terminal_column, synthetic_transitions
 
 # synthesize(real_rows (S, N, d), keys (S, ...)[, condition (S, N)]) -> synthetic rows (S, M, d), one
 # slice per seed, in the layout of `Transitions.to_rows`; a guided run passes each real row's relevance.
@@ -259,7 +261,7 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
 
     metrics = metrics_writer(config, workdir)
     stop = False
-    modelled_terminals = synther.modelled_terminals
+    rule = terminal_rule(synther, config.env_name, prefix="synther.")  # labels synthetic terminals under env_rule
     with Progress(config.total_steps, f"online {config.name}", unit="step", initial=env_step) as bar:
         while env_step < config.total_steps and not stop:
             key, step_key = jax.random.split(key)
@@ -296,8 +298,8 @@ def _train_in_claimed_workdir(config: ml_collections.ConfigDict, workdir: str, s
                     if guidance.condition != "none":
                         labeller = partial(label_seeds, guidance.condition, states, icms)
                     synthetic, relevances = _refill_synthetic(synthesize, real, synthetic, synth_key, obs_dim,
-                                                              action_dim, modelled_terminals,
-                                                              synther.terminal_threshold, labeller)
+                                                              action_dim, synther.terminals,
+                                                              synther.terminal_threshold, rule, labeller)
                 if relevances is not None:
                     relevance_reports.append(_relevance_record(env_step, *relevances, guidance.top_frac))
                     write_json(relevance_path, relevance_reports)
@@ -345,8 +347,8 @@ def seed_batches(data: Sequence[Transitions]) -> Dict[str, jax.Array]:
     return {k: jnp.asarray(np.stack([d.as_dict()[k] for d in data])) for k in data[0].as_dict()}
 
 
-def _refill_synthetic(synthesize: Synthesize, real, synthetic, key, obs_dim, action_dim, modelled_terminals,
-                      terminal_threshold, labeller=None):
+def _refill_synthetic(synthesize: Synthesize, real, synthetic, key, obs_dim, action_dim, terminals,
+                      terminal_threshold, rule, labeller=None):
     """A fresh synthetic buffer per seed, filled with rows generated from that seed's real data.
 
     With a `labeller` (a guided run: seed-stacked batch -> relevance (S, N)), the real rows are
@@ -357,14 +359,14 @@ def _refill_synthetic(synthesize: Synthesize, real, synthetic, key, obs_dim, act
     """
     num_seeds = jax.tree.leaves(real)[0].shape[0]
     real_data = [replay.to_transitions(seed_slice(real, i)) for i in range(num_seeds)]
-    real_rows = np.stack([data.to_rows(modelled_terminals) for data in real_data])
+    real_rows = np.stack([data.to_rows(has_terminal_column(terminals)) for data in real_data])
     keys = jnp.stack([jax.random.fold_in(key, i) for i in range(num_seeds)])
     if labeller is None:
         synthetic_rows = np.asarray(synthesize(real_rows, keys), np.float32)
     else:
         real_relevance = np.asarray(labeller(seed_batches(real_data)))
         synthetic_rows = np.asarray(synthesize(real_rows, keys, real_relevance), np.float32)
-    generated = [Transitions.from_rows(rows, obs_dim, action_dim, modelled_terminals, terminal_threshold)
+    generated = [synthetic_transitions(rows, obs_dim, action_dim, terminals, terminal_threshold, rule)
                  for rows in synthetic_rows]
     fresh = [replay.insert_transitions(replay.create_buffer(synthetic.capacity, obs_dim, action_dim), data)
              for data in generated]

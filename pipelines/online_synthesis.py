@@ -10,6 +10,7 @@ import numpy as np
 
 from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, top_fraction_prompts, train_diffusion
 from synther_jax.envs import make_env
+from synther_jax.termination import has_terminal_column
 
 
 class DiffusionSynthesizer:
@@ -65,13 +66,13 @@ class DiffusionSynthesizer:
         return rows
 
 
-def skip_norm_dims(obs_dim: int, action_dim: int, modelled_terminals: bool, normalise_reward: bool) -> tuple:
+def skip_norm_dims(obs_dim: int, action_dim: int, terminal_column: bool, normalise_reward: bool) -> tuple:
     """Row columns the normaliser leaves raw, as the original's online code: the terminal (Gym) and,
     for DMC, the reward."""
     dims = []
     if not normalise_reward:
         dims.append(obs_dim + action_dim)
-    if modelled_terminals:
+    if terminal_column:
         dims.append(2 * obs_dim + action_dim + 1)
     return tuple(dims)
 
@@ -83,6 +84,7 @@ def make_synthesizer(config: ml_collections.ConfigDict, **options) -> Optional[D
     probe = make_env(config.env_name)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()
-    dims = skip_norm_dims(obs_dim, action_dim, config.synther.modelled_terminals, config.synther.normalise_reward)
+    dims = skip_norm_dims(obs_dim, action_dim, has_terminal_column(config.synther.terminals),
+                          config.synther.normalise_reward)
     return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.synther.warm_start,
                                 guidance_scale=config.guidance.scale, top_frac=config.guidance.top_frac, **options)

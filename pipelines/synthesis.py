@@ -16,12 +16,14 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from configs.checks import terminal_rule
 from synther_jax import sharding
 from synther_jax.data import SyntheticWriter, Transitions, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, top_fraction_prompts, train_diffusion
 from synther_jax.errors import InvalidDatasetError
 from synther_jax.metrics import MetricsWriter
+from synther_jax.termination import HealthRule, has_terminal_column, synthetic_transitions
 
 SAMPLES_FILE = "samples.npz"  # one denoiser shared by every agent seed
 SEED_SAMPLES_FILE = os.path.join("samples", "seed{}.npz")  # denoiser_per_seed: agent seed i's data
@@ -65,8 +67,9 @@ def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: s
     `denoiser_per_seed`, one per agent seed as one vmapped program, the seeds split across the
     local devices as the agents' are (a model with a leading seed axis). A guided run passes each
     transition's `condition`."""
-    rows = real.to_rows(config.modelled_terminals)
-    skip_norm_dims = (rows.shape[1] - 1,) if config.modelled_terminals else ()
+    column = has_terminal_column(config.terminals)
+    rows = real.to_rows(column)
+    skip_norm_dims = (rows.shape[1] - 1,) if column else ()  # the 0/1 terminal stays raw
     diffusion, folder = DiffusionConfig(**config.diffusion), os.path.join(workdir, "diffusion")
     log_fn = lambda step, m: metrics.write("diffusion", step, m)
     if config.denoiser_per_seed:
@@ -89,6 +92,7 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
     paths = samples_paths(config, workdir)
     if all(os.path.exists(path) for path in paths):
         return paths
+    rule = synthetic_terminal_rule(config, real)
     seeds = denoiser_seeds(config)[:len(paths)]  # one per file: the shared denoiser's, or each seed's
     keys = [jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds]
     prompts, scale = None, config.guidance.scale
@@ -110,15 +114,23 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
                    for path, seed in zip(paths, seeds)]
         for rows in chunks:  # (denoisers, chunk, d)
             for writer, seed_rows in zip(writers, rows):
-                writer.write(Transitions.from_rows(seed_rows, real.obs_dim, real.action_dim, config.modelled_terminals,
-                                                   config.terminal_threshold))
+                writer.write(synthetic_transitions(seed_rows, real.obs_dim, real.action_dim, config.terminals,
+                                                   config.terminal_threshold, rule))
     return paths
 
 
+def synthetic_terminal_rule(config: ml_collections.ConfigDict, real: Transitions) -> Optional[HealthRule]:
+    """The termination rule of the real data's environment that labels synthetic terminals under
+    `terminals=env_rule` (None otherwise); ConfigError if that environment has none."""
+    return terminal_rule(config, real.metadata.get("env_id") or config.dataset)
+
+
 def load_real(config: ml_collections.ConfigDict) -> Transitions:
-    """The configured dataset, checked to hold enough transitions to fit a model to."""
+    """The configured dataset, checked to hold enough transitions to fit a model to, and to come
+    from an environment with a termination rule if synthetic terminals follow it."""
     real = load_dataset(config.dataset, env_id=config.env_id)
     if len(real) < 2:
         raise InvalidDatasetError(f"{config.dataset} holds {len(real)} transition; the diffusion model and the agents "
                                   "need at least 2 (a real dataset has thousands).")
+    synthetic_terminal_rule(config, real)
     return real

@@ -86,8 +86,24 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
         yield
 
 
+def renamed_fields(config: dict) -> dict:
+    """A recorded config as the current code names its fields: `modelled_terminals` (true or false)
+    became `terminals` ("modelled" or "none"), at the top (offline) or in `synther` (online)."""
+    def renamed(section: dict) -> dict:
+        if "modelled_terminals" not in section:
+            return section
+        modelled = section["modelled_terminals"]
+        section = {key: value for key, value in section.items() if key != "modelled_terminals"}
+        return {**section, "terminals": "modelled" if modelled else "none"}
+
+    config = renamed(config)
+    if isinstance(config.get("synther"), dict):
+        config = {**config, "synther": renamed(config["synther"])}
+    return config
+
+
 def _computed(config: dict) -> dict:
-    return {key: value for key, value in config.items() if key not in TRACKING_SECTIONS}
+    return {key: value for key, value in renamed_fields(config).items() if key not in TRACKING_SECTIONS}
 
 
 def config_differences(recorded: dict, current: dict, limit: int = 3) -> str:

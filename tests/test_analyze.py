@@ -67,7 +67,7 @@ def test_the_command_writes_every_file(hopper, tmp_path):
              for key, value in hopper.as_dict().items()}
     # As launch.synthesize writes it: the metadata records the denoiser that made the samples.
     write_synthetic(str(tmp_path / "samples.npz"), Transitions(**noisy), source_dataset="real.npz", seed=0,
-                    config={"diffusion": {"width": 64, "depth": 2, "dim_t": 16}, "modelled_terminals": True},
+                    config={"diffusion": {"width": 64, "depth": 2, "dim_t": 16}, "terminals": "modelled"},
                     model_checkpoint=None)
     out = tmp_path / "report"
     command = [sys.executable, "-m", "launch.analyze", f"--dataset={tmp_path / 'real.npz'}",

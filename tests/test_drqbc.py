@@ -99,9 +99,9 @@ def test_seeds_update_in_one_scan_and_the_latent_stage_moves_only_the_heads(lear
     next_features = learner.features(state, stacked_frames(store["frames"], store["stacks"], ends))
     latents = latent_transitions(features, next_features, np.asarray(store["actions"]), np.asarray(store["rewards"]),
                                  learner.TRUNKS)
-    rows = latents.to_rows(modelled_terminals=False)
+    rows = latents.to_rows(terminal_column=False)
     assert rows.shape == (len(ends), latent_dim(learner.TRUNKS, 5, 3))
-    batch = learner_batch(type(latents).from_rows(rows, latents.obs_dim, 3, modelled_terminals=False), learner.TRUNKS)
+    batch = learner_batch(type(latents).from_rows(rows, latents.obs_dim, 3, terminal_column=False), learner.TRUNKS)
     for name in learner.TRUNKS:
         np.testing.assert_array_equal(batch[name], np.asarray(features[name]))
         np.testing.assert_array_equal(batch[f"next_{name}"], np.asarray(next_features[name]))

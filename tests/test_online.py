@@ -168,8 +168,8 @@ def test_synthesis_is_required_when_enabled(tmp_path):
 def test_raw_columns_follow_the_original_online_configs():
     """Gym rows keep the terminal raw; DMC rows have no terminal and keep the reward raw."""
     gym_config, dmc_config = get_config("walker2d-synther").synther, get_config("cheetah-run-synther").synther
-    assert gym_config.modelled_terminals and gym_config.normalise_reward
-    assert not dmc_config.modelled_terminals and not dmc_config.normalise_reward
+    assert gym_config.terminals == "modelled" and gym_config.normalise_reward
+    assert dmc_config.terminals == "none" and not dmc_config.normalise_reward
     assert online_synthesis.skip_norm_dims(17, 6, True, True) == (2 * 17 + 6 + 1,)  # last column of 42
     assert online_synthesis.skip_norm_dims(17, 6, False, False) == (17 + 6,)  # the reward column
     assert gym_config.diffusion.width == 1024 and gym_config.diffusion.depth == 6 and gym_config.diffusion.dim_t == 256

@@ -39,12 +39,12 @@ def test_transitions_mapping_and_rows_give_the_same_model(transitions):
 
 
 def test_save_and_load_round_trip_and_overwrite(transitions, tmp_path):
-    synther = SynthER.fit(transitions, CONFIG, seed=0, modelled_terminals=False, progress=False)
+    synther = SynthER.fit(transitions, CONFIG, seed=0, terminals="none", progress=False)
     synther.save(str(tmp_path / "model"))
-    other = SynthER.fit(transitions, CONFIG, seed=1, modelled_terminals=False, progress=False)
+    other = SynthER.fit(transitions, CONFIG, seed=1, terminals="none", progress=False)
     other.save(str(tmp_path / "model"))  # replaces the first
     loaded = SynthER.load(str(tmp_path / "model"))
-    assert (loaded.obs_dim, loaded.action_dim, loaded.modelled_terminals) == (OBS_DIM, ACTION_DIM, False)
+    assert (loaded.obs_dim, loaded.action_dim, loaded.terminals) == (OBS_DIM, ACTION_DIM, "none")
     key = jax.random.PRNGKey(2)
     np.testing.assert_array_equal(loaded.sample(key, 50).observations, other.sample(key, 50).observations)
     assert not np.any(loaded.sample(key, 50).terminals)  # no terminal column: never terminal

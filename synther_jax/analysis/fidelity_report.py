@@ -7,7 +7,11 @@ multiplicative and dynamics noise) it measures
   MuJoCo simulator) on a random subset, when the environment is supported (paper Figure 5);
 - the real data's own dynamics MSE, which should be ~0: if it is not, the environment id does not
   match the one that produced the data and the physical-validity figures mean little;
-- compression: floats in the real data against the denoiser's parameter count (paper Table 5).
+- compression: floats in the real data against the denoiser's parameter count (paper Table 5);
+- terminal consistency, for tasks with a termination rule (hopper, walker2d; `synther_jax.termination`):
+  how often synthetic next states fall, how many of those falls are flagged terminal, flags without a
+  fall, and rows that start fallen, beside the real data's figures (1 and 0 for the last three, up to
+  hopper's clipped velocities).
 """
 import os
 import time
@@ -20,6 +24,7 @@ from synther_jax.atomic import write_json
 from synther_jax.augment import AUGMENTATIONS, augment
 from synther_jax.data.transitions import Transitions
 from synther_jax.errors import InvalidDatasetError
+from synther_jax.termination import CONSISTENCY_FIGURES, rule_for_env, terminal_consistency
 
 REPORT_FILE = "report.json"
 MARGINALS_PNG = "marginals.png"
@@ -115,6 +120,10 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
         "dimension_names": names,
         "sources": results,
     }
+    rule = rule_for_env(env_id)
+    if rule is not None and rule.obs_dim == real.obs_dim:  # on every row: a fall is rare, and cheap to test
+        report["terminal_consistency"] = {"rule": rule.name, "real": terminal_consistency(real, rule),
+                                          "synthetic": terminal_consistency(synthetic, rule)}
     if physics:
         real_errors = dynamics.dynamics_errors(env_id, _subset(real, physics_rows, rng), progress)
         report["real_dynamics"] = real_errors.summary()
@@ -155,12 +164,16 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
 
 def headline_figures(report: Dict[str, object]) -> Dict[str, object]:
     """The figures benchmarks and papers quote from a report: marginal and correlation scores, the
-    synthetic rows' dynamics error (None where the simulator check does not apply), terminal counts
-    and the median distance to the real data."""
+    synthetic rows' dynamics error (None where the simulator check does not apply), terminal counts,
+    the median distance to the real data, and the terminal consistency of real and synthetic data
+    (`real_falls`, `synthetic_falls_flagged`, ...; None for a task without a termination rule)."""
     synthetic = report["sources"]["synthetic"]
     dynamics = synthetic.get("dynamics") or {}
+    consistency = report.get("terminal_consistency") or {}
     return {"marginal_score": report["marginal_score"], "correlation_score": report["correlation_score"],
             "dynamics_mse_mean": dynamics.get("dynamics_mse_mean"),
             "dynamics_mse_median": dynamics.get("dynamics_mse_median"),
             "real_terminals": report["real_terminals"], "synthetic_terminals": report["synthetic_terminals"],
-            "min_distance_median": synthetic.get("min_distance_median")}
+            "min_distance_median": synthetic.get("min_distance_median"),
+            **{f"{source}_{figure}": (consistency.get(source) or {}).get(figure)
+               for source in ("real", "synthetic") for figure in CONSISTENCY_FIGURES}}

@@ -6,7 +6,7 @@ encoder f and each of the learner's trunks (actor, critic),
     [actor_trunk(h), critic_trunk(h), a, r, actor_trunk(h'), critic_trunk(h')]
 
 4 x 50 + |a| + 1 numbers (207 for cheetah-run; BC has only the actor trunk: 2 x 50 + |a| + 1).
-That is exactly `Transitions.to_rows(modelled_terminals=False)` of transitions whose observation
+That is exactly `Transitions.to_rows(terminal_column=False)` of transitions whose observation
 is the trunks' features side by side, so the diffusion trainer, the synthetic-data writer and the
 fidelity report take latents unchanged. DMC tasks never terminate: no terminal column.
 """

@@ -84,25 +84,26 @@ class Transitions:
         """The five model-visible arrays under the original code's keys."""
         return {key: getattr(self, key) for key in KEYS}
 
-    def to_rows(self, modelled_terminals: bool = True) -> np.ndarray:
-        """Concatenates the transitions into (N, 2o + a + 1 [+ 1]) float32 rows."""
+    def to_rows(self, terminal_column: bool = True) -> np.ndarray:
+        """Concatenates the transitions into (N, 2o + a + 1 [+ 1]) float32 rows, the last column the
+        terminal if `terminal_column`."""
         parts = [self.observations, self.actions, self.rewards[:, None], self.next_observations]
-        if modelled_terminals:
+        if terminal_column:
             parts.append(self.terminals[:, None])
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     @classmethod
-    def from_rows(cls, rows: np.ndarray, obs_dim: int, action_dim: int, modelled_terminals: bool = True,
+    def from_rows(cls, rows: np.ndarray, obs_dim: int, action_dim: int, terminal_column: bool = True,
                   terminal_threshold: Optional[float] = 0.5) -> "Transitions":
         """Splits rows back into transitions. Terminals become 1.0 where the raw value is strictly
         above `terminal_threshold` (the original's rule); None keeps the raw values (the original's
         online code) and no terminal column means every terminal is 0."""
-        expected = 2 * obs_dim + action_dim + 1 + int(modelled_terminals)
+        expected = 2 * obs_dim + action_dim + 1 + int(terminal_column)
         if rows.ndim != 2 or rows.shape[1] != expected:
             raise InvalidDatasetError(f"Rows of shape {rows.shape} do not fit obs_dim={obs_dim}, action_dim={action_dim}, "
-                             f"modelled_terminals={modelled_terminals} (expected (N, {expected})).")
+                             f"terminal_column={terminal_column} (expected (N, {expected})).")
         o, a = obs_dim, action_dim
-        if modelled_terminals:
+        if terminal_column:
             terminals = rows[:, -1]
             if terminal_threshold is not None:
                 terminals = (terminals > terminal_threshold).astype(np.float32)

@@ -26,6 +26,8 @@ from typing import Callable, Sequence, Tuple
 from absl import app, flags, logging
 
 INTERRUPTED_STATUS = 130  # the shell's status for a process ended by SIGINT
+# Config fields that were replaced: an old command line is answered with the field to set instead.
+REPLACED_FIELDS = {"modelled_terminals": ("terminals", "modelled (the old true), none (the old false) or env_rule")}
 
 
 def program_name() -> str:
@@ -68,6 +70,9 @@ def _field_error(argv: Sequence[str], error: Exception) -> str:
     key, _, hint = str(error).partition("\n")
     key = key.strip("'\"")
     option = next((arg.split("=")[0] for arg in argv[1:] if arg.split("=")[0].endswith(f".{key}")), f"--config.{key}")
+    if key in REPLACED_FIELDS:
+        field, values = REPLACED_FIELDS[key]
+        return f"{option} was replaced by {option.rpartition('.')[0]}.{field}: set it to {values}."
     return f"{option}: the config has no field {key!r}. {hint.strip()}".strip()
 
 

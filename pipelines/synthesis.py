@@ -18,7 +18,7 @@ from absl import logging
 
 from configs.checks import terminal_rule
 from synther_jax import sharding
-from synther_jax.data import SyntheticWriter, Transitions, load_dataset
+from synther_jax.data import SyntheticWriter, Transitions, dataset_task, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, top_fraction_prompts, train_diffusion
 from synther_jax.errors import InvalidDatasetError
@@ -122,7 +122,7 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
 def synthetic_terminal_rule(config: ml_collections.ConfigDict, real: Transitions) -> Optional[HealthRule]:
     """The termination rule of the real data's environment that labels synthetic terminals under
     `terminals=env_rule` (None otherwise); ConfigError if that environment has none."""
-    return terminal_rule(config, real.metadata.get("env_id") or config.dataset)
+    return terminal_rule(config, real.metadata.get("env_id") or dataset_task(config.dataset))
 
 
 def load_real(config: ml_collections.ConfigDict) -> Transitions:

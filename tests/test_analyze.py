@@ -37,6 +37,14 @@ def test_real_data_as_its_own_synthetic_data_is_perfect(hopper, tmp_path):
     assert result["env_id"] == "Hopper-v5"  # taken from the data's metadata
     assert result["marginal_score"] == 1.0 and result["correlation_score"] == pytest.approx(1.0)
     assert result["real_terminals"] == result["synthetic_terminals"] == int(hopper.terminals.sum()) > 0
+    # Real data ends an episode exactly at its first fall.
+    consistency = result["terminal_consistency"]
+    assert consistency["rule"] == "hopper" and consistency["real"] == consistency["synthetic"]
+    assert consistency["real"] == {"falls": pytest.approx(hopper.terminals.mean()), "falls_flagged": 1.0,
+                                   "flags_without_fall": 0.0, "fallen_states": 0.0}
+    figures = fidelity_report.headline_figures(result)
+    assert figures["real_falls_flagged"] == figures["synthetic_falls_flagged"] == 1.0
+    assert figures["synthetic_flags_without_fall"] == figures["synthetic_fallen_states"] == 0.0
     synthetic = result["sources"]["synthetic"]
     assert synthetic["min_distance_mean"] == pytest.approx(0.0, abs=1e-5)
     assert synthetic["dynamics"]["dynamics_mse_mean"] < 1e-8
@@ -55,6 +63,8 @@ def test_unsupported_environment_skips_physics(hopper, tmp_path):
     result = fidelity_report.analyze(hopper, hopper, "Ant-v5", str(tmp_path), baselines=("additive",), physics_rows=100,
                             progress=False)
     assert "dynamics" not in result["sources"]["synthetic"] and result["plots"] == ["marginals.png"]
+    assert "terminal_consistency" not in result  # Ant has a rule in Gymnasium, but none here (no Ant task)
+    assert fidelity_report.headline_figures(result)["synthetic_falls"] is None
     assert result["dimension_names"][0] == "obs[0]"
     with pytest.raises(ValueError, match="Unknown baselines"):
         fidelity_report.analyze(hopper, hopper, None, str(tmp_path), baselines=("cutout",))

@@ -189,3 +189,60 @@ def test_launch_offline_refuses_bad_input_within_seconds_and_writes_nothing(flag
     assert result.returncode != 0 and fix in result.stderr, result.stderr[-2000:]
     assert time.perf_counter() - start < 20
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("terminals", ["modelled", "env_rule", "none"])
+def test_each_way_of_making_terminals_is_accepted(terminals):
+    assert d4rl.validate(_offline(terminals=terminals)).terminals == terminals
+    config = online.get_config("walker2d-synther")
+    config.synther.terminals = terminals
+    online.validate(config)
+
+
+@pytest.mark.parametrize("make, prefix", [
+    (lambda: _offline(modelled_terminals=False), ""),
+    (lambda: online.get_config("hopper-synther"), "synther."),
+    (lambda: online.get_config("hopper-sac"), "synther."),  # refused even where no denoiser reads it
+])
+def test_the_old_terminal_key_is_refused_naming_the_new_one(make, prefix):
+    config = make()
+    if prefix:
+        config.synther.modelled_terminals = True
+    with pytest.raises(ConfigError) as error:
+        (online if prefix else d4rl).validate(config)
+    assert str(error.value) == (f"--config.{prefix}modelled_terminals was replaced by --config.{prefix}terminals: set "
+                                "it to modelled (the old true), none (the old false) or env_rule.")
+
+
+def test_the_old_terminal_key_on_the_command_line_names_the_new_one():
+    from launch import boundary
+
+    error = AttributeError(KeyError("'modelled_terminals'"))
+    assert boundary._field_error(["launch.online", "--config.synther.modelled_terminals=false"], error) == (
+        "--config.synther.modelled_terminals was replaced by --config.synther.terminals: set it to modelled (the old "
+        "true), none (the old false) or env_rule.")
+
+
+@pytest.mark.parametrize("config, message", [
+    (_offline(terminals="always"), "--config.terminals='always' is not a choice: use one of modelled, env_rule, none."),
+    (_offline(terminals="env_rule", dataset="halfcheetah-medium-v2"),
+     "--config.terminals=env_rule labels synthetic terminals by the task's termination rule, and "
+     "halfcheetah-medium has none (rules: hopper, walker2d): use --config.terminals=modelled or none."),
+    (d4rl.get_config("maze2d-umaze"), "maze2d-umaze has none"),
+])
+def test_bad_offline_terminals_are_refused(config, message):
+    if config.name == "maze2d-umaze":
+        config.terminals = "env_rule"
+    with pytest.raises(ConfigError) as error:
+        d4rl.validate(config)
+    assert message in str(error.value)
+
+
+def test_bad_online_terminals_are_refused():
+    config = online.get_config("cheetah-run-synther")
+    config.synther.terminals = "env_rule"
+    with pytest.raises(ConfigError, match="cheetah-run has none .*: use --config.synther.terminals=modelled or none"):
+        online.validate(config)
+    config.synther.terminals = "sometimes"
+    with pytest.raises(ConfigError, match="--config.synther.terminals='sometimes' is not a choice"):
+        online.validate(config)

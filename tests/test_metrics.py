@@ -145,8 +145,11 @@ def test_per_seed_denoisers_fidelity_goes_to_each_seeds_run_and_their_mean(tmp_p
     for seed, marginal in enumerate(marginals):
         folder = os.path.join(workdir, "analysis", f"seed{seed}")
         os.makedirs(folder)
+        consistency = {"falls": 0.01, "falls_flagged": 0.1 * seed, "flags_without_fall": 0.0, "fallen_states": 0.002}
         report = {"marginal_score": marginal, "correlation_score": 0.95, "real_terminals": 3,
-                  "synthetic_terminals": 4 + seed, "sources": {"synthetic": {"min_distance_median": 0.1 * seed}}}
+                  "synthetic_terminals": 4 + seed, "sources": {"synthetic": {"min_distance_median": 0.1 * seed}},
+                  "terminal_consistency": {"rule": "hopper", "synthetic": consistency,
+                                           "real": {**consistency, "falls_flagged": 1.0}}}
         with open(os.path.join(folder, "report.json"), "w") as f:
             json.dump(report, f)
     writer = MetricsWriter(workdir)
@@ -156,8 +159,15 @@ def test_per_seed_denoisers_fidelity_goes_to_each_seeds_run_and_their_mean(tmp_p
     for seed, marginal in enumerate(marginals):
         assert scalars[(f"seed{seed}", "fidelity/marginal_score", 15_000)] == pytest.approx(marginal)
         assert scalars[(f"seed{seed}", "fidelity/synthetic_terminals", 15_000)] == 4 + seed
+        assert scalars[(f"seed{seed}", "fidelity/synthetic_falls_flagged", 15_000)] == pytest.approx(0.1 * seed)
+        assert scalars[(f"seed{seed}", "fidelity/real_falls_flagged", 15_000)] == 1.0
     assert scalars[("mean", "fidelity/marginal_score", 15_000)] == pytest.approx(np.mean(marginals))
     assert scalars[("mean", "fidelity/min_distance_median", 15_000)] == pytest.approx(0.05)
+    assert scalars[("mean", "fidelity/synthetic_falls_flagged", 15_000)] == pytest.approx(0.05)
+    assert scalars[("mean", "fidelity/synthetic_fallen_states", 15_000)] == pytest.approx(0.002)
+    summary = offline.fidelity_summary(config, workdir)  # results.json's fidelity section
+    assert [figures["synthetic_falls_flagged"] for figures in summary["per_denoiser"]] == pytest.approx([0.0, 0.1])
+    assert summary["mean"]["real_falls_flagged"] == 1.0 and summary["std"]["synthetic_falls"] == 0.0
     assert not any("dynamics" in tag for _, tag, _ in scalars)  # no simulator check: left out
 
 

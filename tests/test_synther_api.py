@@ -1,6 +1,7 @@
 """`SynthER`, the public API: every form of input gives the same model, samples keep the layout,
 save/load round-trips exactly, bad input is refused with what to pass."""
 import dataclasses
+import json
 import re
 
 import jax
@@ -11,6 +12,7 @@ from synther_jax import SynthER
 from synther_jax.data import Transitions
 from synther_jax.diffusion import DiffusionConfig, load_diffusion
 from synther_jax.errors import DamagedFileError, WorkdirError
+from synther_jax.termination import RULES
 from tests.test_offline import truncate_newest_checkpoint
 
 CONFIG = DiffusionConfig(width=32, depth=1, dim_t=16, num_train_steps=40, steps_per_call=20, num_sample_steps=4,
@@ -48,6 +50,65 @@ def test_save_and_load_round_trip_and_overwrite(transitions, tmp_path):
     key = jax.random.PRNGKey(2)
     np.testing.assert_array_equal(loaded.sample(key, 50).observations, other.sample(key, 50).observations)
     assert not np.any(loaded.sample(key, 50).terminals)  # no terminal column: never terminal
+
+    # A model saved before `terminals` recorded the boolean `modelled_terminals`; it still loads.
+    layout_file = tmp_path / "model" / "synther.json"
+    layout = json.loads(layout_file.read_text())
+    for old_value, terminals in ((False, "none"), (True, "modelled")):
+        old = {key: value for key, value in layout.items() if key not in ("terminals", "terminal_rule")}
+        layout_file.write_text(json.dumps({**old, "modelled_terminals": old_value}))
+        assert SynthER.load(str(tmp_path / "model")).terminals == terminals
+
+
+def test_env_rule_by_name_labels_samples_by_the_rule_and_saves_its_name(tmp_path):
+    rng = np.random.default_rng(0)
+    n, obs_dim = 300, RULES["hopper"].obs_dim
+    next_observations = np.concatenate([rng.uniform(0.5, 1.5, (n, 1)), rng.normal(0, 0.15, (n, obs_dim - 1))], 1)
+    hopper = Transitions(rng.normal(size=(n, obs_dim)), rng.uniform(-1, 1, (n, 3)), rng.normal(size=n),
+                         next_observations, np.zeros(n))  # the rule, not these flags, labels the samples
+    synther = SynthER.fit(hopper, CONFIG, terminals="env_rule", terminal_rule="hopper", progress=False)
+    assert synther.model.dim == 2 * obs_dim + 3 + 1  # the denoiser models no terminal column
+    samples = synther.sample(jax.random.PRNGKey(1), 200)
+    np.testing.assert_array_equal(samples.terminals, RULES["hopper"](samples.next_observations))
+    assert 0 < samples.terminals.sum() < 200  # both sides of the rule
+    synther.save(str(tmp_path / "model"))
+    loaded = SynthER.load(str(tmp_path / "model"))  # a named rule is saved: nothing to pass again
+    assert loaded.terminals == "env_rule" and loaded.terminal_rule is RULES["hopper"]
+    np.testing.assert_array_equal(loaded.sample(jax.random.PRNGKey(1), 200).terminals, samples.terminals)
+
+
+def test_env_rule_by_function_is_asked_for_again_on_load(transitions, tmp_path):
+    def rule(next_observations):
+        return next_observations[:, 0] > 0.5
+
+    synther = SynthER.fit(transitions, CONFIG, terminals="env_rule", terminal_rule=rule, progress=False)
+    key = jax.random.PRNGKey(2)
+    samples = synther.sample(key, 100)
+    np.testing.assert_array_equal(samples.terminals, rule(samples.next_observations))
+    synther.save(str(tmp_path / "model"))
+    with pytest.raises(ValueError) as error:
+        SynthER.load(str(tmp_path / "model"))
+    assert "SynthER.load(directory, terminal_rule=function)" in str(error.value) and "\n" not in str(error.value)
+    loaded = SynthER.load(str(tmp_path / "model"), terminal_rule=rule)
+    np.testing.assert_array_equal(loaded.sample(key, 100).terminals, samples.terminals)
+
+
+def test_terminal_arguments_are_checked_before_training(transitions, tmp_path):
+    with pytest.raises(TypeError, match="modelled_terminals was replaced by terminals: pass terminals='modelled'"):
+        SynthER.fit(transitions, CONFIG, modelled_terminals=False)
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['seeds'\]"):
+        SynthER.fit(transitions, CONFIG, seeds=2)
+    with pytest.raises(ValueError, match="terminals='always': use one of 'modelled', 'env_rule', 'none'"):
+        SynthER.fit(transitions, CONFIG, terminals="always")
+    with pytest.raises(ValueError, match="goes with terminals='env_rule', and only there"):
+        SynthER.fit(transitions, CONFIG, terminals="env_rule")
+    with pytest.raises(ValueError, match="goes with terminals='env_rule', and only there"):
+        SynthER.fit(transitions, CONFIG, terminal_rule="hopper")
+    with pytest.raises(ValueError, match="No termination rule named 'ant'"):
+        SynthER.fit(transitions, CONFIG, terminals="env_rule", terminal_rule="ant")
+    SynthER.fit(transitions, CONFIG, progress=False).save(str(tmp_path / "model"))
+    with pytest.raises(ValueError, match="makes terminals 'modelled', not by a rule: load it without terminal_rule"):
+        SynthER.load(str(tmp_path / "model"), terminal_rule="hopper")
 
 
 def test_bad_input_is_refused_with_what_to_pass(transitions, tmp_path):

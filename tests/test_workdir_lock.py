@@ -89,6 +89,23 @@ def test_the_refusal_names_the_fields_that_differ(tmp_path):
     assert "wandb" not in message and "\n" not in message
 
 
+@pytest.mark.parametrize("section", [None, "synther"])  # offline configs hold it at the top, online in synther
+def test_a_run_that_recorded_modelled_terminals_resumes_under_terminals(section, tmp_path):
+    def config(terminals_field: dict) -> dict:
+        return {"seed": 0, **(terminals_field if section is None else {section: {"width": 8, **terminals_field}})}
+
+    workdir = str(tmp_path / "run")
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "config.json"), "w") as file:
+        json.dump(config({"modelled_terminals": False}), file)  # as written before `terminals` replaced it
+    with claim_workdir(workdir, ml_collections.ConfigDict(config({"terminals": "none"}))):
+        pass
+    prefix = "" if section is None else f"{section}."
+    with pytest.raises(ConfigError, match=f"{prefix}terminals: 'none' then, 'modelled' now"):
+        with claim_workdir(workdir, ml_collections.ConfigDict(config({"terminals": "modelled"}))):
+            pass
+
+
 def _offline(dataset, workdir, agent_steps=2000):
     command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
                f"--config.dataset={dataset}", "--config.env_id=Hopper-v5", "--config.data=real",

@@ -246,3 +246,21 @@ def test_bad_online_terminals_are_refused():
     config.synther.terminals = "sometimes"
     with pytest.raises(ConfigError, match="--config.synther.terminals='sometimes' is not a choice"):
         online.validate(config)
+
+
+def test_env_rule_follows_the_environment_of_the_loaded_data():
+    """A dataset file names no task, so the rule comes from the environment the loaded data records."""
+    import numpy as np
+
+    from pipelines.synthesis import synthetic_terminal_rule
+    from synther_jax.data import Transitions
+    from synther_jax.termination import RULES
+
+    config = _offline(terminals="env_rule", dataset="my_data.npz")
+    data = lambda env_id: Transitions(np.zeros((2, 17)), np.zeros((2, 6)), np.zeros(2), np.zeros((2, 17)),
+                                      np.zeros(2), metadata={"env_id": env_id})
+    assert synthetic_terminal_rule(config, data("Walker2d-v5")) is RULES["walker2d"]
+    with pytest.raises(ConfigError, match="HalfCheetah-v5 has none"):
+        synthetic_terminal_rule(config, data("HalfCheetah-v5"))
+    config.terminals = "modelled"
+    assert synthetic_terminal_rule(config, data("Walker2d-v5")) is None

@@ -298,3 +298,31 @@ def test_guided_synthesizer_prompts_from_the_top_fraction_and_w_zero_is_uncondit
     np.testing.assert_allclose(make(0.0, 0.1)(rows, keys, condition), make(0.0, 1.0)(rows, keys, condition),
                                atol=1e-6)
     assert np.max(np.abs(make(2.0, 0.1)(rows, keys, condition) - make(2.0, 1.0)(rows, keys, condition))) > 1e-3
+
+
+def test_env_rule_labels_each_synthetic_next_state_by_the_rule():
+    """Under terminals=env_rule the generator sees rows without a terminal column, and each synthetic
+    terminal is the task's rule on its next state, whatever the real flags were."""
+    from synther_jax import replay
+    from synther_jax.data import Transitions
+    from synther_jax.termination import RULES
+
+    rng = np.random.default_rng(0)
+    n, obs_dim, action_dim = 40, 11, 3
+    next_observations = np.concatenate([rng.uniform(0.5, 1.0, (n, 1)), rng.normal(0, 0.1, (n, obs_dim - 1))], 1)
+    data = Transitions(rng.normal(size=(n, obs_dim)), rng.uniform(-1, 1, (n, action_dim)), rng.normal(size=n),
+                       next_observations, np.zeros(n))
+    real = online_loop.stack_seeds([replay.insert_transitions(replay.create_buffer(100, obs_dim, action_dim), data)])
+    synthetic = online_loop.stack_seeds([replay.create_buffer(n, obs_dim, action_dim)])
+    seen = []
+
+    def copy(rows, keys):
+        seen.append(rows.shape)
+        return rows
+
+    refilled, _ = online_loop._refill_synthetic(copy, real, synthetic, jax.random.PRNGKey(0), obs_dim, action_dim,
+                                                "env_rule", None, RULES["hopper"])
+    assert seen == [(1, n, 2 * obs_dim + action_dim + 1)]
+    generated = replay.to_transitions(online_loop.seed_slice(refilled, 0))
+    np.testing.assert_array_equal(generated.terminals, RULES["hopper"](next_observations))
+    assert 0 < generated.terminals.sum() < n

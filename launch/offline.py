@@ -98,8 +98,9 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
                             model_checkpoint=None, env_id=real.metadata.get("env_id"))
     else:
         diffusion = DiffusionConfig(**config.diffusion)
-        denoiser_params = parameter_count(real.to_rows(has_terminal_column(config.terminals)).shape[1], diffusion.width,
-                                          diffusion.depth, diffusion.dim_t, diffusion.layer_norm, diffusion.conditioning)
+        row_dim = real.to_rows(has_terminal_column(config.terminals)).shape[1]
+        denoiser_params = parameter_count(row_dim, diffusion.width, diffusion.depth, diffusion.dim_t,
+                                          diffusion.layer_norm, diffusion.conditioning)
         if all(os.path.exists(path) for path in paths):  # a finished stage: its model and checkpoints are not needed
             logging.info("Using the synthetic data in %s (diffusion and generation finished earlier).",
                          ", ".join(paths))

@@ -5,6 +5,10 @@ its samples. `launch.synthesize` runs them alone, `launch.offline` before the ag
 With `guidance.condition` (return or reward), the denoiser trains on each transition's condition
 (`guidance_condition`) and every sample is prompted with a condition drawn from the real rows' top
 `guidance.top_frac`, at guidance scale `guidance.scale` (docs/guided.md).
+
+Synthetic terminals follow `terminals` (`synther_jax.termination`): the generated column, the
+termination rule of the data's environment (`env_rule`; `load_real` refuses data of an environment
+without one) or 0.
 """
 import contextlib
 import os

@@ -23,9 +23,9 @@ A function is not saved: `SynthER.load(directory, terminal_rule=function)` takes
 
 The data may be a `Transitions`, a mapping with its five arrays (observations, actions, rewards,
 next_observations, terminals; a replay buffer's contents), or SynthER's flat (N, 2o+a+2) rows with
-`obs_dim` and `action_dim` (N, 2o+a+1 without a terminal column, unless terminals are modelled). This is the launchers' own machinery (`train_diffusion`,
-`iterate_samples`, `Transitions.to_rows/from_rows`) behind four calls; nothing here reads flags
-or files beyond `save` and `load`.
+`obs_dim` and `action_dim` ((N, 2o+a+1) unless terminals are modelled: no terminal column). This is
+the launchers' own machinery (`train_diffusion`, `iterate_samples`, `Transitions.to_rows/from_rows`)
+behind four calls; nothing here reads flags or files beyond `save` and `load`.
 """
 import dataclasses
 import os

@@ -143,7 +143,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_fraction(agent, "tau", low_open=True, prefix="agent.")
     check_choice(agent, "policy_q_reduction", ("mean", "min"), prefix="agent.")
     synther = config.synther
-    terminal_rule(synther, config.env_name if synther.enabled else None, prefix="synther.")
+    terminal_rule(synther, config.env_name, prefix="synther.")
     if synther.enabled:
         check_positive(synther, "retrain_every", "num_samples", "capacity", prefix="synther.")
         check_fraction(synther, "synthetic_ratio", low_open=False, prefix="synther.")

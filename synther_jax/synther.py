@@ -135,7 +135,7 @@ class SynthER:
             "diffusion": dataclasses.asdict(self.model.config)})
 
     @classmethod
-    def load(cls, directory: str, terminal_rule: Optional[Rule] = None) -> "SynthER":
+    def load(cls, directory: str, terminal_rule: Union[str, Rule, None] = None) -> "SynthER":
         """The model that `save(directory)` wrote. A model fitted with a termination rule function
         takes it again as `terminal_rule` (a function is not saved)."""
         layout = read_json(os.path.join(directory, LAYOUT_FILE), None)

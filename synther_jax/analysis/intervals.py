@@ -180,6 +180,6 @@ def plot_intervals(estimates: Dict[str, Tuple[np.ndarray, np.ndarray]], path: st
     arms = list(estimates)
     figure, _ = plot_utils.plot_interval_estimates(
         {arm: estimates[arm][0] for arm in arms}, {arm: estimates[arm][1] for arm in arms}, ["Mean", "IQM"],
-        algorithms=arms, xlabel=xlabel)
+        algorithms=arms, xlabel=xlabel, xlabel_y_coordinate=min(-0.1, -1.3 / len(arms)))  # below the ticks
     figure.savefig(path, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)

@@ -158,7 +158,8 @@ def markdown_table(comparison: dict) -> str:
         if row["difference"] is not None:
             for statistic in intervals.DIFFERENCES:
                 difference = row["difference"][statistic]
-                cells += [f"{_interval(difference)} at {100 * difference['level']:.1f} %", f"{difference['p_holm']:.3g}"]
+                cells += [f"{_interval(difference)} at {100 * difference['level']:.1f} %",
+                          f"{difference['p_holm']:.3g}"]
             note = ""
         else:
             cells += [""] * 4

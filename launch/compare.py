@@ -60,7 +60,8 @@ def read_arm(run_dir: str, name: str) -> dict:
         raise IncomparableRunsError(f"{name} ({run_dir}) made {evaluations} evaluations; a score is the mean of "
                                     f"the last {LAST_EVALUATIONS}: rerun it with a smaller --config.eval_every.")
     return {"name": name, "run_dir": run_dir, "task": dataset_task(results["dataset"]) or results["dataset"],
-            "num_updates": results["num_updates"], "score": score, "seeds": results.get("seeds")}
+            "num_updates": results["num_updates"], "metric": score["metric"], "score": score,
+            "seeds": results.get("seeds")}
 
 
 def legacy_score(run_dir: str, results: dict) -> dict:
@@ -81,13 +82,11 @@ def check_comparable(arms: Sequence[dict]) -> None:
     first = arms[0]
     for arm in arms[1:]:
         for key, what, fix in (("task", "tasks", "compare arms of one task"),
-                               ("num_updates", "update counts", "compare runs trained for as many updates"),):
+                               ("num_updates", "update counts", "compare runs trained for as many updates"),
+                               ("metric", "metrics", "compare runs whose environments score alike")):
             if arm[key] != first[key]:
                 raise IncomparableRunsError(f"{first['name']} and {arm['name']} differ in their {what} "
                                             f"({first[key]} against {arm[key]}); {fix}.")
-        if arm["score"]["metric"] != first["score"]["metric"]:
-            raise IncomparableRunsError(f"{first['name']} scores {first['score']['metric']} but {arm['name']} "
-                                        f"{arm['score']['metric']}; compare runs whose environments score alike.")
 
 
 def pairing_problem(reference: dict, arm: dict) -> Optional[str]:
@@ -123,17 +122,16 @@ def compare(arms: Sequence[dict], baseline: str, reps: int, seed: int) -> dict:
             "name": name, "run_dir": arm["run_dir"], "num_seeds": len(scores[name]),
             "per_seed": arm["score"]["per_seed"], "evaluations_used": arm["score"]["evaluations_used"],
             "episodes_per_evaluation": arm["score"]["episodes_per_evaluation"],
-            "seeds": arm["seeds"], "level": intervals.t_level(len(scores[name])),
+            "seeds": arm["seeds"],
             **{statistic: {"estimate": float(points[i]), "low": float(bounds[0, i]), "high": float(bounds[1, i])}
-               for i, statistic in enumerate(intervals.DIFFERENCES)},
+               for i, statistic in enumerate(intervals.STATISTICS)},
             "baseline": arm is reference, "paired": None if arm is reference else problems[name] is None,
             "unpaired_reason": problems.get(name), "difference": differences.get(name)})
     return {
-        "task": arms[0]["task"], "num_updates": arms[0]["num_updates"], "metric": arms[0]["score"]["metric"],
+        "task": arms[0]["task"], "num_updates": arms[0]["num_updates"], "metric": arms[0]["metric"],
         "score": arms[0]["score"]["protocol"], "baseline": baseline, "confidence": intervals.CONFIDENCE,
         "bootstrap": {"reps": reps, "seed": seed,
-                      "arms": "rliable stratified bootstrap over seeds, normal interval on the bootstrap standard "
-                              "error at the level giving Student's t interval (`level`)",
+                      "arms": "rliable stratified bootstrap over seeds; Student's t interval on its standard error",
                       "differences": "scipy.stats.bootstrap, paired over seeds; t interval and p-value on its "
                                      "standard error; Holm's correction over every difference shown"},
         "holm_family_size": sum(len(difference) for difference in differences.values()),
@@ -156,7 +154,7 @@ def markdown_table(comparison: dict) -> str:
     for row in comparison["arms"]:
         cells = [row["name"], str(row["num_seeds"]), _interval(row["mean"]), _interval(row["iqm"])]
         if row["difference"] is not None:
-            for statistic in intervals.DIFFERENCES:
+            for statistic in intervals.STATISTICS:
                 difference = row["difference"][statistic]
                 cells += [f"{_interval(difference)} at {100 * difference['level']:.1f} %",
                           f"{difference['p_holm']:.3g}"]
@@ -197,8 +195,8 @@ def run(run_dirs: Sequence[str], out: str, names: Optional[Sequence[str]] = None
     write_json(os.path.join(out, JSON_FILE), comparison)
     with atomic_path(os.path.join(out, TABLE_FILE)) as temporary, open(temporary, "w") as file:
         file.write(markdown_table(comparison))
-    estimates = {row["name"]: (np.array([row[s]["estimate"] for s in intervals.DIFFERENCES]),
-                               np.array([[row[s][bound] for s in intervals.DIFFERENCES] for bound in ("low", "high")]))
+    estimates = {row["name"]: (np.array([row[s]["estimate"] for s in intervals.STATISTICS]),
+                               np.array([[row[s][bound] for s in intervals.STATISTICS] for bound in ("low", "high")]))
                  for row in comparison["arms"]}
     with atomic_path(os.path.join(out, PLOT_FILE)) as temporary:
         intervals.plot_intervals(estimates, temporary, comparison["metric"])

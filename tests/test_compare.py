@@ -90,6 +90,13 @@ def test_mean_and_iqm_are_exact_on_fixed_scores():
     np.testing.assert_allclose(points, [16.0, 4.5])
 
 
+@pytest.mark.parametrize("scores", [[10.0, 20.0], [3.0, 9.0, 4.0, 12.0, 7.0]])
+def test_an_arms_mean_interval_is_students_t_interval(scores):
+    _, bounds = intervals.interval_estimates({"arm": scores}, reps=4000, seed=0)["arm"]
+    expected = stats.t.interval(0.95, len(scores) - 1, loc=np.mean(scores), scale=stats.sem(scores))
+    np.testing.assert_allclose(bounds[:, 0], expected, rtol=0.03)  # up to the bootstrap's error of its error
+
+
 @pytest.mark.parametrize("num_seeds", [4, 8])
 def test_intervals_cover_a_known_mean_95_percent_of_the_time(num_seeds):
     """1000 samples of `num_seeds` normal scores, each bootstrapped on its own (rliable resamples each

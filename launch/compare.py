@@ -203,7 +203,7 @@ def run(run_dirs: Sequence[str], out: str, names: Optional[Sequence[str]] = None
     return comparison
 
 
-def define_flags() -> None:
+def define_compare_flags() -> None:
     """The command's flags; defined only when it runs, so tests can import the module beside other launchers."""
     flags.DEFINE_string("out", None, "Folder for comparison.md, comparison.json and intervals.png.", required=True)
     flags.DEFINE_list("names", None, "One name per run directory, in order (default: the folders' names).")
@@ -220,5 +220,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    define_flags()
+    define_compare_flags()
     boundary.run(main, (*INPUT_ERRORS, IncomparableRunsError), resumes=False)

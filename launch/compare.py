@@ -46,6 +46,10 @@ def read_arm(run_dir: str, name: str) -> dict:
     if results is None:
         raise IncomparableRunsError(f"{run_dir} has no results.json: give the work directory of a finished "
                                     "launch.offline run (results.json is written when its agents finish).")
+    missing = [key for key in ("dataset", "num_updates", "scores_by_step") if key not in results]
+    if missing:
+        raise IncomparableRunsError(f"{run_dir}/results.json has no {', '.join(missing)}: it is not the results of "
+                                    "a launch.offline run; give the work directories of offline runs.")
     score = results.get("score") or legacy_score(run_dir, results)
     num_seeds, episodes = len(score["per_seed"]), score["episodes_per_evaluation"]
     evaluations = len(score["evaluations_used"])

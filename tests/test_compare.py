@@ -215,8 +215,12 @@ def bad_runs(tmp_path):
     """(run directories, names, baseline, a part of the one-line refusal) per bad input."""
     good = fake_run(tmp_path / "good", curve([10.0, 20.0, 30.0]))
     make = lambda name, *args, **kwargs: fake_run(tmp_path / name, *args, **kwargs)
+    other_results = tmp_path / "online"
+    other_results.mkdir()
+    (other_results / "results.json").write_text(json.dumps({"variant": "sac", "returns": [1.0, 2.0]}))
     return [
         ([good, str(tmp_path / "missing")], None, None, "has no results.json"),
+        ([good, str(other_results)], None, None, "has no dataset, num_updates, scores_by_step: it is not"),
         ([good, make("hopper", curve([1.0, 2.0, 3.0]), dataset="hopper-medium-v2")], None, None,
          "differ in their tasks (walker2d-medium against hopper-medium)"),
         ([good, make("short", curve([1.0, 2.0, 3.0]), steps=[5, 10, 15, 20])], None, None,

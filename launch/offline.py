@@ -14,7 +14,8 @@ finished stage (and inside the diffusion and agent stages from their last checkp
       on denoiser i's samples with `denoiser_per_seed`)  -> agent/
   (e) evaluate all seeds every `eval_every` updates on `eval_episodes` episodes in the real simulator
                                                          -> evaluations.json, metrics.jsonl, TensorBoard
-  (f) results.json (per-seed and mean/std final normalised scores, the scores at every evaluation,
+  (f) results.json (the run's score, each seed's mean over its last 3 evaluations; per-seed and
+      mean/std final normalised scores, the scores at every evaluation,
       each seed's agent and denoiser seed, the fidelity per denoiser, seconds per stage, the command
       line) and learning_curve.png.
 
@@ -43,6 +44,7 @@ from synther_jax import augment, sharding
 from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
 from synther_jax.analysis.novelty import nearest_neighbours, standardize
 from synther_jax.analysis.plots import plot_relevance
+from synther_jax.analysis.protocol import run_score
 from synther_jax.analysis.relevance_report import relevance_report
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
@@ -294,11 +296,14 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
     """Stage (f): results.json (with every evaluation's per-seed normalised scores, or returns where
     the environment has none) and learning_curve.png of them.
 
-    results.json says which denoiser protocol made the data (`denoiser_protocol`: "shared",
-    "per_seed", or None without a denoiser), and per agent seed i (`seeds`) its agent seed (agent
-    i draws the i-th of `num_seeds` keys split from it), its denoiser seed and its samples file;
-    `fidelity` holds each denoiser's headline figures and their spread; `command` the command line
-    that made the run (kept when a later command only reads the finished run back).
+    `score` is the run's score by the evaluation protocol that `launch.compare` reads: each seed's
+    mean over the last 3 evaluations (`synther_jax.analysis.protocol`); `final_normalized_score`
+    stays the last evaluation alone. results.json says which denoiser protocol made the data
+    (`denoiser_protocol`: "shared", "per_seed", or None without a denoiser), and per agent seed i
+    (`seeds`) its agent seed (agent i draws the i-th of `num_seeds` keys split from it), its
+    denoiser seed and its samples file; `fidelity` holds each denoiser's headline figures and their
+    spread; `command` the command line that made the run (kept when a later command only reads the
+    finished run back).
     """
     final = evaluations[-1]
     scores = final["scores"] is not None
@@ -324,7 +329,9 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
         "data": config.data, "augmentation": config.augmentation, "real_fraction": config.real_fraction,
         "num_seeds": config.num_seeds, "num_updates": final["step"], "score_table": score_table,
         "denoiser_protocol": None if not denoiser else "per_seed" if config.denoiser_per_seed else "shared",
-        "seeds": seeds, "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
+        "seeds": seeds, "score": run_score(curve["steps"], curve["per_seed"], config.eval_episodes,
+                                           "D4RL-normalised score" if scores else "return"),
+        "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
         "scores_by_step": curve, "fidelity": fidelity_summary(config, workdir),
         "guidance": guidance_summary(config, workdir), "stage_seconds": timer.seconds,
         # A rerun of a finished run only reads it back: the command that made it stays recorded.

@@ -28,6 +28,11 @@ class WorkdirError(ValueError):
     work of another run (other data or another config)."""
 
 
+class IncomparableRunsError(ValueError):
+    """Runs that a comparison cannot put side by side, or whose results cannot carry an interval: a
+    missing results.json, other tasks or update counts, too few seeds, episodes or evaluations."""
+
+
 class MissingExtraError(ModuleNotFoundError):
     """An optional package that this use needs is not installed; the message names the pip extra
     that brings it (or, for the original SynthER code that `bench.original` imports, the packages

@@ -132,7 +132,9 @@ def test_sac_levels_come_from_one_saved_training_run(tmp_path):
     from pipelines.behaviour import BehaviourPolicies
     from pipelines.online_loop import episode_seed
 
-    config = online.get_config("walker2d-sac,smoke")  # Evaluations at 600 and 1200 steps.
+    config = online.get_config("walker2d-sac,smoke")
+    config.update(total_steps=400, start_steps=100, eval_every=200, checkpoint_every=200, log_every=100,
+                  eval_episodes=1)  # Evaluations (and checkpoints) at 200 and 400 steps.
     workdir = str(tmp_path / "behaviour")
     behaviour = BehaviourPolicies(config, workdir, medium_return=-1e9)  # Medium at the first evaluation.
     episodes = behaviour.medium_replay()

@@ -104,7 +104,7 @@ def test_identical_critics_have_diversity_equal_to_their_number():
 
 def test_losses_match_numpy():
     state = perturbed_state()
-    raw = random_batch(np.random.default_rng(4), 8)
+    raw = random_batch(np.random.default_rng(4), 16)  # the batch size of the update-order test: one compilation each
     batch = jax.tree.map(jnp.asarray, raw)
     key = jax.random.PRNGKey(5)
     alpha = np.exp(-0.7)

@@ -60,16 +60,18 @@ def test_online_arms_smoke(tmp_path):
     """First with no time left, so the first variant stops at its first evaluation and the others
     do not start; then without the budget, which resumes the first there and runs every variant to
     the end; then into an empty work directory, which keeps every run finished in the JSON instead
-    of training it again."""
+    of training it again. The smoke configs shrunk further by the command line: 400 environment steps
+    (updates from step 300), an evaluation every 200 and a retrain at 300."""
     out = tmp_path / "curves.json"
-    flags = ["--smoke", "--env=cheetah-run", "--variants=synther,sac,pgr", "--num_seeds=2", "--fidelity_samples=1000",
-             f"--out={out}"]
+    flags = ["--smoke", "--env=cheetah-run", "--variants=synther,sac,pgr", "--num_seeds=2", "--total_steps=400",
+             "--eval_every=200", "--eval_episodes=1", "--retrain_every=300", "--denoiser=32x1:200",
+             "--num_samples=1000", "--fidelity_samples=500", f"--out={out}"]
     _run("experiments.online_arms", *flags, f"--workdir={tmp_path / 'runs'}", "--max_hours=0")
     stopped = json.loads(out.read_text())
     assert list(stopped["runs"]) == ["synther"]  # the budget was spent before sac and pgr
     assert not (tmp_path / "runs" / "sac").exists()
     run = stopped["runs"]["synther"]
-    assert run["env_steps"] == 600 and [e["env_step"] for e in run["evaluations"]] == [600]
+    assert run["env_steps"] == 200 and [e["env_step"] for e in run["evaluations"]] == [200]
     assert "fidelity" not in run  # measured only once a run has finished
 
     log = _run("experiments.online_arms", *flags, f"--workdir={tmp_path / 'runs'}")
@@ -77,17 +79,18 @@ def test_online_arms_smoke(tmp_path):
     record = json.loads(out.read_text())
     assert list(record["runs"]) == ["synther", "sac", "pgr"]
     for run in record["runs"].values():
-        assert run["env_steps"] == 1200 and [e["env_step"] for e in run["evaluations"]] == [600, 1200]
+        assert run["env_steps"] == 400 and [e["env_step"] for e in run["evaluations"]] == [200, 400]
         assert all(len(e["returns"]) == 2 for e in run["evaluations"])
+        assert run["config"]["synther"]["num_samples"] == 1000  # the flags reach every variant's config
     runs = record["runs"]
     assert runs["synther"]["config"]["agent"]["utd_ratio"] == runs["pgr"]["config"]["agent"]["utd_ratio"] == 20
     assert "fidelity" not in runs["sac"] and "relevance" not in runs["synther"]
     for variant in ("synther", "pgr"):  # each synthesizing arm's extra denoiser, fitted to seed 0's final data
         fidelity = runs[variant]["fidelity"]
-        assert fidelity["real_rows"] == 1200 and 0 < fidelity["marginal_score"] <= 1
+        assert fidelity["real_rows"] == 400 and 0 < fidelity["marginal_score"] <= 1
     relevance = runs["pgr"]["relevance"]
     assert relevance["condition"] == "curiosity" and relevance["scale"] == 2.0
-    assert [r["env_step"] for r in relevance["retrains"]] == [800]  # the smoke config retrains every 800 steps
+    assert [r["env_step"] for r in relevance["retrains"]] == [300]  # --retrain_every=300, none at the last step
     assert all(len(r["per_seed"]) == 2 for r in relevance["retrains"])
     newest = relevance["retrains"][-1]["per_seed"]  # "last": the newest retrain's figures, averaged over seeds
     assert relevance["last"]["generated_mean"] == sum(r["generated"]["mean"] for r in newest) / 2

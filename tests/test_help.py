@@ -16,7 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGES = ["README.md", "WORKSPACE.md", *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 PACKAGES = ("launch", "bench", "experiments", "accelerator")
-LAUNCHERS = ("analyze", "collect", "offline", "online", "pixels", "sweep", "synthesize")
+LAUNCHERS = ("analyze", "collect", "compare", "offline", "online", "pixels", "sweep", "synthesize")
 COMMAND = re.compile(r"python -m ((?:%s)\.\w+)((?:[^\n`]|\\\n)*)" % "|".join(PACKAGES))
 
 

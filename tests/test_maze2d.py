@@ -13,6 +13,7 @@ from configs.d4rl import get_config, validate
 from synther_jax.data import load_dataset
 from synther_jax.data.maze2d_datasets import generate_episodes
 from synther_jax.envs import make_env, maze2d
+from tests.test_offline import TINY_DIFFUSION_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -220,10 +221,9 @@ def test_maze_configs_carry_corl_settings():
 
 def test_smoke_pipeline_makes_its_maze_data(minari_store, tmp_path):
     workdir = tmp_path / "run"
-    run("launch.offline", "--config=configs/d4rl.py:maze2d-umaze,smoke", "--config.diffusion.num_train_steps=200",
-        "--config.diffusion.steps_per_call=100", "--config.num_samples=3000", "--config.diffusion.sample_chunk_size=1500",
-        "--config.agent_steps=200", "--config.eval_every=100", "--config.eval_episodes=2", f"--workdir={workdir}",
-        timeout=900)
+    run("launch.offline", "--config=configs/d4rl.py:maze2d-umaze,smoke", *TINY_DIFFUSION_FLAGS,
+        "--config.num_samples=2000", "--config.analyze=False", "--config.agent_steps=20", "--config.eval_every=10",
+        "--config.eval_episodes=2", f"--workdir={workdir}", timeout=900)
     assert (minari_store / "synther" / "maze2d" / "umaze-50000-v0" / "data").is_dir()
     results = json.loads((workdir / "results.json").read_text())
     assert results["env_id"] == "maze2d-umaze" and results["score_table"].startswith("synther_jax maze2d table")

@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "synther_colab.ipynb")
 SHRINK = ("--config.num_samples=2000 --config.diffusion.num_train_steps=300 --config.diffusion.steps_per_call=100 "
           "--config.diffusion.sample_chunk_size=1000 --config.agent_steps=500 --config.eval_every=250 "
-          "--config.eval_episodes=1")
+          "--config.eval_episodes=1 --config.diffusion.width=64 --config.diffusion.depth=2 --config.diffusion.dim_t=16 "
+          "--config.batch_size=64 --config.td3_bc.hidden_dims=(32,32)")
 
 
 def _dataset_overrides(request) -> str:

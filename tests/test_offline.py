@@ -17,17 +17,22 @@ from synther_jax.data import read_synthetic
 from synther_jax.metrics import MetricsWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A denoiser that compiles and samples in seconds (`_synthetic_config`'s, as flags).
+TINY_DIFFUSION = dict(width=32, depth=1, dim_t=8, num_train_steps=100, steps_per_call=50, checkpoint_every=50,
+                      num_sample_steps=4, sample_chunk_size=1_000)
+TINY_DIFFUSION_FLAGS = [f"--config.diffusion.{name}={value}" for name, value in TINY_DIFFUSION.items()]
 
 
 def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
     """The smoke run with one denoiser per seed, as a user types it: every output, the protocol,
     each seed's denoiser and agent seed, the fidelity per denoiser, and the command line."""
     workdir = tmp_path / "run"
+    # The in-process per-seed test's denoisers and agents (`_per_seed_config`): the shared compilation
+    # cache serves both.
     arguments = ["--config=configs/d4rl.py:hopper-random,smoke", "--config.denoiser_per_seed=true",
-                 "--config.env_id=Hopper-v5", f"--config.dataset={hopper_random_npz}",
-                 "--config.diffusion.num_train_steps=200", "--config.diffusion.steps_per_call=100",
-                 "--config.num_samples=3000", "--config.diffusion.sample_chunk_size=1500", "--config.agent_steps=200",
-                 "--config.eval_every=100", "--config.eval_episodes=1", f"--workdir={workdir}"]
+                 "--config.env_id=Hopper-v5", f"--config.dataset={hopper_random_npz}", *TINY_DIFFUSION_FLAGS,
+                 "--config.num_samples=2000", "--config.agent_steps=20", "--config.eval_every=10",
+                 "--config.eval_episodes=1", f"--workdir={workdir}"]
     result = subprocess.run([sys.executable, "-m", "launch.offline", *arguments], cwd=ROOT, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -43,7 +48,7 @@ def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
     assert len(score["per_seed"]) == 2 and np.isclose(score["mean"], np.mean(score["per_seed"]))
     assert results["score_table"].startswith("D4RL v2 table (hopper")
     assert {"diffusion", "generate", "agent", "evaluate"} <= set(results["stage_seconds"])
-    assert [e["step"] for e in json.loads((workdir / "evaluations.json").read_text())] == [100, 200]
+    assert [e["step"] for e in json.loads((workdir / "evaluations.json").read_text())] == [10, 20]
     assert results["denoiser_protocol"] == "per_seed"
     assert results["seeds"] == [{"agent": i, "agent_seed": 0, "denoiser_seed": i, "samples": f"samples/seed{i}.npz"}
                                 for i in range(2)]
@@ -55,14 +60,8 @@ def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
     assert np.isclose(fidelity["std"]["marginal_score"], np.std(scores))
 
 
-def test_the_recorded_command_line_reproduces_the_result(hopper_random_npz, tmp_path):
-    arguments = ["--config=configs/d4rl.py:hopper-random,smoke", "--config.env_id=Hopper-v5",
-                 f"--config.dataset={hopper_random_npz}", "--config.data=real", "--config.agent_steps=40",
-                 "--config.eval_every=20", "--config.eval_episodes=1", f"--workdir={tmp_path / 'first'}"]
-    first = subprocess.run([sys.executable, "-m", "launch.offline", *arguments], cwd=ROOT, capture_output=True,
-                           text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    recorded = json.loads((tmp_path / "first" / "results.json").read_text())
+def test_the_recorded_command_line_reproduces_the_result(finished_real_data_run, tmp_path):
+    recorded = json.loads((finished_real_data_run / "results.json").read_text())
     program, *rest = shlex.split(recorded["command"])
     assert program == "python"
     rest = [f"--workdir={tmp_path / 'again'}" if a.startswith("--workdir=") else a for a in rest]
@@ -121,8 +120,7 @@ def truncate_newest_checkpoint(folder) -> int:
 def _synthetic_config(dataset):
     config = _resume_config(dataset)
     config.data, config.num_samples = "synthetic", 2_000
-    config.diffusion.update(width=32, depth=1, dim_t=8, num_train_steps=100, steps_per_call=50, checkpoint_every=50,
-                            num_sample_steps=4, sample_chunk_size=1_000)
+    config.diffusion.update(TINY_DIFFUSION)
     return config
 
 

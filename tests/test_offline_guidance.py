@@ -17,6 +17,7 @@ from synther_jax.analysis.dynamics import dynamics_errors
 from synther_jax.data import Transitions, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
 from synther_jax.diffusion import DiffusionConfig, generate, top_fraction_prompts, train_diffusion
+from tests.test_offline import TINY_DIFFUSION_FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,11 +104,12 @@ def test_guided_samples_carry_more_return_to_go_at_a_like_dynamics_error(hopper_
 
 def test_launch_offline_with_return_guidance_writes_its_condition_report(hopper_random_npz, tmp_path):
     workdir = tmp_path / "run"
+    # The condition report is written with or without the fidelity report, which is left out here.
     arguments = ["--config=configs/d4rl.py:hopper-random,smoke", "--config.guidance.condition=return",
                  "--config.env_id=Hopper-v5", f"--config.dataset={hopper_random_npz}", "--config.num_seeds=1",
-                 "--config.diffusion.num_train_steps=200", "--config.diffusion.steps_per_call=100",
-                 "--config.num_samples=2000", "--config.diffusion.sample_chunk_size=1000", "--config.agent_steps=100",
-                 "--config.eval_every=100", "--config.eval_episodes=1", f"--workdir={workdir}"]
+                 *TINY_DIFFUSION_FLAGS, "--config.num_samples=2000", "--config.analyze=False",
+                 "--config.agent_steps=10", "--config.eval_every=10", "--config.eval_episodes=1",
+                 f"--workdir={workdir}"]
     result = subprocess.run([sys.executable, "-m", "launch.offline", *arguments], cwd=ROOT, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

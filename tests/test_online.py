@@ -86,9 +86,23 @@ def resume_config(checkpoint_every):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The resume tests' run without interruption (how often it checkpoints changes nothing else)."""
-    return online_loop.train(resume_config(150), str(tmp_path_factory.mktemp("uninterrupted")), synthesize=noisy_copy)
+def uninterrupted_run(tmp_path_factory):
+    """The resume tests' run without interruption (how often it checkpoints changes nothing else),
+    and the number of real rows each of its retrains was given."""
+    retrain_rows = []
+
+    def recording(real_rows, keys):
+        retrain_rows.append(real_rows.shape[1])
+        return noisy_copy(real_rows, keys)
+
+    result = online_loop.train(resume_config(150), str(tmp_path_factory.mktemp("uninterrupted")), synthesize=recording)
+    return result, retrain_rows
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_run):
+    """The uninterrupted run's result."""
+    return uninterrupted_run[0]
 
 
 def crash_at(step):
@@ -129,18 +143,10 @@ def test_a_damaged_newest_checkpoint_is_skipped_for_the_one_before(tmp_path, uni
     assert any("at environment step 100" in message for message in messages), messages
 
 
-def test_retrains_every_period_but_not_at_the_last_step(tmp_path):
-    """Samples made at the last step would never be trained on, so that retrain is skipped."""
-    config = tiny_config(total_steps=300, eval_every=300, checkpoint_every=300)
-    config.synther.retrain_every = 100
-    buffer_sizes = []
-
-    def counting(real_rows, keys):
-        buffer_sizes.append(real_rows.shape[1])
-        return noisy_copy(real_rows, keys)
-
-    online_loop.train(config, str(tmp_path), synthesize=counting)
-    assert buffer_sizes == [100, 200]
+def test_retrains_every_period_but_not_at_the_last_step(uninterrupted_run):
+    """Samples made at the last step would never be trained on, so that retrain is skipped (300
+    steps, a retrain every 100)."""
+    assert uninterrupted_run[1] == [100, 200]
 
 
 def test_on_eval_stops_training(tmp_path):

@@ -13,9 +13,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _synthesize(dataset, workdir, *overrides):
     command = [sys.executable, "-m", "launch.synthesize", "--config=configs/d4rl.py:hopper-random,smoke",
-               "--config.env_id=Hopper-v5", f"--config.dataset={dataset}", "--config.diffusion.num_train_steps=300",
-               "--config.diffusion.steps_per_call=100", "--config.num_samples=700",
-               "--config.diffusion.sample_chunk_size=300", f"--workdir={workdir}", *overrides]
+               "--config.env_id=Hopper-v5", f"--config.dataset={dataset}", "--config.diffusion.width=32",
+               "--config.diffusion.depth=1", "--config.diffusion.dim_t=8", "--config.diffusion.num_train_steps=300",
+               "--config.diffusion.steps_per_call=50", "--config.diffusion.num_sample_steps=4",
+               "--config.num_samples=700", "--config.diffusion.sample_chunk_size=300", f"--workdir={workdir}",
+               *overrides]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 

@@ -42,7 +42,9 @@ def test_a_python312_node_runs_the_runbook_from_the_wheelhouse_alone(tmp_path):
     node = tmp_path / "node"
     run([python, "-m", "venv", str(node)], timeout=300)
     node_python = str(node / "bin" / "python")
-    run([node_python, "-m", "pip", "install", "--quiet", *HAVE.split(",")], timeout=1800)
+    # --no-compile: the node imports each module in a few processes, so byte-compiling every installed
+    # file (jax, scipy, matplotlib) up front only adds time.
+    run([node_python, "-m", "pip", "install", "--quiet", "--no-compile", *HAVE.split(",")], timeout=1800)
 
     wheelhouse = tmp_path / "wheelhouse"
     made = run([sys.executable, "-m", "accelerator.wheelhouse", "--python=3.12", f"--have={HAVE}",

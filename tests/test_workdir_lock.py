@@ -14,6 +14,7 @@ import pytest
 
 from configs.checks import ConfigError
 from pipelines.workdir import WorkdirBusyError, claim_workdir
+from tests.conftest import REAL_DATA_AGENT_STEPS, offline_real_data_command
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOLD = textwrap.dedent("""
@@ -106,18 +107,12 @@ def test_a_run_that_recorded_modelled_terminals_resumes_under_terminals(section,
             pass
 
 
-def _offline(dataset, workdir, agent_steps=2000):
-    command = [sys.executable, "-m", "launch.offline", "--config=configs/d4rl.py:hopper-random,smoke",
-               f"--config.dataset={dataset}", "--config.env_id=Hopper-v5", "--config.data=real",
-               "--config.analyze=False", f"--config.agent_steps={agent_steps}", "--config.eval_every=250",
-               "--config.eval_episodes=1", f"--workdir={workdir}"]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _offline(dataset, workdir, agent_steps=REAL_DATA_AGENT_STEPS):
+    return subprocess.Popen(offline_real_data_command(dataset, workdir, agent_steps), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def test_a_sigkilled_run_resumes_to_the_same_result(hopper_random_npz, tmp_path):
-    straight = _offline(hopper_random_npz, tmp_path / "straight")
-    assert straight.wait(timeout=600) == 0, straight.stderr.read()[-2000:]
-
+def test_a_sigkilled_run_resumes_to_the_same_result(hopper_random_npz, finished_real_data_run, tmp_path):
     killed = _offline(hopper_random_npz, tmp_path / "resumed")
     _wait_for_checkpoint(killed, tmp_path / "resumed" / "agent")
     killed.send_signal(signal.SIGKILL)
@@ -126,8 +121,8 @@ def test_a_sigkilled_run_resumes_to_the_same_result(hopper_random_npz, tmp_path)
 
     resumed = _offline(hopper_random_npz, tmp_path / "resumed")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-2000:]
-    results = [json.loads((tmp_path / run / "results.json").read_text()) for run in ("straight", "resumed")]
-    assert results[0]["num_updates"] == results[1]["num_updates"] == 2000
+    results = [json.loads((run / "results.json").read_text()) for run in (finished_real_data_run, tmp_path / "resumed")]
+    assert results[0]["num_updates"] == results[1]["num_updates"] == REAL_DATA_AGENT_STEPS
     np.testing.assert_array_equal(results[0]["final_return"]["per_seed"], results[1]["final_return"]["per_seed"])
     log = resumed.stderr.read()
     assert "Resumed the agents in" in log, log[-3000:]  # the console says that, and where, it resumed

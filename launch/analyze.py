@@ -20,7 +20,7 @@ from synther_jax.analysis.fidelity_report import analyze
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import Transitions, load_dataset, read_synthetic
 from synther_jax.diffusion.denoiser import parameter_count
-from synther_jax.termination import has_terminal_column
+from synther_jax.termination import has_terminal_column, recorded_terminals
 
 flags.DEFINE_string("dataset", None, "The real dataset the generator was trained on.", required=True)
 flags.DEFINE_string("samples", None, "The synthetic transitions (samples.npz).", required=True)
@@ -48,9 +48,7 @@ def count_denoiser_params(real: Transitions, samples_metadata: dict) -> int:
     width = denoiser.get("width", FLAGS.denoiser_width)
     depth = denoiser.get("depth", FLAGS.denoiser_depth)
     dim_t = denoiser.get("dim_t", FLAGS.denoiser_dim_t)
-    # Samples written before `terminals` record `modelled_terminals` instead.
-    terminals = config.get("terminals") or ("modelled" if config.get("modelled_terminals", True) else "none")
-    row_dim = 2 * real.obs_dim + real.action_dim + 1 + int(has_terminal_column(terminals))
+    row_dim = 2 * real.obs_dim + real.action_dim + 1 + int(has_terminal_column(recorded_terminals(config)))
     return parameter_count(row_dim, width, depth, dim_t, denoiser.get("layer_norm", False))
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, Optional
 from configs.checks import ConfigError
 from synther_jax.atomic import read_json, write_json
 from synther_jax.errors import WorkdirError
+from synther_jax.termination import recorded_terminals
 
 if TYPE_CHECKING:
     import ml_collections
@@ -92,9 +93,8 @@ def renamed_fields(config: dict) -> dict:
     def renamed(section: dict) -> dict:
         if "modelled_terminals" not in section:
             return section
-        modelled = section["modelled_terminals"]
-        section = {key: value for key, value in section.items() if key != "modelled_terminals"}
-        return {**section, "terminals": "modelled" if modelled else "none"}
+        kept = {key: value for key, value in section.items() if key != "modelled_terminals"}
+        return {**kept, "terminals": recorded_terminals(section)}
 
     config = renamed(config)
     if isinstance(config.get("synther"), dict):

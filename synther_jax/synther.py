@@ -39,8 +39,8 @@ from synther_jax.checkpoint import Checkpointer
 from synther_jax.data.transitions import KEYS, Transitions
 from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
 from synther_jax.diffusion.storage import model_template
-from synther_jax.termination import (RULES, HealthRule, Rule, check_terminals, has_terminal_column, resolve_rule,
-                                     synthetic_transitions)
+from synther_jax.termination import (RULES, HealthRule, Rule, check_terminals, has_terminal_column,
+                                     recorded_terminals, resolve_rule, synthetic_transitions)
 
 Data = Union[Transitions, Mapping[str, np.ndarray], np.ndarray]
 LAYOUT_FILE = "synther.json"
@@ -142,8 +142,7 @@ class SynthER:
         if layout is None:
             raise FileNotFoundError(f"No SynthER model in {directory!r} (missing {LAYOUT_FILE}); write one with "
                                     "SynthER.save.")
-        # Models saved before `terminals` recorded whether the terminal column was modelled.
-        terminals = layout.get("terminals") or ("modelled" if layout["modelled_terminals"] else "none")
+        terminals = recorded_terminals(layout)
         if terminal_rule is not None and terminals != "env_rule":
             raise ValueError(f"The model in {directory!r} makes terminals {terminals!r}, not by a rule: load it "
                              "without terminal_rule.")

@@ -91,6 +91,14 @@ def check_terminals(terminals: str) -> str:
     return terminals
 
 
+def recorded_terminals(record: dict) -> str:
+    """How a saved config, model or samples file made its terminals: its `terminals`, or, if written
+    before that field, its boolean `modelled_terminals` (true, or absent: "modelled"; false: "none")."""
+    if "terminals" in record:
+        return record["terminals"]
+    return "modelled" if record.get("modelled_terminals", True) else "none"
+
+
 def has_terminal_column(terminals: str) -> bool:
     """Whether the denoiser's rows carry a terminal column: only when terminals are modelled."""
     return check_terminals(terminals) == "modelled"

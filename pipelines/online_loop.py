@@ -8,8 +8,8 @@ own environment, store the transition in the seed's real replay buffer, then run
 step's worth of agent updates (`utd_ratio` critic updates in one jitted scan) on minibatches mixed
 from the real and synthetic buffers. With SynthER on, every `retrain_every` steps a fresh diffusion
 model per seed is trained on all of that seed's real data and refills that seed's synthetic buffer
-with its samples (paper Section 3.2; `pipelines.online_synthesis`). Seeds are a vmapped axis of the agents, the buffers and the
-diffusion models (all seeds' models train and sample as one program).
+with its samples (paper Section 3.2; `pipelines.online_synthesis`). Seeds are a vmapped axis of
+the agents, the buffers and the diffusion models (all seeds' models train and sample as one program).
 
 Guided (PGR, `config.guidance.condition` set): at each retrain every real transition of a seed is
 labelled with its relevance under that seed's current learners (`agents.relevance`, in jitted
@@ -206,8 +206,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, synthesize: Optional[
     """
     online_config.validate(config)
     if config.synther.enabled and synthesize is None:
-        raise ValueError("config.synther.enabled needs a `synthesize` function (`online_synthesis.make_synthesizer(config)` builds one "
-                         "from the diffusion model); pass one or use a sac/redq config.")
+        raise ValueError("config.synther.enabled needs a `synthesize` function "
+                         "(`online_synthesis.make_synthesizer(config)` builds one from the diffusion model); "
+                         "pass one or use a sac/redq config.")
     check_workdir(workdir)
     with claim_workdir(workdir, config):
         return _train_in_claimed_workdir(config, workdir, synthesize, on_eval)

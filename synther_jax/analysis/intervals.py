@@ -47,14 +47,9 @@ STATISTICS = ("mean", "iqm")  # what `arm_statistics` returns, in order
 
 def iqm(scores: np.ndarray, axis=None) -> np.ndarray:
     """Interquartile mean: the mean after cutting floor(n/4) of the n values from each end, along
-    `axis` (None: over all values). Equal to rliable's `aggregate_iqm` and many times faster, which
-    matters since the bootstrap calls it once per resample."""
-    values = np.sort(np.asarray(scores, np.float64), axis=axis)
-    if axis is None:
-        axis = 0
-    count = values.shape[axis]
-    cut = count // 4
-    return np.take(values, np.arange(cut, count - cut), axis=axis).mean(axis=axis)
+    `axis` (None: over all values). scipy's trimmed mean, equal to rliable's `aggregate_iqm` and many
+    times faster, which matters since the bootstrap calls it once per resample."""
+    return stats.trim_mean(np.asarray(scores, np.float64), 0.25, axis=axis)
 
 
 def arm_statistics(scores: np.ndarray) -> np.ndarray:

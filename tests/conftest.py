@@ -24,6 +24,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REAL_DATA_AGENT_STEPS = 300
 
 
+def _memory_mappings() -> tuple[int, int]:
+    """This process's memory mappings and the kernel's limit on them (0, 0 where Linux's /proc is absent)."""
+    try:
+        with open("/proc/self/maps") as maps, open("/proc/sys/vm/max_map_count") as limit:
+            return sum(1 for _ in maps), int(limit.read())
+    except OSError:
+        return 0, 0
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """XLA's CPU backend maps each compiled program's code into memory, and the suite compiles
+    thousands in one process: past the kernel's `vm.max_map_count` (65530 by default) the next
+    compilation segfaults. After a module that leaves the process past half the limit, JAX's
+    in-memory caches are dropped; the persistent cache above still spares the recompilation."""
+    yield
+    mappings, limit = _memory_mappings()
+    if mappings > limit // 2:
+        import jax
+        jax.clear_caches()
+
+
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

@@ -89,7 +89,8 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
     """Stage: generate `config.num_samples` transitions per denoiser into `samples_paths`.
 
     The writers stream chunks to disk and rename each file into place only when complete, so a
-    file that exists is finished; the stage is done when all of them exist. Denoiser seed s
+    file that exists is finished; the stage is done when all of them exist. With `clip_actions`
+    every action entry is clipped to [-1, 1] before it is written. Denoiser seed s
     samples with the key fold_in(PRNGKey(s), 1); guided by the real `condition`, its prompts are
     drawn from the top `guidance.top_frac` with the key fold_in(PRNGKey(s), 2).
     """
@@ -118,8 +119,9 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
                    for path, seed in zip(paths, seeds)]
         for rows in chunks:  # (denoisers, chunk, d)
             for writer, seed_rows in zip(writers, rows):
-                writer.write(synthetic_transitions(seed_rows, real.obs_dim, real.action_dim, config.terminals,
-                                                   config.terminal_threshold, rule))
+                data = synthetic_transitions(seed_rows, real.obs_dim, real.action_dim, config.terminals,
+                                             config.terminal_threshold, rule)
+                writer.write(data.clip_actions() if config.clip_actions else data)
     return paths
 
 

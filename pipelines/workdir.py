@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # Config sections that say where a run is reported, not what it computes: a rerun may change them.
 TRACKING_SECTIONS = ("wandb",)
+ADDED_FIELDS = {"clip_actions": False}  # top-level fields added to the configs since 0.1.0, with their defaults
 
 
 class WorkdirBusyError(WorkdirError):
@@ -103,7 +104,10 @@ def renamed_fields(config: dict) -> dict:
 
 
 def _computed(config: dict) -> dict:
-    return {key: value for key, value in renamed_fields(config).items() if key not in TRACKING_SECTIONS}
+    """The fields that decide what a run computes: tracking aside, and a field added since at its
+    default value counts as absent, so that folders made before it was added still resume."""
+    return {key: value for key, value in renamed_fields(config).items()
+            if key not in TRACKING_SECTIONS and ADDED_FIELDS.get(key, object()) != value}
 
 
 def config_differences(recorded: dict, current: dict, limit: int = 3) -> str:

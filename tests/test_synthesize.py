@@ -51,15 +51,17 @@ def test_unknown_dataset_fails_with_advice(tmp_path):
     assert "MINARI_DATASETS_PATH" in result.stderr or "launch.collect" in result.stderr
 
 
-def test_synthesize_one_denoiser_per_seed(hopper_random_npz, tmp_path):
+def test_synthesize_one_denoiser_per_seed_with_actions_clipped(hopper_random_npz, tmp_path):
     result = _synthesize(hopper_random_npz, tmp_path, "--config.denoiser_per_seed=true", "--config.num_seeds=3",
-                         "--config.diffusion.num_train_steps=100")
+                         "--config.diffusion.num_train_steps=100", "--config.clip_actions=true")
     assert result.returncode == 0, result.stderr[-3000:]
     observations = []
     for i in range(3):
         with np.load(tmp_path / "samples" / f"seed{i}.npz") as samples:
             assert sorted(samples.files) == sorted(KEYS) and samples["observations"].shape == (700, 11)
             observations.append(samples["observations"])
+            # Inside the unit box, and at its edge where the barely trained denoiser overshot it.
+            assert np.max(np.abs(samples["actions"])) <= 1.0 and np.any(np.abs(samples["actions"]) == 1.0)
         assert json.loads((tmp_path / "samples" / f"seed{i}.json").read_text())["seed"] == i  # its denoiser seed
     assert not os.path.exists(tmp_path / "samples.npz")
     assert min(np.max(np.abs(observations[i] - observations[j])) for i, j in ((0, 1), (0, 2), (1, 2))) > 1e-1

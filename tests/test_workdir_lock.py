@@ -107,6 +107,17 @@ def test_a_run_that_recorded_modelled_terminals_resumes_under_terminals(section,
             pass
 
 
+def test_a_run_made_before_clip_actions_resumes_while_it_stays_off(tmp_path):
+    workdir = str(tmp_path / "run")
+    with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0})):  # as written before the field was added
+        pass
+    with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0, "clip_actions": False})):
+        pass
+    with pytest.raises(ConfigError, match="clip_actions: not in that run's config"):
+        with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0, "clip_actions": True})):
+            pass
+
+
 def _offline(dataset, workdir, agent_steps=REAL_DATA_AGENT_STEPS):
     return subprocess.Popen(offline_real_data_command(dataset, workdir, agent_steps), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -80,6 +80,11 @@ class Transitions:
                     for key in ("timeouts", "episode_ids")}
         return Transitions(*(getattr(self, key)[index] for key in KEYS), **optional, metadata=self.metadata)
 
+    def clip_actions(self, low: float = -1.0, high: float = 1.0) -> "Transitions":
+        """The transitions with every action entry clipped to [low, high] (by default the unit action
+        box every environment here acts in)."""
+        return dataclasses.replace(self, actions=np.clip(self.actions, low, high).astype(self.actions.dtype))
+
     def as_dict(self) -> Dict[str, np.ndarray]:
         """The five model-visible arrays under the original code's keys."""
         return {key: getattr(self, key) for key in KEYS}

@@ -1,0 +1,188 @@
+"""Does offline SynthER gain on walker2d at CPU scale, and if not, why not? One factor at a time
+from a named base, on the bundled walker2d medium-replay data (30K transitions), TD3+BC, 6 paired
+seeds. The plan, with every arm's command, is `experiments/offline_evidence.md`.
+
+    python -m experiments.offline_evidence --workdir=runs/offline-evidence               # every arm, then the report
+    python -m experiments.offline_evidence --workdir=runs/offline-evidence --only=real   # some arms (parallel processes)
+    python -m experiments.offline_evidence --workdir=runs/offline-evidence --report      # the report of finished arms
+
+Each arm is one `launch.offline` run in `<workdir>/<arm>`, so a rerun resumes it and a finished one
+is only read back. The base trains one denoiser per agent seed and draws its samples; the other
+synthetic arms never train again: `env_rule`, `first100k` and `clipped` are the base's sample files
+relabelled, cut or clipped, and `steps32` draws new samples from the base's denoisers. Their files
+are written into the arm's folder before its run starts, where `launch.offline` finds them finished.
+
+The report is `launch.compare`'s table and interval plot of the finished arms against the base
+(`experiments/results/offline_evidence/`), and one JSON (`--out`) with, per arm, its command, its
+per-seed scores, the intervals of its mean, IQM and paired difference, each denoiser's fidelity
+figures and its stage times; arms not yet finished are listed as pending.
+"""
+import dataclasses
+import os
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from absl import app, flags
+
+from bench.timing import environment
+from configs import d4rl
+from launch import boundary, compare
+from launch.cli import INPUT_ERRORS
+from pipelines.synthesis import (SEED_SAMPLES_FILE, denoiser_seeds, load_real, synthetic_terminal_rule,
+                                 write_samples)
+from synther_jax.atomic import read_json, write_json
+from synther_jax.data import read_synthetic, write_synthetic
+from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion.storage import load_diffusion
+from synther_jax.termination import label_terminals
+
+CONFIG = "walker2d"  # configs/d4rl.py's argument: the bundled walker2d medium-replay data
+NUM_SEEDS = 6
+COMMON = {"num_seeds": NUM_SEEDS, "agent_steps": 100_000, "eval_every": 10_000, "eval_episodes": 10}
+BASE = {**COMMON, "denoiser_per_seed": True, "diffusion.width": 256, "diffusion.depth": 3,
+        "diffusion.num_train_steps": 30_000, "diffusion.sample_chunk_size": 50_000, "num_samples": 500_000,
+        "diffusion.num_sample_steps": 128, "diffusion.S_churn": 80.0, "terminals": "modelled"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    name: str
+    factor: str  # what differs from the base, in words
+    overrides: Dict[str, object]  # --config.<key>=<value> of launch.offline
+    derived: Optional[str] = None  # how its files come from the base's: relabel, first_rows, clip, resample
+
+
+ARMS = (
+    Arm("real", "the 30K real transitions, no denoiser", {**COMMON, "data": "real"}),
+    Arm("base", "one 256x3 denoiser per seed, 30K steps; 500K samples, 128 Heun steps with churn; terminals "
+        "modelled", BASE),
+    Arm("env_rule", "the base's files, terminals relabelled by walker2d's health rule", {**BASE, "terminals": "env_rule"},
+        "relabel"),
+    Arm("first100k", "the first 100K rows of each base file", {**BASE, "num_samples": 100_000}, "first_rows"),
+    Arm("steps32", "the base's denoisers sampled again with 32 Heun steps and no churn",
+        {**BASE, "diffusion.num_sample_steps": 32, "diffusion.S_churn": 0.0}, "resample"),
+    Arm("clipped", "the base's files, actions clipped to [-1, 1]", {**BASE, "clip_actions": True}, "clip"),
+)
+ARM_NAMES = [arm.name for arm in ARMS]
+REFERENCE = "base"
+DEFAULT_WORKDIR = "runs/offline-evidence"  # as the plan's commands write it
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Where the arms' runs live; rerun to resume.")
+flags.DEFINE_list("only", [], f"Run just these arms ({', '.join(ARM_NAMES)}) and write no report; the base's files "
+                  "must be finished before the arms derived from them start.")
+flags.DEFINE_bool("report", False, "Only gather the finished arms into the report.")
+flags.DEFINE_string("out", "experiments/results/offline_evidence_walker2d_cpu.json",
+                    "The report's JSON; launch.compare's table and plot go to the folder of the same name.")
+
+
+def command(arm: Arm, workdir: str) -> List[str]:
+    """The arm's `launch.offline` command line."""
+    def literal(value):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return ["python", "-m", "launch.offline", f"--config=configs/d4rl.py:{CONFIG}",
+            *(f"--config.{key}={literal(value)}" for key, value in arm.overrides.items()),
+            f"--workdir={os.path.join(workdir, arm.name)}"]
+
+
+def arm_config(arm: Arm):
+    """The arm's validated config, as `launch.offline` builds it from `command(arm)`."""
+    config = d4rl.get_config(CONFIG)
+    for key, value in arm.overrides.items():
+        *sections, field = key.split(".")
+        section = config
+        for name in sections:
+            section = section[name]
+        section[field] = value
+    return d4rl.validate(config)
+
+
+def derive_files(arm: Arm, workdir: str) -> None:
+    """Writes the arm's sample files from the base's files or denoisers (nothing for the base and
+    the real arm, or when they exist)."""
+    folder, base_folder = os.path.join(workdir, arm.name), os.path.join(workdir, REFERENCE)
+    paths = [os.path.join(folder, SEED_SAMPLES_FILE.format(i)) for i in range(NUM_SEEDS)]
+    if arm.derived is None or all(os.path.exists(path) for path in paths):
+        return
+    base_paths = [os.path.join(base_folder, SEED_SAMPLES_FILE.format(i)) for i in range(NUM_SEEDS)]
+    if not all(os.path.exists(path) for path in base_paths):
+        raise app.UsageError(f"The {arm.name} arm is made from the base's files, which are not finished: run "
+                             f"--only={REFERENCE} first (its samples are written before its agents train).")
+    config = arm_config(arm)
+    real = load_real(config)
+    print(f"== {arm.name}: deriving its files from {base_folder} ({arm.derived})", flush=True)
+    if arm.derived == "resample":
+        model = load_diffusion(os.path.join(base_folder, "diffusion"))
+        write_samples(config, real, model.replace(config=DiffusionConfig(**config.diffusion)), folder)
+        return
+    rule = synthetic_terminal_rule(config, real)
+    for path, base_path, seed in zip(paths, base_paths, denoiser_seeds(config)):
+        data = read_synthetic(base_path)
+        data = {"relabel": lambda: label_terminals(data, rule),
+                "first_rows": lambda: data.subset(slice(0, config.num_samples)),
+                "clip": lambda: data.clip_actions()}[arm.derived]()
+        write_synthetic(path, data, source_dataset=config.dataset, config=config, seed=seed,
+                        model_checkpoint=os.path.join(base_folder, "diffusion"), env_id=real.metadata.get("env_id"))
+
+
+def run_arm(arm: Arm, workdir: str) -> None:
+    results = read_json(os.path.join(workdir, arm.name, "results.json"), None)
+    if results is not None:
+        print(f"== {arm.name}: finished earlier", flush=True)
+        return
+    derive_files(arm, workdir)
+    print(f"== {arm.name}: {' '.join(command(arm, workdir))}", flush=True)
+    process = subprocess.run([sys.executable, *command(arm, workdir)[1:]])
+    if process.returncode != 0:
+        raise SystemExit(f"The {arm.name} arm failed (exit {process.returncode}); fix what it printed and rerun "
+                         "the same command: it resumes.")
+
+
+def report(workdir: str, out: str) -> dict:
+    """The report of the finished arms: launch.compare's table and plot, and the JSON at `out`."""
+    finished = [arm.name for arm in ARMS if os.path.exists(os.path.join(workdir, arm.name, "results.json"))]
+    if not finished:
+        raise app.UsageError(f"No arm in {workdir} has finished; run the experiment first.")
+    folder = os.path.splitext(out)[0]
+    comparison = compare.run([os.path.join(workdir, name) for name in finished], folder, names=finished,
+                             baseline=REFERENCE if REFERENCE in finished else finished[0])
+    rows = {row["name"]: row for row in comparison["arms"]}
+    arms = []
+    for arm in ARMS:
+        entry = {"name": arm.name, "factor": arm.factor, "derived_from_base": arm.derived,
+                 "command": " ".join(command(arm, DEFAULT_WORKDIR)), "finished": arm.name in finished}
+        if arm.name in finished:
+            results, row = read_json(os.path.join(workdir, arm.name, "results.json")), rows[arm.name]
+            entry.update({"score": results["score"], "mean": row["mean"], "iqm": row["iqm"],
+                          "difference": row["difference"], "unpaired_reason": row["unpaired_reason"],
+                          "fidelity": results["fidelity"], "stage_seconds": results["stage_seconds"]})
+        arms.append(entry)
+    record = {**environment(), "experiment": "offline_evidence", "config": CONFIG, "task": comparison["task"],
+              "num_updates": comparison["num_updates"], "metric": comparison["metric"], "score": comparison["score"],
+              "reference": comparison["baseline"], "bootstrap": comparison["bootstrap"], "arms": arms,
+              "pending": [name for name in ARM_NAMES if name not in finished], "comparison": folder,
+              "command": f"python -m experiments.offline_evidence --workdir={DEFAULT_WORKDIR} --report"}
+    write_json(out, record)
+    with open(os.path.join(folder, compare.TABLE_FILE)) as table:
+        print(table.read(), end="")
+    return record
+
+
+def main(argv):
+    del argv
+    unknown = sorted(set(FLAGS.only) - set(ARM_NAMES))
+    if unknown:
+        raise app.UsageError(f"--only={','.join(unknown)} names no arm; choose from {', '.join(ARM_NAMES)}.")
+    if not FLAGS.report:
+        for arm in ARMS:
+            if not FLAGS.only or arm.name in FLAGS.only:
+                run_arm(arm, FLAGS.workdir)
+    if FLAGS.report or not FLAGS.only:
+        report(FLAGS.workdir, FLAGS.out)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("workdir")
+    boundary.run(main, INPUT_ERRORS)

@@ -1,0 +1,113 @@
+"""experiments.offline_evidence: the committed plan lists the commands the module runs, and each
+derived arm's files are the base's files changed in its one factor only."""
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.offline_evidence import ARMS, DEFAULT_WORKDIR, NUM_SEEDS, arm_config, command, derive_files
+from pipelines.synthesis import SEED_SAMPLES_FILE, load_real
+from synther_jax.data import Transitions, read_synthetic, write_synthetic
+from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion.training import train_diffusion
+from synther_jax.termination import RULES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = 300
+ARMS_BY_NAME = {arm.name: arm for arm in ARMS}
+
+
+def test_the_plan_lists_every_arm_and_its_command():
+    with open(os.path.join(ROOT, "experiments", "offline_evidence.md")) as file:
+        plan = file.read()
+    for arm in ARMS:
+        assert f"| `{arm.name}` |" in plan
+        assert "    " + " ".join(command(arm, DEFAULT_WORKDIR)) + "\n" in plan
+
+
+def _flat(config: dict) -> dict:
+    return {f"{key}.{inner}" if isinstance(value, dict) else key: inner_value
+            for key, value in config.items()
+            for inner, inner_value in (value.items() if isinstance(value, dict) else [(None, value)])}
+
+
+def test_every_arm_is_a_valid_config_differing_from_the_base_in_its_factor():
+    base = _flat(arm_config(ARMS_BY_NAME["base"]).to_dict())
+    differences = {arm.name: {key for key, value in _flat(arm_config(arm).to_dict()).items() if value != base[key]}
+                   for arm in ARMS}
+    assert differences["base"] == set()
+    assert differences["env_rule"] == {"terminals"}
+    assert differences["first100k"] == {"num_samples"}
+    assert differences["steps32"] == {"diffusion.num_sample_steps", "diffusion.S_churn"}
+    assert differences["clipped"] == {"clip_actions"}
+    assert {"data", "denoiser_per_seed"} <= differences["real"]
+
+
+@pytest.fixture
+def base_files(tmp_path):
+    """Base sample files of walker2d's shape, drawn at random, one per seed: actions beyond [-1, 1],
+    heights on both sides of the health rule, every terminal flag 0."""
+    rng, folder = np.random.default_rng(0), tmp_path / "base"
+    config = arm_config(ARMS_BY_NAME["base"])
+    for i in range(NUM_SEEDS):
+        observations = rng.normal(size=(ROWS, 17)).astype(np.float32)
+        next_observations = rng.normal(size=(ROWS, 17)).astype(np.float32)
+        next_observations[:, 0] = rng.uniform(0.5, 2.3, ROWS)  # the height: about a third outside (0.8, 2.0)
+        data = Transitions(observations, rng.normal(0, 1.5, (ROWS, 6)).astype(np.float32),
+                           rng.normal(size=ROWS).astype(np.float32), next_observations, np.zeros(ROWS, np.float32))
+        write_synthetic(str(folder / SEED_SAMPLES_FILE.format(i)), data, source_dataset=config.dataset, config={},
+                        seed=i, model_checkpoint=None, env_id="Walker2d-v4")
+    return tmp_path
+
+
+def _files(workdir, arm):
+    return [read_synthetic(str(workdir / arm / SEED_SAMPLES_FILE.format(i))) for i in range(NUM_SEEDS)]
+
+
+@pytest.mark.parametrize("name", ["env_rule", "first100k", "clipped"])
+def test_derived_files_change_only_their_factor(name, base_files):
+    arm = ARMS_BY_NAME[name]
+    if name == "first100k":  # the cut, scaled to the test's files
+        arm = dataclasses.replace(arm, overrides={**arm.overrides, "num_samples": 120})
+    derive_files(arm, str(base_files))
+    for base, derived in zip(_files(base_files, "base"), _files(base_files, name)):
+        expected = {"env_rule": lambda: dataclasses.replace(
+                        base, terminals=RULES["walker2d"](base.next_observations).astype(np.float32)),
+                    "first100k": lambda: base.subset(slice(0, 120)),
+                    "clipped": lambda: dataclasses.replace(base, actions=np.clip(base.actions, -1, 1))}[name]()
+        for key, value in expected.as_dict().items():
+            np.testing.assert_array_equal(getattr(derived, key), value, err_msg=key)
+    if name == "env_rule":
+        assert 0 < derived.terminals.mean() < 1
+    if name == "clipped":
+        assert np.any(np.abs(base.actions) > 1) and np.max(np.abs(derived.actions)) == 1
+
+
+def test_steps32_samples_the_bases_denoisers_again(base_files):
+    """The base's denoisers (tiny here) sampled with the arm's sampler: one file per seed, rows that
+    differ between seeds, and no training."""
+    arm = ARMS_BY_NAME["steps32"]
+    arm = dataclasses.replace(arm, overrides={**arm.overrides, "num_samples": 40, "diffusion.num_sample_steps": 3,
+                                               "diffusion.width": 16, "diffusion.depth": 1, "diffusion.dim_t": 8,
+                                               "diffusion.sample_chunk_size": 40})
+    config = arm_config(arm)
+    rows = load_real(config).to_rows()[:500]
+    diffusion = DiffusionConfig(**{**config.diffusion, "num_train_steps": 10, "steps_per_call": 10,
+                                   "num_sample_steps": 128})
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in range(NUM_SEEDS)])
+    train_diffusion(rows, diffusion, keys, (rows.shape[1] - 1,),
+                    workdir=str(base_files / "base" / "diffusion"))
+    derive_files(arm, str(base_files))
+    samples = _files(base_files, "steps32")
+    assert all(len(data) == 40 and data.obs_dim == 17 for data in samples)
+    assert np.max(np.abs(samples[0].observations - samples[1].observations)) > 1e-3
+    assert not os.path.exists(base_files / "steps32" / "diffusion")  # sampled from the base's, not trained anew
+
+
+def test_a_derived_arm_before_the_base_has_finished_is_refused(tmp_path):
+    with pytest.raises(Exception, match="run --only=base first"):
+        derive_files(ARMS_BY_NAME["clipped"], str(tmp_path))
+    assert not os.path.exists(tmp_path / "clipped")

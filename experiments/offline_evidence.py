@@ -154,7 +154,7 @@ def report(workdir: str, out: str) -> dict:
         entry = {"name": arm.name, "factor": arm.factor, "derived_from_base": arm.derived,
                  "command": " ".join(command(arm, DEFAULT_WORKDIR)), "finished": arm.name in finished}
         if arm.name in finished:
-            results, row = read_json(os.path.join(workdir, arm.name, "results.json")), rows[arm.name]
+            results, row = read_json(os.path.join(workdir, arm.name, "results.json"), None), rows[arm.name]
             entry.update({"score": results["score"], "mean": row["mean"], "iqm": row["iqm"],
                           "difference": row["difference"], "unpaired_reason": row["unpaired_reason"],
                           "fidelity": results["fidelity"], "stage_seconds": results["stage_seconds"]})

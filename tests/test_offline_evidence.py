@@ -1,6 +1,7 @@
 """experiments.offline_evidence: the committed plan lists the commands the module runs, and each
 derived arm's files are the base's files changed in its one factor only."""
 import dataclasses
+import json
 import os
 
 import jax
@@ -8,12 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.offline_evidence import ARMS, DEFAULT_WORKDIR, NUM_SEEDS, arm_config, command, derive_files
+from experiments.offline_evidence import (ARMS, DEFAULT_WORKDIR, NUM_SEEDS, arm_config, command, derive_files,
+                                          report)
 from pipelines.synthesis import SEED_SAMPLES_FILE, load_real
 from synther_jax.data import Transitions, read_synthetic, write_synthetic
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.training import train_diffusion
 from synther_jax.termination import RULES
+from tests.test_compare import fake_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROWS = 300
@@ -111,3 +114,32 @@ def test_a_derived_arm_before_the_base_has_finished_is_refused(tmp_path):
     with pytest.raises(Exception, match="run --only=base first"):
         derive_files(ARMS_BY_NAME["clipped"], str(tmp_path))
     assert not os.path.exists(tmp_path / "clipped")
+
+
+def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
+    rng = np.random.default_rng(0)
+    steps = [80_000, 90_000, 100_000]
+    for name, offset, denoisers in (("real", 30.0, None), ("base", 20.0, list(range(NUM_SEEDS))),
+                                    ("env_rule", 25.0, list(range(NUM_SEEDS)))):
+        folder = fake_run(tmp_path / "runs" / name, offset + rng.normal(0, 2, (3, NUM_SEEDS)), steps=steps,
+                          denoiser_seeds=denoisers)
+        results = json.loads(open(os.path.join(folder, "results.json")).read())
+        results.update(fidelity=None if denoisers is None else {"mean": {"marginal_score": 0.9}},
+                       stage_seconds={"agent": 1.0})
+        with open(os.path.join(folder, "results.json"), "w") as file:
+            json.dump(results, file)
+    out = tmp_path / "evidence.json"
+    record = report(str(tmp_path / "runs"), str(out))
+
+    assert json.loads(out.read_text()) == record
+    assert [arm["name"] for arm in record["arms"]] == [arm.name for arm in ARMS]
+    assert record["pending"] == ["first100k", "steps32", "clipped"] and record["reference"] == "base"
+    arms = {arm["name"]: arm for arm in record["arms"]}
+    assert not arms["clipped"]["finished"] and "score" not in arms["clipped"]
+    assert arms["clipped"]["command"] == " ".join(command(ARMS_BY_NAME["clipped"], DEFAULT_WORKDIR))
+    assert arms["base"]["difference"] is None and arms["env_rule"]["fidelity"]["mean"]["marginal_score"] == 0.9
+    for name in ("real", "env_rule"):  # paired with the base seed by seed
+        per_seed = np.array(arms[name]["score"]["per_seed"]) - np.array(arms["base"]["score"]["per_seed"])
+        assert arms[name]["difference"]["mean"]["estimate"] == pytest.approx(per_seed.mean())
+        assert arms[name]["mean"]["low"] < arms[name]["mean"]["estimate"] < arms[name]["mean"]["high"]
+    assert (tmp_path / "evidence" / "comparison.md").exists() and (tmp_path / "evidence" / "intervals.png").exists()

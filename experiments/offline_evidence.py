@@ -120,9 +120,12 @@ def derive_files(arm: Arm, workdir: str) -> None:
     rule = synthetic_terminal_rule(config, real)
     for path, base_path, seed in zip(paths, base_paths, denoiser_seeds(config)):
         data = read_synthetic(base_path)
-        data = {"relabel": lambda: label_terminals(data, rule),
-                "first_rows": lambda: data.subset(slice(0, config.num_samples)),
-                "clip": lambda: data.clip_actions()}[arm.derived]()
+        if arm.derived == "relabel":
+            data = label_terminals(data, rule)
+        elif arm.derived == "first_rows":
+            data = data.subset(slice(0, config.num_samples))
+        else:
+            data = data.clip_actions()
         write_synthetic(path, data, source_dataset=config.dataset, config=config, seed=seed,
                         model_checkpoint=os.path.join(base_folder, "diffusion"), env_id=real.metadata.get("env_id"))
 

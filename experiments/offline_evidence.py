@@ -29,8 +29,7 @@ from bench.timing import environment
 from configs import d4rl
 from launch import boundary, compare
 from launch.cli import INPUT_ERRORS
-from pipelines.synthesis import (SEED_SAMPLES_FILE, denoiser_seeds, load_real, synthetic_terminal_rule,
-                                 write_samples)
+from pipelines.synthesis import denoiser_seeds, load_real, samples_paths, synthetic_terminal_rule, write_samples
 from synther_jax.atomic import read_json, write_json
 from synther_jax.data import read_synthetic, write_synthetic
 from synther_jax.diffusion import DiffusionConfig
@@ -90,27 +89,22 @@ def command(arm: Arm, workdir: str) -> List[str]:
 def arm_config(arm: Arm):
     """The arm's validated config, as `launch.offline` builds it from `command(arm)`."""
     config = d4rl.get_config(CONFIG)
-    for key, value in arm.overrides.items():
-        *sections, field = key.split(".")
-        section = config
-        for name in sections:
-            section = section[name]
-        section[field] = value
+    config.update_from_flattened_dict(arm.overrides)
     return d4rl.validate(config)
 
 
 def derive_files(arm: Arm, workdir: str) -> None:
     """Writes the arm's sample files from the base's files or denoisers (nothing for the base and
     the real arm, or when they exist)."""
-    folder, base_folder = os.path.join(workdir, arm.name), os.path.join(workdir, REFERENCE)
-    paths = [os.path.join(folder, SEED_SAMPLES_FILE.format(i)) for i in range(NUM_SEEDS)]
-    if arm.derived is None or all(os.path.exists(path) for path in paths):
+    if arm.derived is None:
         return
-    base_paths = [os.path.join(base_folder, SEED_SAMPLES_FILE.format(i)) for i in range(NUM_SEEDS)]
+    config, folder, base_folder = arm_config(arm), os.path.join(workdir, arm.name), os.path.join(workdir, REFERENCE)
+    paths, base_paths = samples_paths(config, folder), samples_paths(config, base_folder)
+    if all(os.path.exists(path) for path in paths):
+        return
     if not all(os.path.exists(path) for path in base_paths):
         raise app.UsageError(f"The {arm.name} arm is made from the base's files, which are not finished: run "
                              f"--only={REFERENCE} first (its samples are written before its agents train).")
-    config = arm_config(arm)
     real = load_real(config)
     print(f"== {arm.name}: deriving its files from {base_folder} ({arm.derived})", flush=True)
     if arm.derived == "resample":

@@ -89,7 +89,8 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
     """Stage: generate `config.num_samples` transitions per denoiser into `samples_paths`.
 
     The writers stream chunks to disk and rename each file into place only when complete, so a
-    file that exists is finished; the stage is done when all of them exist. With `clip_actions`
+    file that exists is finished; the stage is done when all of them exist. An interrupted stage
+    resumes after the last chunk that every file holds. With `clip_actions`
     every action entry is clipped to [-1, 1] before it is written. Denoiser seed s
     samples with the key fold_in(PRNGKey(s), 1); guided by the real `condition`, its prompts are
     drawn from the top `guidance.top_frac` with the key fold_in(PRNGKey(s), 2).
@@ -105,18 +106,23 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
         prompts = np.stack([np.asarray(top_fraction_prompts(jax.random.fold_in(jax.random.PRNGKey(seed), 2), condition,
                                                             config.num_samples, config.guidance.top_frac))
                             for seed in seeds])
-    if config.denoiser_per_seed:
-        chunks = iterate_samples(model, config.num_samples, jnp.stack(keys), condition=prompts, guidance=scale,
-                                 mesh=sharding.mesh_for_axis(config.num_seeds))
-    else:
-        chunks = (rows[None] for rows in iterate_samples(model, config.num_samples, keys[0], mesh=sharding.auto_mesh(),
-                                                         condition=None if prompts is None else prompts[0],
-                                                         guidance=scale))
     with contextlib.ExitStack() as stack:
         writers = [stack.enter_context(SyntheticWriter(path, source_dataset=config.dataset, config=config, seed=seed,
                                                        model_checkpoint=os.path.join(workdir, "diffusion"),
-                                                       env_id=real.metadata.get("env_id")))
+                                                       env_id=real.metadata.get("env_id"), resumable=True))
                    for path, seed in zip(paths, seeds)]
+        start = min(writer.num_transitions for writer in writers)
+        for writer in writers:
+            writer.truncate(start)
+        if start:
+            logging.info("Resuming the samples at %d of %d per file.", start, config.num_samples)
+        if config.denoiser_per_seed:
+            chunks = iterate_samples(model, config.num_samples, jnp.stack(keys), condition=prompts, guidance=scale,
+                                     mesh=sharding.mesh_for_axis(config.num_seeds), start=start)
+        else:
+            chunks = (rows[None] for rows in iterate_samples(
+                model, config.num_samples, keys[0], mesh=sharding.auto_mesh(), guidance=scale, start=start,
+                condition=None if prompts is None else prompts[0]))
         for rows in chunks:  # (denoisers, chunk, d)
             for writer, seed_rows in zip(writers, rows):
                 data = synthetic_transitions(seed_rows, real.obs_dim, real.action_dim, config.terminals,

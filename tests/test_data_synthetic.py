@@ -119,6 +119,34 @@ def test_interrupted_write_leaves_the_previous_file_intact(tmp_path):
     assert_untouched(path, previous)
 
 
+def test_a_resumable_writer_continues_after_an_interruption(tmp_path):
+    """The rows recorded before the stop stay; bytes a crash left past them are dropped."""
+    rng = np.random.default_rng(6)
+    a, b, c = (make_chunk(rng, n) for n in (40, 30, 25))
+    path = str(tmp_path / "samples.npz")
+    with pytest.raises(KeyboardInterrupt):
+        with SyntheticWriter(path, resumable=True, **METADATA) as writer:
+            writer.write(a)
+            writer.write(b)
+            raise KeyboardInterrupt
+    assert folder_listing(path) == [".samples.npz.partial"]
+    with open(tmp_path / ".samples.npz.partial" / "observations", "ab") as damaged:
+        damaged.write(b"\0" * 7)  # a crash in the middle of the next chunk
+
+    with SyntheticWriter(path, resumable=True, **METADATA) as writer:
+        assert writer.num_transitions == 70
+        with pytest.raises(ValueError, match="holds 70"):
+            writer.truncate(71)
+        writer.truncate(40)  # as if another file of the run had kept only the first chunk
+        writer.write(b)
+        writer.write(c)
+    assert folder_listing(path) == ["samples.json", "samples.npz"]
+    loaded = load_dataset(path)
+    for key in KEYS:
+        np.testing.assert_array_equal(getattr(loaded, key), np.concatenate([getattr(x, key) for x in (a, b, c)]))
+    assert loaded.metadata["num_transitions"] == 95
+
+
 def test_failure_while_assembling_the_file_leaves_the_previous_file_intact(tmp_path, monkeypatch):
     path = str(tmp_path / "samples.npz")
     previous = write_previous(path)

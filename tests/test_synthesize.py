@@ -4,7 +4,9 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
+import pytest
 
 from synther_jax.data import KEYS
 
@@ -65,3 +67,46 @@ def test_synthesize_one_denoiser_per_seed_with_actions_clipped(hopper_random_npz
         assert json.loads((tmp_path / "samples" / f"seed{i}.json").read_text())["seed"] == i  # its denoiser seed
     assert not os.path.exists(tmp_path / "samples.npz")
     assert min(np.max(np.abs(observations[i] - observations[j])) for i, j in ((0, 1), (0, 2), (1, 2))) > 1e-1
+
+
+@pytest.mark.parametrize("per_seed", [False, True])
+def test_an_interrupted_sampling_stage_resumes_to_the_same_files(hopper_random_npz, tmp_path, monkeypatch, per_seed):
+    """Stopped after its first chunk, the stage starts the next run at the second, and its files
+    equal an uninterrupted run's."""
+    from configs import d4rl
+    from pipelines import synthesis
+    from synther_jax.diffusion import DiffusionConfig, train_diffusion
+
+    config = d4rl.get_config("hopper-random,smoke")
+    config.update(dataset=hopper_random_npz, env_id="Hopper-v5", num_samples=700, denoiser_per_seed=per_seed,
+                  num_seeds=2)
+    config.diffusion.update(width=32, depth=1, dim_t=8, num_train_steps=50, steps_per_call=50, num_sample_steps=4,
+                            sample_chunk_size=300)
+    real = synthesis.load_real(config)
+    rows = real.to_rows(True)
+    keys = jax.numpy.stack([jax.random.PRNGKey(s) for s in (0, 1)]) if per_seed else jax.random.PRNGKey(0)
+    model = train_diffusion(rows, DiffusionConfig(**config.diffusion), keys, (rows.shape[1] - 1,), progress=False)
+    straight = synthesis.write_samples(config, real, model, str(tmp_path / "straight"))
+
+    sample_all, starts = synthesis.iterate_samples, []
+
+    def one_chunk_then_stop(*args, **kwargs):
+        for chunk in sample_all(*args, **kwargs):
+            yield chunk
+            raise KeyboardInterrupt
+
+    def recording_start(*args, start=0, **kwargs):
+        starts.append(start)
+        yield from sample_all(*args, start=start, **kwargs)
+
+    monkeypatch.setattr(synthesis, "iterate_samples", one_chunk_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        synthesis.write_samples(config, real, model, str(tmp_path / "resumed"))
+    monkeypatch.setattr(synthesis, "iterate_samples", recording_start)
+    resumed = synthesis.write_samples(config, real, model, str(tmp_path / "resumed"))
+    assert starts == [300] and len(resumed) == len(straight) == (2 if per_seed else 1)
+    for a, b in zip(straight, resumed):
+        with np.load(a) as expected, np.load(b) as actual:
+            for key in KEYS:
+                np.testing.assert_array_equal(actual[key], expected[key])
+        assert sorted(os.listdir(os.path.dirname(b))) == sorted(os.listdir(os.path.dirname(a)))  # no .partial left

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from synther_jax.diffusion import DiffusionConfig, generate, load_diffusion, train_diffusion
+from synther_jax.diffusion import DiffusionConfig, generate, iterate_samples, load_diffusion, train_diffusion
 from synther_jax.diffusion.model import make_optimizer
 from synther_jax.diffusion.training import ema_decay, update_ema
 from synther_jax.errors import WorkdirError
@@ -98,6 +98,9 @@ def test_generation_contract():
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     assert len(np.unique(a[:, 0])) == 150  # chunks use different keys
+    for start in (64, 100, 150):  # a resumed writer's start, on a chunk's edge, inside one, at the end
+        rest = list(iterate_samples(model, 150, jax.random.PRNGKey(2), chunk_size=64, progress=False, start=start))
+        np.testing.assert_array_equal(np.concatenate(rest or [np.empty((0, 5), np.float32)]), a[start:])
 
 
 def test_warm_start_continues_from_the_given_model():

@@ -11,7 +11,9 @@ change carry it as a sixth `metadata` entry, which `read_synthetic` still reads.
 `SyntheticWriter` appends each chunk to one raw file per key in a temporary folder beside the target,
 then streams those files into the zip and renames it onto the target. Memory holds one chunk at a
 time; disk briefly holds the data twice. If anything fails or the writer is interrupted, the
-temporary files are removed and a previous file at the target stays untouched.
+temporary files are removed and a previous file at the target stays untouched; a `resumable`
+writer keeps them instead, in `.<name>.partial/` beside the target, and the next resumable writer
+of the same path appends to the rows they hold (hours of sampling survive a crash).
 """
 import json
 import os
@@ -22,7 +24,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import numpy as np
 
-from synther_jax.atomic import atomic_path, read_json
+from synther_jax.atomic import atomic_path, read_json, write_json
 from synther_jax.data.env_check import env_dims
 from synther_jax.data.transitions import KEYS, Transitions
 from synther_jax.errors import DatasetNotFoundError, InvalidDatasetError
@@ -30,6 +32,7 @@ from synther_jax.progress import Progress
 
 FORMAT = "synther_jax-synthetic-v1"
 _COPY_BYTES = 1 << 20
+_WRITTEN = "written.json"  # a resumable writer's record of the rows in its .partial folder
 
 
 def metadata_path(path: str) -> str:
@@ -60,7 +63,7 @@ class SyntheticWriter:
     """
 
     def __init__(self, path: str, *, source_dataset: str, config: Mapping[str, Any], seed: int,
-                 model_checkpoint: Optional[str], env_id: Optional[str] = None):
+                 model_checkpoint: Optional[str], env_id: Optional[str] = None, resumable: bool = False):
         if not path.endswith(".npz"):
             raise ValueError(f"Synthetic datasets are .npz files; got {path!r}.")
         self.path = os.path.abspath(path)
@@ -71,16 +74,48 @@ class SyntheticWriter:
         self.env_dims = None
         if env_id is not None:
             self.env_dims = env_dims(env_id)  # Raises UnknownEnvironmentError before anything is written.
+        self.resumable = resumable
         self.num_transitions = 0
         self._dims: Optional[Dict[str, tuple]] = None
         self._folder: Optional[str] = None
         self._files: Dict[str, Any] = {}
 
     def __enter__(self) -> "SyntheticWriter":
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        self._folder = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.", dir=os.path.dirname(self.path))
-        self._files = {key: open(os.path.join(self._folder, key), "wb") for key in KEYS}
+        """Opens the stream folder; a resumable writer reopens its `.partial` folder, and
+        `num_transitions` then counts the rows already in it."""
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, exist_ok=True)
+        if not self.resumable:
+            self._folder = tempfile.mkdtemp(prefix=f".{os.path.basename(self.path)}.", dir=directory)
+            self._files = {key: open(os.path.join(self._folder, key), "wb") for key in KEYS}
+            return self
+        self._folder = os.path.join(directory, f".{os.path.basename(self.path)}.partial")
+        os.makedirs(self._folder, exist_ok=True)
+        written = read_json(os.path.join(self._folder, _WRITTEN), {"rows": 0, "dims": None})
+        self.num_transitions = written["rows"]
+        self._dims = None if written["dims"] is None else {key: tuple(d) for key, d in written["dims"].items()}
+        self._files = {key: open(os.path.join(self._folder, key), "ab") for key in KEYS}
+        self.truncate(self.num_transitions)  # drops what a crash left after the last recorded chunk
         return self
+
+    def truncate(self, num_transitions: int) -> None:
+        """Keeps only the first `num_transitions` rows (for a resumed writer to line up with others
+        that had written fewer)."""
+        if num_transitions > self.num_transitions:
+            raise ValueError(f"Cannot keep {num_transitions} rows of {self.path}: it holds {self.num_transitions}.")
+        for key, handle in self._files.items():
+            handle.truncate(num_transitions * 4 * int(np.prod(self._dims[key])) if num_transitions else 0)
+        self.num_transitions = num_transitions
+        self._record()
+
+    def _record(self) -> None:
+        """A resumable writer's count of whole rows on disk, written after each chunk."""
+        if self.resumable:
+            for handle in self._files.values():
+                handle.flush()
+            write_json(os.path.join(self._folder, _WRITTEN), {
+                "rows": self.num_transitions,
+                "dims": None if self._dims is None else {key: list(d) for key, d in self._dims.items()}})
 
     def write(self, chunk: Union[Transitions, Mapping[str, np.ndarray]]) -> None:
         """Appends a chunk (a `Transitions` or a dict with the five keys); raises InvalidDatasetError,
@@ -100,6 +135,7 @@ class SyntheticWriter:
         for key in KEYS:
             getattr(chunk, key).astype("<f4", copy=False).tofile(self._files[key])
         self.num_transitions += len(chunk)
+        self._record()
 
     def __exit__(self, error_type, error, traceback) -> None:
         try:
@@ -108,7 +144,8 @@ class SyntheticWriter:
             if error_type is None:
                 self._finish()
         finally:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            if error_type is None or not self.resumable:
+                shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
     def _finish(self) -> None:

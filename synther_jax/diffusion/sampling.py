@@ -84,9 +84,11 @@ def _check_targets(condition, shape: tuple) -> Optional[np.ndarray]:
 
 def iterate_samples(model: Diffusion, num_samples: int, key: jax.Array, chunk_size: Optional[int] = None,
                     progress: bool = True, mesh: Optional[Mesh] = None, condition: Optional[np.ndarray] = None,
-                    guidance: float = 1.0) -> Iterator[np.ndarray]:
+                    guidance: float = 1.0, start: int = 0) -> Iterator[np.ndarray]:
     """Yields host chunks of un-normalised rows, `num_samples` in all per model, deterministic for
     `key`: (rows, d) for one model and one key, (S, rows, d) for S models and a stack of S keys.
+    Rows before `start` are not yielded (a resumed writer holds them); the rest are the same rows
+    that a run from 0 yields there.
 
     Chunk c uses fold_in(key, c) (each seed's own key); every call compiles one shape (the last
     chunk is cut), so only one chunk at a time lives on the host beyond what the caller keeps. With
@@ -110,13 +112,15 @@ def iterate_samples(model: Diffusion, num_samples: int, key: jax.Array, chunk_si
     elif mesh is not None:
         check_divisible(num_seeds, mesh, "number of seeds")
         models, keys = sharding.shard_leading_axis((models, keys), mesh)
-    with Progress(num_samples * num_seeds, "generating", unit="sample", enabled=progress) as bar:
-        for c, start in enumerate(range(0, num_samples, chunk_size)):
+    with Progress(num_samples * num_seeds, "generating", unit="sample", enabled=progress,
+                  initial=start * num_seeds) as bar:
+        for c in range(start // chunk_size, -(-num_samples // chunk_size)):
+            first = c * chunk_size
             chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, c)
-            targets = _condition_chunk(condition, start, chunk_size)
+            targets = _condition_chunk(condition, first, chunk_size)
             rows = sharding.to_host(sample_rows(models, chunk_keys, chunk_size, targets, guidance,
                                                 mesh=mesh if one else None))
-            rows = rows[:, : num_samples - start]
+            rows = rows[:, max(start - first, 0): num_samples - first]
             bar.update(rows.size // model.dim)
             yield rows[0] if one else rows
 

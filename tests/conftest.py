@@ -53,6 +53,12 @@ def _release_compiled_programs():
         jax.clear_caches()
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first: each worker then takes the short ones as it frees up, and the run does
+    not end on one worker's minutes-long test while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

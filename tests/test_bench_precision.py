@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from bench.precision import FIGURES, compare
 
@@ -30,6 +31,7 @@ def test_a_precision_matches_float32_only_within_the_float32_seed_difference():
     assert (tf32["train_speedup"], bf16["sample_speedup"]) == (3.0, 5.0)
 
 
+@pytest.mark.slow
 def test_smoke_run_measures_every_precision_and_resumes(tmp_path):
     out, workdir = tmp_path / "precision.json", tmp_path / "work"
     command = [sys.executable, "-m", "bench.precision", "--smoke", f"--workdir={workdir}", f"--out={out}"]

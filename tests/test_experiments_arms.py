@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -16,6 +18,7 @@ def _run(module, *flags) -> str:
     return result.stderr
 
 
+@pytest.mark.slow
 def test_offline_arms_with_augmentation_arms(tmp_path):
     """One arm first on its own (`--only`, as a parallel process would), then the whole set, which
     runs the rest, reads the finished arm back and writes the JSON."""
@@ -56,6 +59,7 @@ def test_offline_arms_with_augmentation_arms(tmp_path):
     assert synthetic_run["command"].endswith("--only=synthetic")  # the arm was made by the first command
 
 
+@pytest.mark.slow
 def test_online_arms_smoke(tmp_path):
     """First with no time left, so the first variant stops at its first evaluation and the others
     do not start; then without the budget, which resumes the first there and runs every variant to

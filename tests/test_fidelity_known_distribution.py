@@ -8,6 +8,7 @@ deviation is about sqrt(2 * 0.14 * 0.86 / 4000) = 0.008; we allow 0.03 (under 4 
 """
 import jax
 import numpy as np
+import pytest
 from scipy import stats
 
 from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
@@ -33,6 +34,7 @@ def _marginal_ks(real, synthetic):
     return np.array([stats.ks_2samp(real[:, i], synthetic[:, i]).statistic for i in range(DIM)])
 
 
+@pytest.mark.slow
 def test_trained_model_matches_marginals_and_terminal_rate():
     rows = _mixture()
     model = train_diffusion(rows, CONFIG, jax.random.PRNGKey(0), skip_norm_dims=(DIM,), progress=False)

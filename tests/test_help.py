@@ -75,6 +75,7 @@ def test_the_pages_show_commands_of_every_kind():
     assert "workdir" in DOCUMENTED["launch.offline"]  # the reader finds flags, continued lines included
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", sorted(DOCUMENTED))
 def test_help_of_a_documented_command_lists_the_flags_the_docs_pass(module):
     status, text = help_texts()[module]

@@ -42,6 +42,7 @@ def _text(cell) -> str:
     return "".join(output.get("text", "") for output in cell.outputs if output.output_type == "stream")
 
 
+@pytest.mark.slow
 def test_notebook_runs_the_pipeline_and_shows_its_plots(tmp_path, monkeypatch, request):
     workdir = tmp_path / "run"
     monkeypatch.setenv("SYNTHER_NOTEBOOK_INSTALL", "0")

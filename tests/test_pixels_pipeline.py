@@ -27,6 +27,7 @@ def tiny_config():
     return config
 
 
+@pytest.mark.slow
 def test_smoke_pipeline_end_to_end_and_resume(tmp_path):
     workdir = str(tmp_path / "run")
     results = pixels.run(tiny_config(), workdir)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from accelerator import steps as runbook_steps
 from accelerator.runbook import MARGIN_S, Step, run, steps
 
@@ -44,6 +46,7 @@ def test_the_budget_is_kept_and_every_step_is_reported(tmp_path):
     assert "| quick | done |" in table and "| after | not reached: estimated 1 s, 0 s left |" in table
 
 
+@pytest.mark.slow
 def test_the_smoke_runbook_ends_within_its_budget(tmp_path):
     budget = 40
     start = time.monotonic()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from experiments.sampler_steps import FIGURES, summarise
 
@@ -31,6 +32,7 @@ def test_a_step_count_matches_128_only_within_the_seed_spread():
     np.testing.assert_allclose(by_steps[16]["off_by_noise"]["marginal_score"], 1.7)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_per_step_figures_and_resumes(tmp_path):
     out, workdir = tmp_path / "steps.json", tmp_path / "work"
     command = [sys.executable, "-m", "experiments.sampler_steps", "--smoke", "--steps=8,128", "--num_samples=400",

@@ -22,6 +22,7 @@ IN_CHILD = os.environ.get("SYNTHER_SHARDING_CHILD") == "1"
 eight_devices = pytest.mark.skipif(not IN_CHILD, reason="runs in the 8-device child of test_eight_device_checks_pass")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(IN_CHILD, reason="this is the parent")
 def test_eight_device_checks_pass():
     env = {**os.environ, "SYNTHER_SHARDING_CHILD": "1", "JAX_PLATFORMS": "cpu",

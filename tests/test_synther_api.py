@@ -146,6 +146,7 @@ def test_guided_fit_sample_save_load_and_resume(transitions, tmp_path):
         SynthER.fit(transitions, CONFIG, progress=False).sample(key, 10, condition=1.0)
 
 
+@pytest.mark.slow
 def test_the_guided_docs_example_runs_as_written(tmp_path, monkeypatch, capsys):
     """docs/guided.md's example, as written: guidance towards the top 10% rewards raises the reward."""
     import os

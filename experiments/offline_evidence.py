@@ -3,19 +3,25 @@ from a named base, on the bundled walker2d medium-replay data (30K transitions),
 seeds. The plan, with every arm's command, is `experiments/offline_evidence.md`.
 
     python -m experiments.offline_evidence --workdir=runs/offline-evidence               # every arm, then the report
-    python -m experiments.offline_evidence --workdir=runs/offline-evidence --only=real   # some arms (parallel processes)
+    python -m experiments.offline_evidence --workdir=runs/offline-evidence --only=real   # some arms, in parallel
     python -m experiments.offline_evidence --workdir=runs/offline-evidence --report      # the report of finished arms
 
 Each arm is one `launch.offline` run in `<workdir>/<arm>`, so a rerun resumes it and a finished one
 is only read back. The base trains one denoiser per agent seed and draws its samples; the other
 synthetic arms never train again: `env_rule`, `first100k` and `clipped` are the base's sample files
-relabelled, cut or clipped, and `steps32` draws new samples from the base's denoisers. Their files
+relabelled, cut or clipped, and `steps32` draws new samples from the base's denoisers (so it can
+start once they are trained, while the base still samples). Their files
 are written into the arm's folder before its run starts, where `launch.offline` finds them finished.
 
 The report is `launch.compare`'s table and interval plot of the finished arms against the base
-(`experiments/results/offline_evidence/`), and one JSON (`--out`) with, per arm, its command, its
+(`experiments/results/offline_evidence_walker2d_cpu/`), and one JSON (`--out`) with, per arm, its command, its
 per-seed scores, the intervals of its mean, IQM and paired difference, each denoiser's fidelity
-figures and its stage times; arms not yet finished are listed as pending.
+figures and its stage times; arms not yet finished are listed as pending. A second comparison
+against the real arm (`against_real/`) says whether SynthER gains at all.
+
+Results: `RESULTS` in experiments/results/ (the comparisons' tables and plots in the folder of the
+same name). Tables: `offline-evidence` in docs/offline.md; `summary_rows` in docs/results.md and
+README.md.
 """
 import dataclasses
 import os
@@ -26,11 +32,14 @@ from typing import Dict, List, Optional
 from absl import app, flags
 
 from bench.timing import environment
+from experiments.tables import RESULTS as RESULTS_DIR
+from experiments.tables import load, table
 from configs import d4rl
 from launch import boundary, compare
 from launch.cli import INPUT_ERRORS
 from pipelines.synthesis import denoiser_seeds, load_real, samples_paths, synthetic_terminal_rule, write_samples
 from synther_jax.atomic import read_json, write_json
+from synther_jax.checkpoint import Checkpointer
 from synther_jax.data import read_synthetic, write_synthetic
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.storage import load_diffusion
@@ -56,8 +65,8 @@ ARMS = (
     Arm("real", "the 30K real transitions, no denoiser", {**COMMON, "data": "real"}),
     Arm("base", "one 256x3 denoiser per seed, 30K steps; 500K samples, 128 Heun steps with churn; terminals "
         "modelled", BASE),
-    Arm("env_rule", "the base's files, terminals relabelled by walker2d's health rule", {**BASE, "terminals": "env_rule"},
-        "relabel"),
+    Arm("env_rule", "the base's files, terminals relabelled by walker2d's health rule",
+        {**BASE, "terminals": "env_rule"}, "relabel"),
     Arm("first100k", "the first 100K rows of each base file", {**BASE, "num_samples": 100_000}, "first_rows"),
     Arm("steps32", "the base's denoisers sampled again with 32 Heun steps and no churn",
         {**BASE, "diffusion.num_sample_steps": 32, "diffusion.S_churn": 0.0}, "resample"),
@@ -65,15 +74,22 @@ ARMS = (
 )
 ARM_NAMES = [arm.name for arm in ARMS]
 REFERENCE = "base"
+AGAINST_REAL = "against_real"  # the report folder's subfolder comparing every arm with the real one
+RESULTS = ("offline_evidence_walker2d_cpu.json",)
+DETAILS = "docs/results.md#offline-evidence-walker2d-medium-replay"
 DEFAULT_WORKDIR = "runs/offline-evidence"  # as the plan's commands write it
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Where the arms' runs live; rerun to resume.")
-flags.DEFINE_list("only", [], f"Run just these arms ({', '.join(ARM_NAMES)}) and write no report; the base's files "
-                  "must be finished before the arms derived from them start.")
-flags.DEFINE_bool("report", False, "Only gather the finished arms into the report.")
-flags.DEFINE_string("out", "experiments/results/offline_evidence_walker2d_cpu.json",
-                    "The report's JSON; launch.compare's table and plot go to the folder of the same name.")
+
+
+def define_flags() -> None:
+    """The command line; defined only when run as a program, so experiments.report can import the tables."""
+    flags.DEFINE_string("workdir", None, "Where the arms' runs live; rerun to resume.")
+    flags.DEFINE_list("only", [], f"Run just these arms ({', '.join(ARM_NAMES)}) and write no report; the base's "
+                      "files (its denoisers for steps32) must be finished before the arms derived from them start.")
+    flags.DEFINE_bool("report", False, "Only gather the finished arms into the report.")
+    flags.DEFINE_string("out", os.path.join("experiments", "results", RESULTS[0]),
+                        "The report's JSON; launch.compare's tables and plots go to the folder of the same name.")
 
 
 def command(arm: Arm, workdir: str) -> List[str]:
@@ -102,15 +118,20 @@ def derive_files(arm: Arm, workdir: str) -> None:
     paths, base_paths = samples_paths(config, folder), samples_paths(config, base_folder)
     if all(os.path.exists(path) for path in paths):
         return
+    if arm.derived == "resample":  # needs the base's trained denoisers only, not its samples
+        denoisers = os.path.join(base_folder, "diffusion")
+        if Checkpointer(os.path.join(denoisers, "checkpoints")).latest_step() != config.diffusion.num_train_steps:
+            raise app.UsageError(f"The {arm.name} arm samples the base's denoisers, which are not trained yet: run "
+                                 f"--only={REFERENCE} first (it trains them before it samples).")
+        print(f"== {arm.name}: sampling the denoisers of {base_folder} again", flush=True)
+        model = load_diffusion(denoisers)
+        write_samples(config, load_real(config), model.replace(config=DiffusionConfig(**config.diffusion)), folder)
+        return
     if not all(os.path.exists(path) for path in base_paths):
         raise app.UsageError(f"The {arm.name} arm is made from the base's files, which are not finished: run "
                              f"--only={REFERENCE} first (its samples are written before its agents train).")
     real = load_real(config)
     print(f"== {arm.name}: deriving its files from {base_folder} ({arm.derived})", flush=True)
-    if arm.derived == "resample":
-        model = load_diffusion(os.path.join(base_folder, "diffusion"))
-        write_samples(config, real, model.replace(config=DiffusionConfig(**config.diffusion)), folder)
-        return
     rule = synthetic_terminal_rule(config, real)
     for path, base_path, seed in zip(paths, base_paths, denoiser_seeds(config)):
         data = read_synthetic(base_path)
@@ -138,14 +159,21 @@ def run_arm(arm: Arm, workdir: str) -> None:
 
 
 def report(workdir: str, out: str) -> dict:
-    """The report of the finished arms: launch.compare's table and plot, and the JSON at `out`."""
+    """The report of the finished arms: launch.compare's tables and plots, against the base (each
+    factor's effect) and against the real arm (SynthER or not), and the JSON at `out`. The two
+    comparisons are separate families for Holm's correction."""
     finished = [arm.name for arm in ARMS if os.path.exists(os.path.join(workdir, arm.name, "results.json"))]
     if not finished:
         raise app.UsageError(f"No arm in {workdir} has finished; run the experiment first.")
     folder = os.path.splitext(out)[0]
-    comparison = compare.run([os.path.join(workdir, name) for name in finished], folder, names=finished,
+    run_dirs = [os.path.join(workdir, name) for name in finished]
+    comparison = compare.run(run_dirs, folder, names=finished,
                              baseline=REFERENCE if REFERENCE in finished else finished[0])
     rows = {row["name"]: row for row in comparison["arms"]}
+    against_real = {}
+    if "real" in finished and len(finished) > 1:
+        against_real = {row["name"]: row["difference"] for row in compare.run(
+            run_dirs, os.path.join(folder, AGAINST_REAL), names=finished, baseline="real")["arms"]}
     arms = []
     for arm in ARMS:
         entry = {"name": arm.name, "factor": arm.factor, "derived_from_base": arm.derived,
@@ -153,18 +181,80 @@ def report(workdir: str, out: str) -> dict:
         if arm.name in finished:
             results, row = read_json(os.path.join(workdir, arm.name, "results.json"), None), rows[arm.name]
             entry.update({"score": results["score"], "mean": row["mean"], "iqm": row["iqm"],
-                          "difference": row["difference"], "unpaired_reason": row["unpaired_reason"],
-                          "fidelity": results["fidelity"], "stage_seconds": results["stage_seconds"]})
+                          "difference": row["difference"], "difference_from_real": against_real.get(arm.name),
+                          "unpaired_reason": row["unpaired_reason"], "fidelity": results["fidelity"],
+                          "stage_seconds": results["stage_seconds"]})
         arms.append(entry)
     record = {**environment(), "experiment": "offline_evidence", "config": CONFIG, "task": comparison["task"],
               "num_updates": comparison["num_updates"], "metric": comparison["metric"], "score": comparison["score"],
-              "reference": comparison["baseline"], "bootstrap": comparison["bootstrap"], "arms": arms,
-              "pending": [name for name in ARM_NAMES if name not in finished], "comparison": folder,
+              "num_seeds": NUM_SEEDS, "reference": comparison["baseline"], "bootstrap": comparison["bootstrap"],
+              "arms": arms, "pending": [name for name in ARM_NAMES if name not in finished],
+              "comparison": folder,
               "command": f"python -m experiments.offline_evidence --workdir={DEFAULT_WORKDIR} --report"}
     write_json(out, record)
     with open(os.path.join(folder, compare.TABLE_FILE)) as table:
         print(table.read(), end="")
     return record
+
+
+# --- the tables of README.md and docs/results.md, read from the committed report ----------------
+
+def _interval(value: dict) -> str:
+    return f"{value['estimate']:.1f} [{value['low']:.1f}, {value['high']:.1f}]"
+
+
+def _difference(difference: Optional[dict]) -> str:
+    """A paired difference in the mean with its Holm-level interval; "not shown" where it covers 0."""
+    if difference is None:
+        return ""
+    mean = difference["mean"]
+    shown = mean["low"] > 0 or mean["high"] < 0
+    return (f"{mean['estimate']:+.1f} [{mean['low']:+.1f}, {mean['high']:+.1f}]"
+            + ("" if shown else ", not shown"))
+
+
+def summary_rows(results: str = RESULTS_DIR) -> List[List[str]]:
+    """Rows of experiment, paper, ours and our scale: the synthetic arm furthest above real data
+    (the plan's choice for the README), its paired difference, and how many arms are pending."""
+    record = load(RESULTS[0], results)
+    arms = {arm["name"]: arm for arm in record["arms"] if arm["finished"]}
+    against_real = [arm for arm in arms.values() if arm.get("difference_from_real")]
+    if against_real:
+        best = max(against_real, key=lambda arm: arm["difference_from_real"]["mean"]["estimate"])
+        ours = f"{best['name']} - real: {_difference(best['difference_from_real'])}"
+    else:
+        ours = "; ".join(f"{name} {_interval(arm['mean'])}" for name, arm in arms.items())
+    if record["pending"]:
+        ours += f"; {len(record['pending'])} of {len(record['arms'])} arms pending"
+    return [["Offline evidence: walker2d medium-replay, TD3+BC, 6 paired seeds",
+             "SynthER above real data (Figure 1a)", ours,
+             f"the bundled 30K transitions, a 256x3 denoiser per seed, 500K samples each, "
+             f"{record['num_updates'] // 1000}K updates, {record['score']}"]]
+
+
+def arms_table(results: str = RESULTS_DIR) -> List[str]:
+    """Every planned arm: what differs from the base, its seeds' scores, mean and IQM with 95 %
+    intervals, its paired differences from the base and from real data (Holm-corrected), and its
+    denoisers' mean fidelity."""
+    record = load(RESULTS[0], results)
+    rows = []
+    for arm in record["arms"]:
+        if not arm["finished"]:
+            rows.append([f"`{arm['name']}`", arm["factor"], "pending", "", "", "", "", "", ""])
+            continue
+        fidelity = (arm["fidelity"] or {}).get("mean") or {}
+        falls = fidelity.get("synthetic_falls_flagged")
+        rows.append([f"`{arm['name']}`", arm["factor"], ", ".join(f"{s:.1f}" for s in arm["score"]["per_seed"]),
+                     _interval(arm["mean"]), _interval(arm["iqm"]), _difference(arm["difference"]),
+                     _difference(arm.get("difference_from_real")),
+                     f"{fidelity['marginal_score']:.3f} / {fidelity['correlation_score']:.3f}" if fidelity else "",
+                     "" if falls is None else f"{falls:.0%}"])
+    return table(["arm", "what differs from the base", "score per seed", "mean [95 %]", "IQM [95 %]",
+                  f"mean - {record['reference']}", "mean - real", "marginal / correlation",
+                  "synthetic falls flagged"], rows)
+
+
+TABLES = {"offline-evidence": arms_table}
 
 
 def main(argv):
@@ -181,5 +271,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     flags.mark_flag_as_required("workdir")
     boundary.run(main, INPUT_ERRORS)

@@ -3,14 +3,15 @@ derived arm's files are the base's files changed in its one factor only."""
 import dataclasses
 import json
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.offline_evidence import (ARMS, DEFAULT_WORKDIR, NUM_SEEDS, arm_config, command, derive_files,
-                                          report)
+from experiments.offline_evidence import (AGAINST_REAL, ARMS, DEFAULT_WORKDIR, NUM_SEEDS, RESULTS, arm_config,
+                                          arms_table, command, derive_files, report, summary_rows)
 from pipelines.synthesis import SEED_SAMPLES_FILE, load_real
 from synther_jax.data import Transitions, read_synthetic, write_synthetic
 from synther_jax.diffusion import DiffusionConfig
@@ -95,14 +96,20 @@ def test_steps32_samples_the_bases_denoisers_again(base_files):
     arm = ARMS_BY_NAME["steps32"]
     arm = dataclasses.replace(arm, overrides={**arm.overrides, "num_samples": 40, "diffusion.num_sample_steps": 3,
                                                "diffusion.width": 16, "diffusion.depth": 1, "diffusion.dim_t": 8,
-                                               "diffusion.sample_chunk_size": 40})
+                                               "diffusion.sample_chunk_size": 40, "diffusion.num_train_steps": 20,
+                                               "diffusion.steps_per_call": 10, "diffusion.checkpoint_every": 10})
     config = arm_config(arm)
     rows = load_real(config).to_rows()[:500]
-    diffusion = DiffusionConfig(**{**config.diffusion, "num_train_steps": 10, "steps_per_call": 10,
-                                   "num_sample_steps": 128})
+    diffusion = DiffusionConfig(**{**config.diffusion, "num_sample_steps": 128})
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in range(NUM_SEEDS)])
-    train_diffusion(rows, diffusion, keys, (rows.shape[1] - 1,),
-                    workdir=str(base_files / "base" / "diffusion"))
+    denoisers = base_files / "base" / "diffusion"
+    train_diffusion(rows, diffusion, keys, (rows.shape[1] - 1,), workdir=str(denoisers))
+    last = denoisers / "checkpoints" / "20"
+    shutil.move(last, base_files / "later")  # as if the training were still at step 10
+    with pytest.raises(Exception, match="not trained yet: run --only=base first"):
+        derive_files(arm, str(base_files))
+    shutil.move(base_files / "later", last)
+    (base_files / "base" / SEED_SAMPLES_FILE.format(0)).unlink()  # the base still samples
     derive_files(arm, str(base_files))
     samples = _files(base_files, "steps32")
     assert all(len(data) == 40 and data.obs_dim == 17 for data in samples)
@@ -128,7 +135,7 @@ def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
                        stage_seconds={"agent": 1.0})
         with open(os.path.join(folder, "results.json"), "w") as file:
             json.dump(results, file)
-    out = tmp_path / "evidence.json"
+    out = tmp_path / RESULTS[0]
     record = report(str(tmp_path / "runs"), str(out))
 
     assert json.loads(out.read_text()) == record
@@ -142,4 +149,43 @@ def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
         per_seed = np.array(arms[name]["score"]["per_seed"]) - np.array(arms["base"]["score"]["per_seed"])
         assert arms[name]["difference"]["mean"]["estimate"] == pytest.approx(per_seed.mean())
         assert arms[name]["mean"]["low"] < arms[name]["mean"]["estimate"] < arms[name]["mean"]["high"]
-    assert (tmp_path / "evidence" / "comparison.md").exists() and (tmp_path / "evidence" / "intervals.png").exists()
+    for name in ("base", "env_rule"):  # and with the real arm, in a family of its own
+        per_seed = np.array(arms[name]["score"]["per_seed"]) - np.array(arms["real"]["score"]["per_seed"])
+        assert arms[name]["difference_from_real"]["mean"]["estimate"] == pytest.approx(per_seed.mean())
+    assert arms["real"]["difference_from_real"] is None
+    folder = tmp_path / os.path.splitext(RESULTS[0])[0]
+    for comparison in (folder, folder / AGAINST_REAL):
+        assert (comparison / "comparison.md").exists() and (comparison / "intervals.png").exists()
+
+
+def test_the_tables_show_every_arm_and_call_a_difference_covering_zero_not_shown(tmp_path):
+    rng = np.random.default_rng(1)
+    for name, offset in (("real", 30.0), ("base", 20.0), ("env_rule", 20.5)):
+        folder = fake_run(tmp_path / "runs" / name, offset + rng.normal(0, 2, (3, NUM_SEEDS)),
+                          steps=[80_000, 90_000, 100_000],
+                          denoiser_seeds=None if name == "real" else list(range(NUM_SEEDS)))
+        flagged = 0.1 if name == "base" else 1.0
+        results = json.loads(open(os.path.join(folder, "results.json")).read())
+        results.update(stage_seconds={}, fidelity=None if name == "real" else {"mean": {
+            "marginal_score": 0.95, "correlation_score": 0.99, "synthetic_falls_flagged": flagged}})
+        with open(os.path.join(folder, "results.json"), "w") as file:
+            json.dump(results, file)
+    record = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
+    arms = {arm["name"]: arm for arm in record["arms"]}
+
+    lines = arms_table(str(tmp_path))
+    assert len(lines) == 2 + len(ARMS)
+    rows = {line.split(" | ")[0].strip("| `"): line for line in lines[2:]}
+    assert [name for name in rows] == [arm.name for arm in ARMS]
+    for name in record["pending"]:
+        assert " | pending | " in rows[name]
+    for name, column in (("env_rule", "difference"), ("base", "difference_from_real")):
+        mean = arms[name][column]["mean"]
+        cell = f"{mean['estimate']:+.1f} [{mean['low']:+.1f}, {mean['high']:+.1f}]"
+        covers_zero = mean["low"] <= 0 <= mean["high"]
+        assert cell + (", not shown" if covers_zero else " |") in rows[name]
+    assert arms["base"]["difference_from_real"]["mean"]["high"] < 0  # 10 points apart: shown
+    assert "| 10% |" in rows["base"] and "| 100% |" in rows["env_rule"]
+    [summary] = summary_rows(str(tmp_path))
+    best = max(("base", "env_rule"), key=lambda name: arms[name]["difference_from_real"]["mean"]["estimate"])
+    assert summary[2].startswith(f"{best} - real: -") and summary[2].endswith("; 3 of 6 arms pending")

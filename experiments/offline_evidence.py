@@ -170,8 +170,9 @@ def report(workdir: str, out: str) -> dict:
     comparison = compare.run(run_dirs, folder, names=finished,
                              baseline=REFERENCE if REFERENCE in finished else finished[0])
     rows = {row["name"]: row for row in comparison["arms"]}
+    from_base = comparison["baseline"] == REFERENCE  # else no difference is the base's yet
     against_real = {}
-    if "real" in finished and len(finished) > 1:
+    if "real" in finished:
         against_real = {row["name"]: row["difference"] for row in compare.run(
             run_dirs, os.path.join(folder, AGAINST_REAL), names=finished, baseline="real")["arms"]}
     arms = []
@@ -181,7 +182,8 @@ def report(workdir: str, out: str) -> dict:
         if arm.name in finished:
             results, row = read_json(os.path.join(workdir, arm.name, "results.json"), None), rows[arm.name]
             entry.update({"score": results["score"], "mean": row["mean"], "iqm": row["iqm"],
-                          "difference": row["difference"], "difference_from_real": against_real.get(arm.name),
+                          "difference": row["difference"] if from_base else None,
+                          "difference_from_real": against_real.get(arm.name),
                           "unpaired_reason": row["unpaired_reason"], "fidelity": results["fidelity"],
                           "stage_seconds": results["stage_seconds"]})
         arms.append(entry)
@@ -250,7 +252,7 @@ def arms_table(results: str = RESULTS_DIR) -> List[str]:
                      f"{fidelity['marginal_score']:.3f} / {fidelity['correlation_score']:.3f}" if fidelity else "",
                      "" if falls is None else f"{falls:.0%}"])
     return table(["arm", "what differs from the base", "score per seed", "mean [95 %]", "IQM [95 %]",
-                  f"mean - {record['reference']}", "mean - real", "marginal / correlation",
+                  f"mean - {REFERENCE}", "mean - real", "marginal / correlation",
                   "synthetic falls flagged"], rows)
 
 

@@ -24,7 +24,8 @@ import re
 import sys
 from typing import Callable, Dict, List, Sequence
 
-from experiments import figure1a, figure6_hopper, pgr_cheetah_run, sampler_steps, table1_maze2d, table1_walker2d
+from experiments import (figure1a, figure6_hopper, offline_evidence, pgr_cheetah_run, sampler_steps, table1_maze2d,
+                         table1_walker2d)
 from experiments.tables import RESULTS, ROOT, commands, load, machine, table
 
 BENCH_RESULTS = os.path.join(ROOT, "bench", "results")
@@ -32,7 +33,8 @@ PAGES = ("README.md", *sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.pat
 MARKER = re.compile(r"(<!-- experiments\.report: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /experiments\.report -->)",
                     re.S)
 # In the order of README.md's table and docs/results.md's sections.
-EXPERIMENTS = (table1_walker2d, figure1a, table1_maze2d, figure6_hopper, pgr_cheetah_run, sampler_steps)
+EXPERIMENTS = (table1_walker2d, figure1a, offline_evidence, table1_maze2d, figure6_hopper, pgr_cheetah_run,
+               sampler_steps)
 
 
 def experiment_name(module) -> str:

@@ -189,3 +189,19 @@ def test_the_tables_show_every_arm_and_call_a_difference_covering_zero_not_shown
     [summary] = summary_rows(str(tmp_path))
     best = max(("base", "env_rule"), key=lambda name: arms[name]["difference_from_real"]["mean"]["estimate"])
     assert summary[2].startswith(f"{best} - real: -") and summary[2].endswith("; 3 of 6 arms pending")
+
+
+def test_before_the_base_finishes_no_difference_is_called_the_bases(tmp_path):
+    rng = np.random.default_rng(2)
+    for name, denoisers in (("real", None), ("steps32", list(range(NUM_SEEDS)))):
+        folder = fake_run(tmp_path / "runs" / name, 20 + rng.normal(0, 2, (3, NUM_SEEDS)),
+                          steps=[80_000, 90_000, 100_000], denoiser_seeds=denoisers)
+        results = json.loads(open(os.path.join(folder, "results.json")).read())
+        results.update(fidelity=None, stage_seconds={})
+        with open(os.path.join(folder, "results.json"), "w") as file:
+            json.dump(results, file)
+    record = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
+    arms = {arm["name"]: arm for arm in record["arms"]}
+    assert arms["steps32"]["difference"] is None and arms["steps32"]["difference_from_real"] is not None
+    header = arms_table(str(tmp_path))[0]
+    assert "| mean - base | mean - real |" in header

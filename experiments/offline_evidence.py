@@ -14,10 +14,10 @@ start once they are trained, while the base still samples). Their files
 are written into the arm's folder before its run starts, where `launch.offline` finds them finished.
 
 The report is `launch.compare`'s table and interval plot of the finished arms against the base
-(`experiments/results/offline_evidence_walker2d_cpu/`), and one JSON (`--out`) with, per arm, its command, its
-per-seed scores, the intervals of its mean, IQM and paired difference, each denoiser's fidelity
-figures and its stage times; arms not yet finished are listed as pending. A second comparison
-against the real arm (`against_real/`) says whether SynthER gains at all.
+(`experiments/results/offline_evidence_walker2d_cpu/`), and one JSON (`--out`) with, per arm, its
+command, its per-seed scores, the intervals of its mean, IQM and paired difference, each
+denoiser's fidelity figures and its stage times; arms not yet finished are listed as pending. A
+second comparison against the real arm (`against_real/`) says whether SynthER gains at all.
 
 Results: `RESULTS` in experiments/results/ (the comparisons' tables and plots in the folder of the
 same name). Tables: `offline-evidence` in docs/offline.md; `summary_rows` in docs/results.md and
@@ -32,9 +32,9 @@ from typing import Dict, List, Optional
 from absl import app, flags
 
 from bench.timing import environment
+from configs import d4rl
 from experiments.tables import RESULTS as RESULTS_DIR
 from experiments.tables import load, table
-from configs import d4rl
 from launch import boundary, compare
 from launch.cli import INPUT_ERRORS
 from pipelines.synthesis import denoiser_seeds, load_real, samples_paths, synthetic_terminal_rule, write_samples

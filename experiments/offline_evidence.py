@@ -201,10 +201,6 @@ def report(workdir: str, out: str) -> dict:
 
 # --- the tables of README.md and docs/results.md, read from the committed report ----------------
 
-def _interval(value: dict) -> str:
-    return f"{value['estimate']:.1f} [{value['low']:.1f}, {value['high']:.1f}]"
-
-
 def _difference(difference: Optional[dict]) -> str:
     """A paired difference in the mean with its Holm-level interval; "not shown" where it covers 0."""
     if difference is None:
@@ -225,7 +221,7 @@ def summary_rows(results: str = RESULTS_DIR) -> List[List[str]]:
         best = max(against_real, key=lambda arm: arm["difference_from_real"]["mean"]["estimate"])
         ours = f"{best['name']} - real: {_difference(best['difference_from_real'])}"
     else:
-        ours = "; ".join(f"{name} {_interval(arm['mean'])}" for name, arm in arms.items())
+        ours = "; ".join(f"{name} {compare.interval_text(arm['mean'])}" for name, arm in arms.items())
     if record["pending"]:
         ours += f"; {len(record['pending'])} of {len(record['arms'])} arms pending"
     return [["Offline evidence: walker2d medium-replay, TD3+BC, 6 paired seeds",
@@ -247,7 +243,7 @@ def arms_table(results: str = RESULTS_DIR) -> List[str]:
         fidelity = (arm["fidelity"] or {}).get("mean") or {}
         falls = fidelity.get("synthetic_falls_flagged")
         rows.append([f"`{arm['name']}`", arm["factor"], ", ".join(f"{s:.1f}" for s in arm["score"]["per_seed"]),
-                     _interval(arm["mean"]), _interval(arm["iqm"]), _difference(arm["difference"]),
+                     compare.interval_text(arm["mean"]), compare.interval_text(arm["iqm"]), _difference(arm["difference"]),
                      _difference(arm.get("difference_from_real")),
                      f"{fidelity['marginal_score']:.3f} / {fidelity['correlation_score']:.3f}" if fidelity else "",
                      "" if falls is None else f"{falls:.0%}"])

@@ -142,7 +142,8 @@ def compare(arms: Sequence[dict], baseline: str, reps: int, seed: int) -> dict:
         "arms": rows}
 
 
-def _interval(value: dict) -> str:
+def interval_text(value: dict) -> str:
+    """An estimate with its interval, as every table of arms writes it: `13.5 [8.6, 18.3]`."""
     return f"{value['estimate']:.1f} [{value['low']:.1f}, {value['high']:.1f}]"
 
 
@@ -156,11 +157,11 @@ def markdown_table(comparison: dict) -> str:
              "| arm | seeds | mean | IQM | mean - baseline | p (Holm) | IQM - baseline | p (Holm) | note |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in comparison["arms"]:
-        cells = [row["name"], str(row["num_seeds"]), _interval(row["mean"]), _interval(row["iqm"])]
+        cells = [row["name"], str(row["num_seeds"]), interval_text(row["mean"]), interval_text(row["iqm"])]
         if row["difference"] is not None:
             for statistic in intervals.STATISTICS:
                 difference = row["difference"][statistic]
-                cells += [f"{_interval(difference)} at {100 * difference['level']:.1f} %",
+                cells += [f"{interval_text(difference)} at {100 * difference['level']:.1f} %",
                           f"{difference['p_holm']:.3g}"]
             note = ""
         else:

@@ -123,18 +123,22 @@ def test_a_derived_arm_before_the_base_has_finished_is_refused(tmp_path):
     assert not os.path.exists(tmp_path / "clipped")
 
 
-def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
-    rng = np.random.default_rng(0)
-    steps = [80_000, 90_000, 100_000]
-    for name, offset, denoisers in (("real", 30.0, None), ("base", 20.0, list(range(NUM_SEEDS))),
-                                    ("env_rule", 25.0, list(range(NUM_SEEDS)))):
-        folder = fake_run(tmp_path / "runs" / name, offset + rng.normal(0, 2, (3, NUM_SEEDS)), steps=steps,
-                          denoiser_seeds=denoisers)
+def _finished_arms(runs, offsets, fidelity, seed):
+    """A finished run per arm ({name: mean score}) in `runs`, 3 evaluations of 6 seeds around its
+    mean; the synthetic arms with denoiser seeds and `fidelity(name)` as results.json's fidelity."""
+    rng = np.random.default_rng(seed)
+    for name, offset in offsets.items():
+        folder = fake_run(runs / name, offset + rng.normal(0, 2, (3, NUM_SEEDS)), steps=[80_000, 90_000, 100_000],
+                          denoiser_seeds=None if name == "real" else list(range(NUM_SEEDS)))
         results = json.loads(open(os.path.join(folder, "results.json")).read())
-        results.update(fidelity=None if denoisers is None else {"mean": {"marginal_score": 0.9}},
-                       stage_seconds={"agent": 1.0})
+        results.update(stage_seconds={"agent": 1.0}, fidelity=None if name == "real" else fidelity(name))
         with open(os.path.join(folder, "results.json"), "w") as file:
             json.dump(results, file)
+
+
+def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
+    _finished_arms(tmp_path / "runs", {"real": 30.0, "base": 20.0, "env_rule": 25.0},
+                   lambda name: {"mean": {"marginal_score": 0.9}}, seed=0)
     out = tmp_path / RESULTS[0]
     record = report(str(tmp_path / "runs"), str(out))
 
@@ -159,17 +163,9 @@ def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
 
 
 def test_the_tables_show_every_arm_and_call_a_difference_covering_zero_not_shown(tmp_path):
-    rng = np.random.default_rng(1)
-    for name, offset in (("real", 30.0), ("base", 20.0), ("env_rule", 20.5)):
-        folder = fake_run(tmp_path / "runs" / name, offset + rng.normal(0, 2, (3, NUM_SEEDS)),
-                          steps=[80_000, 90_000, 100_000],
-                          denoiser_seeds=None if name == "real" else list(range(NUM_SEEDS)))
-        flagged = 0.1 if name == "base" else 1.0
-        results = json.loads(open(os.path.join(folder, "results.json")).read())
-        results.update(stage_seconds={}, fidelity=None if name == "real" else {"mean": {
-            "marginal_score": 0.95, "correlation_score": 0.99, "synthetic_falls_flagged": flagged}})
-        with open(os.path.join(folder, "results.json"), "w") as file:
-            json.dump(results, file)
+    _finished_arms(tmp_path / "runs", {"real": 30.0, "base": 20.0, "env_rule": 20.5}, lambda name: {"mean": {
+        "marginal_score": 0.95, "correlation_score": 0.99,
+        "synthetic_falls_flagged": 0.1 if name == "base" else 1.0}}, seed=1)
     record = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
     arms = {arm["name"]: arm for arm in record["arms"]}
 
@@ -192,14 +188,7 @@ def test_the_tables_show_every_arm_and_call_a_difference_covering_zero_not_shown
 
 
 def test_before_the_base_finishes_no_difference_is_called_the_bases(tmp_path):
-    rng = np.random.default_rng(2)
-    for name, denoisers in (("real", None), ("steps32", list(range(NUM_SEEDS)))):
-        folder = fake_run(tmp_path / "runs" / name, 20 + rng.normal(0, 2, (3, NUM_SEEDS)),
-                          steps=[80_000, 90_000, 100_000], denoiser_seeds=denoisers)
-        results = json.loads(open(os.path.join(folder, "results.json")).read())
-        results.update(fidelity=None, stage_seconds={})
-        with open(os.path.join(folder, "results.json"), "w") as file:
-            json.dump(results, file)
+    _finished_arms(tmp_path / "runs", {"real": 20.0, "steps32": 20.0}, lambda name: None, seed=2)
     record = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
     arms = {arm["name"]: arm for arm in record["arms"]}
     assert arms["steps32"]["difference"] is None and arms["steps32"]["difference_from_real"] is not None

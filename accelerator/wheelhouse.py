@@ -5,8 +5,8 @@
 
 Run on a machine that reaches the package registry. `--have` names what the node's Python already
 has (its site JAX, say); those and everything they depend on are left out. The rest of what the
-benchmark steps import is downloaded as binary wheels for the target Python on Linux x86-64, in
-sets, smallest first, each set adding what a further group of `accelerator.runbook` steps needs:
+benchmark steps import is resolved by uv and downloaded by pip as binary wheels for the target
+Python on Linux x86-64, in sets, smallest first, each adding what further runbook steps need:
   learners    distrax and TensorFlow Probability: the learners' update rates and 1M TD3+BC updates;
   pipelines   Gymnasium with MuJoCo, ml_collections and tensorboardX: the offline pipeline and the
               online retrain cycle.
@@ -68,14 +68,19 @@ def pip(arguments: Sequence[str]) -> None:
 
 
 def resolve(requirements: Sequence[str], python: str) -> Dict[str, str]:
-    """{name: version} of everything `requirements` install on an empty target Python (nothing downloaded)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        report = os.path.join(scratch, "report.json")
-        pip(["install", "--dry-run", "--ignore-installed", "--quiet", f"--report={report}",
-             f"--target={os.path.join(scratch, 'target')}", *target_options(python), *requirements])
-        with open(report) as file:
-            installs = json.load(file)["install"]
-    return {canonical(item["metadata"]["name"]): item["metadata"]["version"] for item in installs}
+    """{name: version} of everything `requirements` install on an empty target Python (nothing downloaded).
+
+    uv resolves from the registry's metadata; pip's resolver downloads each candidate wheel instead
+    (jaxlib's are about 90 MB, and it backtracks through several), minutes where uv takes seconds."""
+    result = subprocess.run([sys.executable, "-m", "uv", "pip", "compile", "-", "--quiet", "--no-header",
+                             "--no-annotate", "--only-binary=:all:", f"--python-version={python}",
+                             f"--python-platform=x86_64-{PLATFORMS[-1].removesuffix('_x86_64')}"],
+                            input="\n".join(requirements), capture_output=True, text=True)
+    if result.returncode != 0:
+        errors = result.stderr.strip().splitlines() or ["no output"]
+        boundary.fail(f"uv could not resolve {', '.join(requirements)} for Python {python}: {errors[-1].strip()}")
+    pins = (line.split("==") for line in result.stdout.splitlines() if "==" in line)
+    return {canonical(name): version.strip() for name, version in pins}
 
 
 def plan(have: Sequence[str], python: str) -> List[Tuple[str, Dict[str, str]]]:

@@ -1,8 +1,14 @@
 """make_env: Gymnasium v5 and DMC tasks load, step, flatten, rescale and time out as documented."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from synther_jax.envs import MAX_EPISODE_STEPS, make_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_gym_v5_task_steps_with_flat_float32_observations():
@@ -72,3 +78,15 @@ def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError) as error:
         make_env("cheeta-run")
     assert "quadruped-walk" in str(error.value) and "Walker2d-v5" in str(error.value)
+
+
+@pytest.mark.parametrize("launcher_logging", [True, False])
+def test_a_launcher_hides_mujocos_notice_for_dm_controls_cheetah(launcher_logging):
+    """dm_control logs MuJoCo's deprecation of its cheetah's `settotalmass` at every build, which a
+    user cannot act on; a launcher's logging (boundary.show_progress_logs) drops it."""
+    program = ("from absl import app\nfrom launch import boundary\nfrom synther_jax.envs import make_env\n"
+               f"def main(_):\n    {'boundary.show_progress_logs()' if launcher_logging else 'pass'}\n"
+               "    make_env('cheetah-run', seed=0)\napp.run(main)\n")
+    result = subprocess.run([sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("settotalmass" in result.stderr) != launcher_logging, result.stderr[-2000:]

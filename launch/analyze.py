@@ -77,4 +77,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    boundary.run(main, INPUT_ERRORS, resumes=False)
+    boundary.run(main, INPUT_ERRORS, resumes=False, one_process=True)

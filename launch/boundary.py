@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import warnings
-from typing import Callable, Sequence, Tuple
+from typing import Callable, Mapping, Sequence, Tuple
 
 from absl import app, flags, logging
 
@@ -182,12 +182,24 @@ def interrupted(resumes: bool) -> None:
     os._exit(INTERRUPTED_STATUS)
 
 
-def run(main: Callable, input_errors: Tuple[type, ...] = (), resumes: bool = True) -> None:
+def one_of_many_processes(environ: Mapping[str, str]) -> bool:
+    """Whether the environment starts this process as one of a multi-process JAX job (the variables
+    that `synther_jax.distributed.initialize` reads)."""
+    return ("JAX_COORDINATOR_ADDRESS" in environ or int(environ.get("SLURM_NTASKS", "1")) > 1
+            or "OMPI_MCA_orte_hnp_uri" in environ)
+
+
+def run(main: Callable, input_errors: Tuple[type, ...] = (), resumes: bool = True, one_process: bool = False) -> None:
     """`absl.app.run(main)` behind the boundary; `input_errors` are the library's exceptions for bad
-    input, printed as one line. `resumes` says whether a rerun of an interrupted command resumes."""
+    input, printed as one line. `resumes` says whether a rerun of an interrupted command resumes.
+    A `one_process` entry point started as one of a multi-process job says so and exits before any work."""
 
     def guarded(argv):
         show_progress_logs()
+        if one_process and one_of_many_processes(os.environ):
+            fail("a one-process tool, started here as one of a multi-process job (JAX_COORDINATOR_ADDRESS, "
+                 "SLURM_NTASKS > 1 or mpirun): start it as a single process; launch.offline and launch.synthesize "
+                 "run on many.")
         try:
             return main(argv)
         except KeyboardInterrupt:

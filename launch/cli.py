@@ -3,8 +3,8 @@ flags and the errors in what a user asked for, which the boundary prints as one 
 from absl import flags
 
 from configs.checks import ConfigError
-from synther_jax.errors import (DamagedFileError, DatasetNotFoundError, InvalidDatasetError, MissingExtraError,
-                                UnknownEnvironmentError, WorkdirError)
+from synther_jax.errors import (DamagedFileError, DatasetNotFoundError, DistributedSetupError, InvalidDatasetError,
+                                MissingExtraError, UnknownEnvironmentError, WorkdirError)
 
 # `define_flags` defines flags for the entry point that calls it: disclaiming them here makes them
 # that entry point's key flags, which its --help lists.
@@ -12,8 +12,8 @@ flags.disclaim_key_flags()
 
 # Errors in what the user asked for: entry points print them as one line, without a traceback, and exit
 # (`launch.boundary`, which also reports the operating system's errors on paths).
-INPUT_ERRORS = (ConfigError, DamagedFileError, DatasetNotFoundError, InvalidDatasetError, MissingExtraError,
-                UnknownEnvironmentError, WorkdirError)
+INPUT_ERRORS = (ConfigError, DamagedFileError, DatasetNotFoundError, DistributedSetupError, InvalidDatasetError,
+                MissingExtraError, UnknownEnvironmentError, WorkdirError)
 
 
 

@@ -194,4 +194,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    boundary.run(main, INPUT_ERRORS)
+    boundary.run(main, INPUT_ERRORS, one_process=True)

@@ -40,7 +40,7 @@ from launch import boundary
 from launch.cli import INPUT_ERRORS, define_flags
 from pipelines.synthesis import denoiser_seeds, guidance_condition, load_real, samples_paths, train_model, write_samples
 from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
-from synther_jax import augment, sharding
+from synther_jax import augment, distributed, sharding
 from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
 from synther_jax.analysis.novelty import nearest_neighbours, standardize
 from synther_jax.analysis.plots import plot_relevance
@@ -93,17 +93,18 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
     paths = samples_paths(config, workdir)
     denoiser_params = None
     if config.augmentation != "none":
-        if not os.path.exists(paths[0]):
+        if distributed.is_main() and not os.path.exists(paths[0]):
             with timer("generate"):
                 augmented = augment.augment(real, config.augmentation, config.seed, config.num_samples)
             write_synthetic(paths[0], augmented, source_dataset=config.dataset, config=config, seed=config.seed,
                             model_checkpoint=None, env_id=real.metadata.get("env_id"))
+        distributed.barrier("augmented data written")
     else:
         diffusion = DiffusionConfig(**config.diffusion)
         row_dim = real.to_rows(has_terminal_column(config.terminals)).shape[1]
         denoiser_params = parameter_count(row_dim, diffusion.width, diffusion.depth, diffusion.dim_t,
                                           diffusion.layer_norm, diffusion.conditioning)
-        if all(os.path.exists(path) for path in paths):  # a finished stage: its model and checkpoints are not needed
+        if distributed.from_main(all(map(os.path.exists, paths))):  # finished: its model and checkpoints not needed
             logging.info("Using the synthetic data in %s (diffusion and generation finished earlier).",
                          ", ".join(paths))
         else:
@@ -113,7 +114,9 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
                 write_samples(config, real, model, workdir, condition)
     synthetic = [read_stage_output(path) for path in paths]
     analyzed = False
-    for folder, data, seed in zip(analysis_dirs(config, workdir), synthetic, denoiser_seeds(config)):
+    # The analysis only writes files: process 0's work alone.
+    folders = analysis_dirs(config, workdir) if distributed.is_main() else []
+    for folder, data, seed in zip(folders, synthetic, denoiser_seeds(config)):
         if config.analyze and not os.path.exists(os.path.join(folder, REPORT_FILE)):
             with timer("analyze"):
                 analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params, seed=seed)
@@ -241,7 +244,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
 
     evaluations_path = os.path.join(workdir, "evaluations.json")
     evaluations = read_json(evaluations_path, [])
-    if evaluations and evaluations[-1]["step"] >= num_updates:  # a finished stage: no checkpoint needed
+    if distributed.from_main(bool(evaluations) and evaluations[-1]["step"] >= num_updates):  # finished: no checkpoint
         logging.info("The agents finished their %d updates earlier; writing the results from %s.", num_updates,
                      evaluations_path)
         return evaluations
@@ -268,6 +271,7 @@ def train_agents(config: ml_collections.ConfigDict, real: Transitions, data: Lis
                 states, update_metrics = jax.block_until_ready(learner.update_steps_seeds(
                     states, dataset, keys, num_steps=num_steps, batch_size=config.batch_size,
                     dataset_per_seed=per_seed))
+            update_metrics = {name: sharding.to_host(values) for name, values in update_metrics.items()}
             step += num_steps
             bar.clear()  # the log lines below start on a line of their own; the bar is redrawn after them
             with timer("evaluate"):
@@ -378,7 +382,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    sharding.initialize_distributed()
+    distributed.initialize()
     results = run(FLAGS.config, FLAGS.workdir)
     score = results["final_normalized_score"] or results["final_return"]
     print(f"{results['algorithm']} on {results['data']} data ({results['name']}): final "

@@ -25,4 +25,4 @@ def main(_):
 
 if __name__ == "__main__":
     define_flags("configs/online.py:hopper-synther")
-    boundary.run(main, INPUT_ERRORS)
+    boundary.run(main, INPUT_ERRORS, one_process=True)

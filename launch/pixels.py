@@ -299,4 +299,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags("configs/vd4rl.py:walker-walk-medium")
-    boundary.run(main, INPUT_ERRORS)
+    boundary.run(main, INPUT_ERRORS, one_process=True)

@@ -21,19 +21,19 @@ from launch import boundary
 from launch.cli import INPUT_ERRORS, define_flags
 from pipelines.synthesis import guidance_condition, load_real, samples_paths, train_model, write_samples
 from pipelines.workdir import check_workdir, claim_workdir, metrics_writer
-from synther_jax import sharding
+from synther_jax import distributed
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    sharding.initialize_distributed()
+    distributed.initialize()
     config = d4rl.validate(FLAGS.config)
     check_workdir(FLAGS.workdir)
     real = load_real(config)
     paths = samples_paths(config, FLAGS.workdir)
     with claim_workdir(FLAGS.workdir, config):
-        if all(os.path.exists(path) for path in paths):  # finished earlier: the model and checkpoints are not needed
+        if distributed.from_main(all(map(os.path.exists, paths))):  # finished earlier: no model or checkpoint needed
             print(f"{', '.join(paths)} exist already (delete them to generate them again).")
             return
         metrics = metrics_writer(config, FLAGS.workdir)

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from configs.checks import terminal_rule
-from synther_jax import sharding
+from synther_jax import distributed, sharding
 from synther_jax.data import SyntheticWriter, Transitions, dataset_task, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
 from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, top_fraction_prompts, train_diffusion
@@ -96,7 +96,7 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
     drawn from the top `guidance.top_frac` with the key fold_in(PRNGKey(s), 2).
     """
     paths = samples_paths(config, workdir)
-    if all(os.path.exists(path) for path in paths):
+    if distributed.from_main(all(map(os.path.exists, paths))):
         return paths
     rule = synthetic_terminal_rule(config, real)
     seeds = denoiser_seeds(config)[:len(paths)]  # one per file: the shared denoiser's, or each seed's
@@ -107,11 +107,12 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
                                                             config.num_samples, config.guidance.top_frac))
                             for seed in seeds])
     with contextlib.ExitStack() as stack:
+        # Process 0 writes the files; in a multi-process job the others take part in sampling only.
         writers = [stack.enter_context(SyntheticWriter(path, source_dataset=config.dataset, config=config, seed=seed,
                                                        model_checkpoint=os.path.join(workdir, "diffusion"),
                                                        env_id=real.metadata.get("env_id"), resumable=True))
-                   for path, seed in zip(paths, seeds)]
-        start = min(writer.num_transitions for writer in writers)
+                   for path, seed in zip(paths, seeds)] if distributed.is_main() else []
+        start = distributed.from_main(min((writer.num_transitions for writer in writers), default=0))
         for writer in writers:
             writer.truncate(start)
         if start:
@@ -128,6 +129,7 @@ def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: D
                 data = synthetic_transitions(seed_rows, real.obs_dim, real.action_dim, config.terminals,
                                              config.terminal_threshold, rule)
                 writer.write(data.clip_actions() if config.clip_actions else data)
+    distributed.barrier("samples written")  # before any process reads them back
     return paths
 
 

@@ -12,10 +12,11 @@ import shlex
 import socket
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Dict, Iterator, Optional
 
 from configs.checks import ConfigError
+from synther_jax import distributed
 from synther_jax.atomic import read_json, write_json
 from synther_jax.errors import WorkdirError
 from synther_jax.termination import recorded_terminals
@@ -64,8 +65,28 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
     A rerun resumes, which is only meaningful with the same config: a folder holding another
     config's run is refused rather than silently mixed (the tracking sections aside, so a rerun
     may start or stop logging to W&B).
+
+    In a multi-process job every process must pass the same folder and config; process 0 claims
+    the folder for the job, and its refusal is raised on every process (`synther_jax.distributed`).
     """
     check_workdir(workdir)
+    current = json.loads(config.to_json_best_effort())
+    distributed.check_same_everywhere(json.dumps([workdir, current], sort_keys=True), "config or --workdir")
+    with ExitStack() as claimed:
+        refusal = None
+        if distributed.is_main():
+            try:
+                claimed.enter_context(_locked(workdir))
+                _record_config(workdir, config, current)
+            except (WorkdirBusyError, ConfigError) as error:
+                refusal = error
+        distributed.raise_main_error(refusal, (WorkdirBusyError, ConfigError))
+        yield
+
+
+@contextmanager
+def _locked(workdir: str) -> Iterator[None]:
+    """Holds the exclusive lock on `workdir/.lock` (WorkdirBusyError if another process holds it)."""
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, ".lock"), "a+") as lock:
         try:
@@ -78,14 +99,18 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
         lock.write(f"pid {os.getpid()} on {socket.gethostname()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}: "
                    f"{' '.join(sys.argv)}\n")
         lock.flush()
-        path = os.path.join(workdir, "config.json")
-        recorded, current = read_json(path, None), json.loads(config.to_json_best_effort())
-        if recorded is None:
-            write_json(path, current)
-        elif _computed(recorded) != _computed(current):
-            raise ConfigError(f"{workdir} holds a run made with another config ({config_differences(recorded, current)}; "
-                              f"see {path}); use a new --workdir, or delete the folder to start over.")
         yield
+
+
+def _record_config(workdir: str, config: ml_collections.ConfigDict, current: dict) -> None:
+    """Writes `workdir/config.json`, or raises ConfigError if it records another config."""
+    path = os.path.join(workdir, "config.json")
+    recorded = read_json(path, None)
+    if recorded is None:
+        write_json(path, current)
+    elif _computed(recorded) != _computed(current):
+        raise ConfigError(f"{workdir} holds a run made with another config ({config_differences(recorded, current)}; "
+                          f"see {path}); use a new --workdir, or delete the folder to start over.")
 
 
 def renamed_fields(config: dict) -> dict:
@@ -142,9 +167,12 @@ def command_line() -> str:
 
 def metrics_writer(config: ml_collections.ConfigDict, workdir: str) -> MetricsWriter:
     """The run's metrics writer: metrics.jsonl and TensorBoard with the config as hparams, and W&B
-    where `--config.wandb.project` is set."""
-    from synther_jax.metrics import MetricsWriter
+    where `--config.wandb.project` is set; on a multi-process job's other processes, one that
+    writes nothing."""
+    from synther_jax.metrics import DiscardedMetrics, MetricsWriter
 
+    if not distributed.is_main():
+        return DiscardedMetrics()
     wandb = config.wandb
     settings = None if wandb.project is None else {k: v for k, v in wandb.to_dict().items() if v is not None}
     return MetricsWriter(workdir, config=json.loads(config.to_json_best_effort()), wandb=settings)

@@ -13,6 +13,7 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
+from synther_jax import sharding
 from synther_jax.errors import DamagedFileError
 
 
@@ -31,7 +32,9 @@ class Checkpointer:
         if step in self._damaged:
             self._manager.delete(step)
             self._damaged.discard(step)
-        self._manager.save(step, args=ocp.args.StandardSave(jax.device_get(tree)), force=True)
+        # As host arrays, which process 0 writes and any number of processes and devices restore.
+        host_tree = jax.tree.map(sharding.to_host, tree)
+        self._manager.save(step, args=ocp.args.StandardSave(host_tree), force=True)
         self._manager.wait_until_finished()
 
     def latest_step(self) -> Optional[int]:

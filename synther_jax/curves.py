@@ -3,6 +3,7 @@ from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
+from synther_jax.atomic import save_figure
 from synther_jax.errors import require
 
 require("matplotlib", "analysis").use("Agg")  # files only, no display needed
@@ -25,7 +26,7 @@ def plot_learning_curves(curves: Dict[str, Tuple[Sequence[float], Sequence]], pa
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 

@@ -28,6 +28,12 @@ class WorkdirError(ValueError):
     work of another run (other data or another config)."""
 
 
+class DistributedSetupError(ValueError):
+    """A multi-process job that cannot start as asked: incomplete or inconsistent coordinator
+    variables, a coordinator that does not answer, no cross-process collectives, or processes
+    started with different commands."""
+
+
 class IncomparableRunsError(ValueError):
     """Runs that a comparison cannot put side by side, or whose results cannot carry an interval: a
     missing results.json, other tasks or update counts, too few seeds, episodes or evaluations."""

@@ -114,6 +114,18 @@ class MetricsWriter:
         return run_id
 
 
+class DiscardedMetrics:
+    """A MetricsWriter that writes nothing: what the processes besides process 0 of a multi-process
+    job write to (`synther_jax.distributed`)."""
+
+    def write(self, stage: str, step: int, metrics: Mapping[str, float],
+              per_seed: Optional[Mapping[str, Optional[Sequence[float]]]] = None) -> None:
+        del stage, step, metrics, per_seed
+
+    def close(self) -> None:
+        pass
+
+
 def record_scalars(metrics: Mapping[str, float],
                    per_seed: Optional[Mapping[str, Optional[Sequence[float]]]] = None) -> Dict[str, float]:
     """The scalars of one record by name: `metrics` as they are, then `name/seed<i>` per seed."""

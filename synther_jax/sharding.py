@@ -1,7 +1,7 @@
 """Data parallelism over a device mesh: one program, many devices (SPMD), no pmap.
 
 The mesh has one axis, `data`, over all devices of the job (on one host: all local devices; after
-`initialize_distributed` on a multi-host job: the devices of every host). Two placements cover what
+`synther_jax.distributed.initialize` on a multi-process job: the devices of every process). Two placements cover what
 synther_jax needs:
 
 - `replicate(tree, mesh)`: every device holds a full copy (model parameters, optimiser state, the
@@ -16,8 +16,7 @@ placement (JAX's partitionable threefry), so a sharded run matches a one-device 
 order of floating-point reductions.
 """
 import math
-import os
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -25,32 +24,6 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
-
-
-def initialize_distributed(environ: Optional[Mapping[str, str]] = None) -> bool:
-    """Starts JAX's multi-host runtime when the launcher provides a coordinator; else does nothing.
-
-    Must run before anything else touches JAX devices. A coordinator is provided by
-    - `JAX_COORDINATOR_ADDRESS` (host:port of process 0) with `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`,
-      as set by hand or by a cluster launcher;
-    - a SLURM job step with more than one task (JAX reads the rest from SLURM's variables);
-    - Open MPI's `mpirun` (JAX reads `OMPI_MCA_orte_hnp_uri`).
-    Returns whether it initialised. One-process runs (a laptop, one GPU, a single TPU VM) need none of it.
-    """
-    environ = os.environ if environ is None else environ
-    if "JAX_COORDINATOR_ADDRESS" in environ:
-        missing = [name for name in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if name not in environ]
-        if missing:
-            raise ValueError(f"JAX_COORDINATOR_ADDRESS is set but {missing} are not: set all three (the number of "
-                             "processes and this process's id, 0 on the coordinator) or none.")
-        jax.distributed.initialize(coordinator_address=environ["JAX_COORDINATOR_ADDRESS"],
-                                   num_processes=int(environ["JAX_NUM_PROCESSES"]),
-                                   process_id=int(environ["JAX_PROCESS_ID"]))
-        return True
-    if int(environ.get("SLURM_NTASKS", "1")) > 1 or "OMPI_MCA_orte_hnp_uri" in environ:
-        jax.distributed.initialize()
-        return True
-    return False
 
 
 def data_mesh(num_devices: Optional[int] = None) -> Mesh:

@@ -1,6 +1,7 @@
 """Test-wide settings and fixtures: JAX on the CPU whatever the machine has, XLA's quick compile
-mode, one compilation cache for the whole run, small real data, and one finished offline run that
-several tests compare against."""
+mode, one compilation cache for the whole run, small real data, one finished offline run that
+several tests compare against, and a quick `python -m` for commands that end before they compute."""
+import json
 import os
 import shutil
 import subprocess
@@ -77,6 +78,61 @@ def hopper_random_npz(tmp_path_factory):
     write_synthetic(path, episodes_to_transitions(episodes), source_dataset="hopper-random", config={}, seed=0,
                     model_checkpoint=None, env_id="Hopper-v5")
     return path
+
+
+# A `python -m` that starts in milliseconds: one process imports JAX and the rest once and forks a
+# child per command, which runs the module as `python -m` does (runpy, as __main__, the same argv),
+# for commands that end before they compute (`--help`, refusals of bad input).
+_MODULE_SERVER = """
+import json, os, runpy, sys, traceback
+import absl.app, distrax, flax, gymnasium, jax, matplotlib.pyplot, ml_collections, optax, orbax.checkpoint
+import scipy.stats, tensorboardX
+for line in sys.stdin:
+    module, arguments, environment, output = json.loads(line)
+    child = os.fork()
+    if child == 0:
+        file = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(file, 1)
+        os.dup2(file, 2)
+        os.environ.update(environment)
+        sys.argv = [module, *arguments]
+        try:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            status = 0
+        except SystemExit as exit:
+            status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
+        except BaseException:
+            traceback.print_exc()
+            status = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), flush=True)
+"""
+
+
+@pytest.fixture(scope="session")
+def run_module(tmp_path_factory):
+    """`run_module(module, *arguments, env={})`: (exit status, stdout and stderr) of
+    `python -m module arguments` with `env` added to the environment, for quick commands."""
+    server = subprocess.Popen([sys.executable, "-c", _MODULE_SERVER], cwd=ROOT, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    folder = tmp_path_factory.mktemp("module_output")
+    count = 0
+
+    def run(module: str, *arguments: str, env: dict = None) -> tuple:
+        nonlocal count
+        count += 1
+        output = folder / f"{count}.txt"
+        server.stdin.write(json.dumps([module, arguments, env or {}, str(output)]) + "\n")
+        server.stdin.flush()
+        status = server.stdout.readline()
+        assert status, "the python -m server ended early"
+        return int(status), output.read_text()
+
+    yield run
+    server.stdin.close()
+    server.wait(timeout=60)
 
 
 def offline_real_data_command(dataset, workdir, agent_steps=REAL_DATA_AGENT_STEPS):

@@ -4,11 +4,8 @@ pair that `launch.cli.define_flags` defines for it), so a documented command can
 The expected names are read from the sources and the pages, not from absl."""
 import ast
 import glob
-import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -31,55 +28,6 @@ def documented_commands() -> dict:
 
 
 DOCUMENTED = documented_commands()
-
-
-# Each `--help` would spend most of its time importing JAX and the rest; one process imports them
-# once and forks a child per command, which then runs the module as `python -m` does.
-HELP_SERVER = """
-import json, os, runpy, sys, traceback
-import absl.app, distrax, flax, gymnasium, jax, matplotlib.pyplot, ml_collections, optax, orbax.checkpoint
-import scipy.stats, tensorboardX
-for line in sys.stdin:
-    module, output = json.loads(line)
-    child = os.fork()
-    if child == 0:
-        file = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(file, 1)
-        os.dup2(file, 2)
-        sys.argv = [module, "--help"]
-        try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
-            status = 0
-        except SystemExit as exit:
-            status = exit.code if isinstance(exit.code, int) else int(exit.code is not None)
-        except BaseException:
-            traceback.print_exc()
-            status = 1
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
-    print(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]), flush=True)
-"""
-
-
-@pytest.fixture(scope="module")
-def help_text(tmp_path_factory):
-    """`help_text(module)`: (exit status, output) of `python -m module --help`."""
-    server = subprocess.Popen([sys.executable, "-c", HELP_SERVER], cwd=ROOT, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
-    folder = tmp_path_factory.mktemp("help")
-
-    def run(module: str) -> tuple:
-        output = folder / f"{module}.txt"
-        server.stdin.write(json.dumps([module, str(output)]) + "\n")
-        server.stdin.flush()
-        status = server.stdout.readline()
-        assert status, "the --help server ended early"
-        return int(status), output.read_text()
-
-    yield run
-    server.stdin.close()
-    server.wait(timeout=60)
 
 
 def listed_flags(text: str) -> set:
@@ -110,10 +58,10 @@ def test_the_pages_show_commands_of_every_kind():
 
 
 @pytest.mark.parametrize("module", sorted(set(DOCUMENTED) | {f"launch.{name}" for name in LAUNCHERS}))
-def test_help_lists_the_flags_the_docs_pass_and_a_launchers_own(module, help_text):
+def test_help_lists_the_flags_the_docs_pass_and_a_launchers_own(module, run_module):
     """One `--help` per module: it exits 0, lists every flag the pages pass to the module and, for a
     launcher, every flag its source defines."""
-    status, text = help_text(module)
+    status, text = run_module(module, "--help")
     assert status == 0, text[-2000:]
     missing = DOCUMENTED.get(module, set()) - listed_flags(text) - {"help", "helpfull", "helpshort"}
     assert not missing, f"the docs pass {sorted(missing)} to python -m {module}, whose --help does not list them"

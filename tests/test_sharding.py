@@ -189,18 +189,3 @@ def test_training_really_runs_data_parallel():
 @pytest.mark.skipif(IN_CHILD, reason="needs the single CPU device of the parent")
 def test_one_device_gets_no_mesh():
     assert jax.device_count() == 1 and sharding.auto_mesh() is None
-
-
-def test_initialize_distributed_only_with_a_coordinator(monkeypatch):
-    calls = []
-    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
-    assert not sharding.initialize_distributed({})
-    assert not sharding.initialize_distributed({"SLURM_NTASKS": "1"})
-    assert calls == []
-    assert sharding.initialize_distributed({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4",
-                                            "JAX_PROCESS_ID": "2"})
-    assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=2)]
-    assert sharding.initialize_distributed({"SLURM_NTASKS": "16"})
-    assert calls[-1] == {}  # JAX reads SLURM's variables itself
-    with pytest.raises(ValueError, match="JAX_PROCESS_ID"):
-        sharding.initialize_distributed({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4"})

@@ -4,6 +4,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from synther_jax.atomic import save_figure
 from synther_jax.errors import require
 
 require("matplotlib", "analysis").use("Agg")  # files only, no display needed
@@ -51,7 +52,7 @@ def plot_marginals(real: np.ndarray, synthetic: np.ndarray, names: Sequence[str]
     axes.flat[0].legend(fontsize=7, loc="upper right")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -91,7 +92,7 @@ def plot_distance_vs_dynamics(sources: Dict[str, Tuple[np.ndarray, np.ndarray]],
     top.tick_params(labelbottom=False, labelleft=False, left=False)
     side.tick_params(labelleft=False, labelbottom=False, bottom=False)
     top.set_title(title, fontsize=11)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -124,7 +125,7 @@ def plot_compression(num_transitions: int, row_dim: int, denoiser_params: int, p
     ax.set_title(title, fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -155,5 +156,5 @@ def plot_relevance(reports: Sequence[dict], steps: Sequence[int], path: str, tit
         curves.legend(fontsize=7)
         curves.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

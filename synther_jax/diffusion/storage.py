@@ -36,7 +36,6 @@ def checkpoint_tree(state: TrainState, normalizer: Normalizer,
 def write_config(workdir: str, config: DiffusionConfig, dim: int, num_seeds: Optional[int] = None) -> None:
     """diffusion_config.json: what `load_diffusion` rebuilds the model from (`num_seeds` for models
     with a seed axis)."""
-    os.makedirs(workdir, exist_ok=True)
     seeds = {} if num_seeds is None else {"num_seeds": num_seeds}
     write_json(os.path.join(workdir, CONFIG_FILE), {"dim": dim, **seeds, **dataclasses.asdict(config)})
 

@@ -37,7 +37,7 @@ import optax
 from absl import logging
 from jax.sharding import Mesh
 
-from synther_jax import sharding
+from synther_jax import distributed, sharding
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
@@ -293,7 +293,12 @@ def fit_record(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_n
 def claim_fit(workdir: str, record: dict) -> None:
     """Makes `workdir` the folder of the fit `record` describes, or refuses (WorkdirError, nothing
     touched) when it holds another fit: other rows, another config, key or condition. Only the
-    same fit may resume there, never someone else's model."""
+    same fit may resume there, never someone else's model. In a multi-process job process 0
+    checks and writes, and its refusal is raised on every process."""
+    distributed.run_on_main(lambda: _claim_fit(workdir, record), (WorkdirError,))
+
+
+def _claim_fit(workdir: str, record: dict) -> None:
     path = os.path.join(workdir, FIT_FILE)
     recorded = read_json(path, None)
     if recorded is None:

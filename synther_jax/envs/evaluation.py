@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from synther_jax import sharding
 from synther_jax.errors import require
 from synther_jax.progress import Progress
 from synther_jax.scores import normalized_score
@@ -94,9 +95,11 @@ def evaluate(act: ActFn, states, env_id: str, num_episodes: int = 10, seed: int 
         with Progress(None, f"evaluating {env_id}", unit="step", enabled=progress, leave=False) as bar:
             while running.any():
                 key, step_key = jax.random.split(key)
-                obs = jnp.asarray(observations, jnp.float32).reshape(num_seeds, num_episodes, -1)
+                # Host arrays in and out: in a multi-process job the seeds' states span the processes,
+                # and each process steps every environment with the gathered actions.
+                obs = np.asarray(observations, np.float32).reshape(num_seeds, num_episodes, -1)
                 actions = policy(states, obs, jax.random.split(step_key, num_seeds))
-                actions = np.asarray(actions, np.float64).reshape(num_envs, -1)
+                actions = sharding.to_host(actions).astype(np.float64).reshape(num_envs, -1)
                 observations, rewards, terminated, truncated, _ = envs.step(actions)
                 returns += np.where(running, rewards, 0.0)
                 lengths += running

@@ -3,6 +3,8 @@
     python -m launch.sweep --sweep=smoke --root=runs/sweep-smoke               # plain local processes
     .venv-xm/bin/python -m launch.sweep --sweep=smoke --root=runs/sweep-smoke \\
         --launcher=xmanager --python="$(command -v python)"                   # XManager, local executor
+    python -m launch.sweep --sweep=table1 --root=runs/table1 --launcher=slurm \\
+        --slurm_partition=gpu --slurm_time_min=240 --slurm_gpus_per_node=1        # a Slurm job array
     python -m launch.sweep --sweep=table1 --root=runs/table1 --summarize_only  # just the table
 
 Sweeps are defined in `configs/sweeps.py`. Job `j` runs
@@ -14,6 +16,10 @@ written from every `results.json` under the root.
 
 Launchers:
 - `local`: subprocesses on this machine, `--max_parallel` at a time, each logging to `<workdir>/log.txt`;
+- `slurm`: one Slurm job array through submitit (the `slurm` extra), a task per job, each on
+  `--slurm_nodes` nodes (one process per node, a multi-process job); `--slurm_partition` and
+  `--slurm_time_min` are required, and `--slurm_executor=local` runs the same array on this machine.
+  It waits for the array; its logs are under `<root>/slurm/`;
 - `xmanager`: one XManager experiment with a work unit per job. `--xm_executor=local` runs them
   as local processes (no Docker: an `xm.Binary` of `--python`), `--xm_executor=vertex` as Vertex AI
   jobs built from this repository (`--root` must then be a bucket path). XManager is an optional
@@ -21,13 +27,14 @@ Launchers:
   has synther_jax's requirements. Its experiment database is `<root>/xmanager.sqlite3` unless
   `--xm_db_yaml_config_path` names another.
 
-This module imports only the standard library, absl, configs/sweeps.py and launch/boundary.py, so it also runs in
-XManager's environment.
+This module imports only the standard library, absl, configs/sweeps.py and launch/boundary.py (and
+submitit for Slurm), so it also runs in XManager's environment.
 """
 import csv
 import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -114,6 +121,64 @@ def run_xmanager(jobs: Sequence[Job], root: str, python: str, module: str, title
         for job in jobs:
             experiment.add(xm.Job(executable, executor=job_executor, args=job_flags(job, root)))
         print(f"XManager experiment {experiment.experiment_id}: {len(jobs)} work units", flush=True)
+
+
+def run_job(command: List[str], cwd: str) -> int:
+    """One job of a Slurm array (each of its tasks, one per node, runs it): the command's exit status.
+    Under a job step of several tasks, launch.offline finds the other nodes through Slurm's
+    variables (`synther_jax.distributed`)."""
+    return subprocess.run(command, cwd=cwd).returncode
+
+
+def slurm_settings(time_min: Optional[int], partition: Optional[str], nodes: int, gpus_per_node: int,
+                   cpus_per_task: Optional[int], max_parallel: int, executor: str) -> Dict[str, object]:
+    """submitit's parameters of the array, checked: one line (UsageError) naming what is missing."""
+    if time_min is None:
+        raise app.UsageError("--launcher=slurm needs --slurm_time_min: the time limit of each job, in minutes.")
+    if executor == "slurm" and partition is None:
+        raise app.UsageError("--launcher=slurm needs --slurm_partition: the Slurm partition to queue the jobs on.")
+    if executor == "local" and nodes > 1:
+        raise app.UsageError(f"--slurm_nodes={nodes} needs Slurm: --slurm_executor=local runs on this machine only.")
+    settings = {"timeout_min": time_min, "nodes": nodes, "tasks_per_node": 1, "slurm_array_parallelism": max_parallel}
+    if executor == "slurm":
+        settings.update(slurm_partition=partition, gpus_per_node=gpus_per_node)
+        if cpus_per_task is not None:
+            settings["cpus_per_task"] = cpus_per_task
+    return settings
+
+
+def submit_slurm(jobs: Sequence[Job], root: str, python: str, module: str, settings: Dict[str, object],
+                 executor: str) -> list:
+    """Submits one submitit job array, a task per job (logs under `<root>/slurm/`); its jobs."""
+    try:
+        import submitit
+    except ImportError:
+        raise app.UsageError("--launcher=slurm needs submitit: pip install 'synther_jax[slurm]'.") from None
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        raise app.UsageError("No Slurm here (sbatch is not on the PATH): run this on the cluster's login node, or "
+                             "pass --slurm_executor=local to run the array on this machine.")
+    array = submitit.AutoExecutor(folder=os.path.join(root, "slurm"), cluster=executor)
+    array.update_parameters(name="synther_jax", **settings)
+    with array.batch():
+        submitted = [array.submit(run_job, command_line(python, module, job_flags(job, root)), REPO) for job in jobs]
+    if submitted:
+        print(f"submitted {len(jobs)} jobs as array {submitted[0].job_id.split('_')[0]} (logs in "
+              f"{os.path.join(root, 'slurm')})", flush=True)
+    return submitted
+
+
+def wait_for_slurm(jobs: Sequence[Job], submitted: list) -> List[str]:
+    """Waits for the array's jobs; the names of those that failed on any node."""
+    failed = []
+    for job, task in zip(jobs, submitted):
+        try:
+            statuses = task.results()  # one per node
+        except Exception as error:  # submitit raises for a task that died (time limit, node failure)
+            statuses = [type(error).__name__]
+        print(f"{'finished' if statuses == [0] * len(statuses) else 'FAILED'} {job.name}", flush=True)
+        if statuses != [0] * len(statuses):
+            failed.append(job.name)
+    return failed
 
 
 def _write_sqlite_config(root: str) -> str:
@@ -213,11 +278,18 @@ def write_summary(root: str, expected: Optional[Sequence[Job]] = None) -> Tuple[
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("sweep", None, sorted(SWEEPS), "A sweep of configs/sweeps.py.")
 flags.DEFINE_string("root", None, "Folder of the sweep: one work directory per job, and the summary table.")
-flags.DEFINE_enum("launcher", "local", ["local", "xmanager"], "How to start the jobs.")
+flags.DEFINE_enum("launcher", "local", ["local", "xmanager", "slurm"], "How to start the jobs.")
 flags.DEFINE_enum("xm_executor", "local", ["local", "vertex"], "XManager executor (with --launcher=xmanager).")
 flags.DEFINE_string("python", sys.executable, "Interpreter that runs the jobs (one with synther_jax's requirements).")
 flags.DEFINE_string("module", "launch.offline", "The program each job runs (python -m MODULE).")
-flags.DEFINE_integer("max_parallel", 1, "Jobs at once with --launcher=local.", lower_bound=1)
+flags.DEFINE_integer("max_parallel", 1, "Jobs at once with --launcher=local or slurm.", lower_bound=1)
+flags.DEFINE_integer("slurm_time_min", None, "Time limit of each job, in minutes (with --launcher=slurm).")
+flags.DEFINE_string("slurm_partition", None, "Slurm partition to queue the jobs on.")
+flags.DEFINE_integer("slurm_nodes", 1, "Nodes per job: one process per node, as one multi-process job.", lower_bound=1)
+flags.DEFINE_integer("slurm_gpus_per_node", 0, "GPUs per node.", lower_bound=0)
+flags.DEFINE_integer("slurm_cpus_per_task", None, "CPUs per process (default: Slurm's).")
+flags.DEFINE_enum("slurm_executor", "slurm", ["slurm", "local"], "slurm: sbatch an array; local: the same array on "
+                  "this machine through submitit's local executor, to try a sweep before the cluster.")
 flags.DEFINE_bool("summarize_only", False, "Only write the summary table from the results already there.")
 
 
@@ -233,12 +305,21 @@ def main(argv):
         print(f"sweep {FLAGS.sweep}: {len(jobs)} jobs, {len(jobs) - len(todo)} already finished", flush=True)
         if FLAGS.launcher == "local":
             failed = run_local(todo, root, FLAGS.python, FLAGS.module, FLAGS.max_parallel)
+        elif FLAGS.launcher == "slurm":
+            settings = slurm_settings(FLAGS.slurm_time_min, FLAGS.slurm_partition, FLAGS.slurm_nodes,
+                                      FLAGS.slurm_gpus_per_node, FLAGS.slurm_cpus_per_task, FLAGS.max_parallel,
+                                      FLAGS.slurm_executor)
+            submitted = submit_slurm(todo, root, FLAGS.python, FLAGS.module, settings, FLAGS.slurm_executor)
+            failed = wait_for_slurm(todo, submitted)
         elif todo:
             run_xmanager(todo, root, FLAGS.python, FLAGS.module, f"synther_jax {FLAGS.sweep}", FLAGS.xm_executor)
     csv_path, md_path = write_summary(root, jobs)
     with open(md_path) as f:
         print(f.read())
     print(f"wrote {csv_path} and {md_path}")
+    if failed and FLAGS.launcher == "slurm":
+        boundary.fail(f"{len(failed)} of {len(todo)} jobs failed ({', '.join(failed)}; their logs are under "
+                      f"{os.path.join(root, 'slurm')}); rerun the same command to retry them.")
     if failed:
         boundary.fail(f"{len(failed)} of {len(todo)} jobs failed (each one's error is at the end of its log.txt): "
                       f"{', '.join(os.path.join(root, name, 'log.txt') for name in failed)}; rerun the same command "
@@ -246,4 +327,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    boundary.run(main)
+    boundary.run(main, one_process=True)

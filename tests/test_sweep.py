@@ -155,3 +155,62 @@ def test_xmanager_local_executor_runs_the_sweep(tmp_path, stand_in):
     assert "XManager experiment" in result.stdout
     assert os.path.exists(os.path.join(root, "xmanager.sqlite3"))
     _check_smoke_sweep_outputs(root)
+
+
+def test_slurm_launcher_runs_the_array_through_submitits_local_executor(tmp_path, stand_in):
+    """The Slurm path up to submitit, whose local executor stands in for sbatch: failures reported in
+    one line, a rerun retries only them, and the table is the local launcher's."""
+    root = str(tmp_path / "sweep")
+    failed_job = "walker2d-iql-synthetic-seed0"
+    slurm = ["--launcher=slurm", "--slurm_executor=local", "--slurm_time_min=5", "--max_parallel=2"]
+    failing = _launch(root, stand_in, *slurm, env={"FAIL_JOB": failed_job})
+    assert failing.returncode == 1
+    assert failing.stderr.splitlines() == [f"launch.sweep: 1 of 4 jobs failed ({failed_job}; their logs are under "
+                                           f"{os.path.join(root, 'slurm')}); rerun the same command to retry them."]
+    assert any("simulated failure" in open(os.path.join(root, "slurm", name)).read()
+               for name in os.listdir(os.path.join(root, "slurm")) if name.endswith("_log.err"))
+    os.remove(os.path.join(root, failed_job, "flags.json"))
+    rerun = _launch(root, stand_in, *slurm)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "4 jobs, 3 already finished" in rerun.stdout and "submitted 1 jobs as array" in rerun.stdout
+    _check_smoke_sweep_outputs(root)
+
+
+def test_slurm_settings_reach_sbatch(tmp_path, monkeypatch):
+    """The array's sbatch file, as submitit writes it for the flags (an sbatch on the PATH that only
+    keeps the file it is given stands in for Slurm's)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\ncp "$1" "$SBATCH_COPY"\necho "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\n")
+    for tool in ("sbatch", "srun"):
+        os.chmod(bin_dir / tool, 0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SBATCH_COPY", str(tmp_path / "array.sh"))
+    settings = sweep.slurm_settings(time_min=240, partition="gpu", nodes=2, gpus_per_node=1, cpus_per_task=8,
+                                    max_parallel=3, executor="slurm")
+    jobs = sweeps.get_sweep("smoke")
+    submitted = sweep.submit_slurm(jobs, str(tmp_path / "sweep"), sys.executable, "launch.offline", settings, "slurm")
+    assert [task.job_id for task in submitted] == [f"4242_{i}" for i in range(len(jobs))]
+    lines = (tmp_path / "array.sh").read_text().splitlines()
+    for line in ("#SBATCH --array=0-3%3", "#SBATCH --partition=gpu", "#SBATCH --time=240", "#SBATCH --nodes=2",
+                 "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=8"):
+        assert line in lines
+    assert any(line.startswith("srun ") for line in lines)  # each node's process started by srun
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(time_min=None, partition="gpu"), "--launcher=slurm needs --slurm_time_min"),
+    (dict(time_min=60, partition=None), "--launcher=slurm needs --slurm_partition"),
+    (dict(time_min=60, partition=None, nodes=2, executor="local"), "--slurm_nodes=2 needs Slurm")])
+def test_incomplete_slurm_settings_are_refused_in_one_line(settings, message):
+    arguments = {**dict(nodes=1, gpus_per_node=0, cpus_per_task=None, max_parallel=1, executor="slurm"), **settings}
+    with pytest.raises(sweep.app.UsageError, match=message):
+        sweep.slurm_settings(**arguments)
+
+
+def test_the_slurm_launcher_without_slurm_says_where_to_run_it(tmp_path, stand_in):
+    result = _launch(str(tmp_path / "sweep"), stand_in, "--launcher=slurm", "--slurm_time_min=5",
+                     "--slurm_partition=gpu", env={"PATH": os.path.dirname(sys.executable)})
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("launch.sweep: No Slurm here (sbatch is not on the PATH)")

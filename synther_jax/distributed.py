@@ -135,13 +135,13 @@ def raise_main_error(error: Optional[Exception], types: Sequence[Type[Exception]
     """Raises process 0's `error` (one of `types`, or None for none) on every process, so that a
     refusal only process 0 can see (it holds the work directory) ends the whole job in one line."""
     if _process_count > 1:
-        names = [kind.__name__ for kind in types]
-        code = 0 if error is None else 1 + names.index(type(error).__name__)
+        code = 0 if error is None else 1 + next(i for i, kind in enumerate(types) if isinstance(error, kind))
         text = np.zeros(_MESSAGE_BYTES, np.uint8)
         encoded = str(error or "").encode()[:_MESSAGE_BYTES]
         text[:len(encoded)] = np.frombuffer(encoded, np.uint8)
         code, text = multihost_utils.broadcast_one_to_all((np.int64(code), text))
-        error = None if code == 0 else types[int(code) - 1](bytes(np.asarray(text)).rstrip(b"\0").decode())
+        message = bytes(np.asarray(text)).rstrip(b"\0").decode(errors="ignore")
+        error = None if code == 0 else types[int(code) - 1](message)
     if error is not None:
         raise error
 

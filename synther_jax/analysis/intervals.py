@@ -39,7 +39,6 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
-from synther_jax.atomic import save_figure
 from synther_jax.errors import require
 
 CONFIDENCE = 0.95
@@ -175,5 +174,5 @@ def plot_intervals(estimates: Dict[str, Tuple[np.ndarray, np.ndarray]], path: st
     figure, _ = plot_utils.plot_interval_estimates(
         {arm: estimates[arm][0] for arm in arms}, {arm: estimates[arm][1] for arm in arms}, ["Mean", "IQM"],
         algorithms=arms, xlabel=xlabel, xlabel_y_coordinate=min(-0.1, -1.3 / len(arms)))  # below the ticks
-    save_figure(figure, path, dpi=120, bbox_inches="tight")
+    figure.savefig(path, format="png", dpi=120, bbox_inches="tight")
     plt.close(figure)

@@ -114,9 +114,12 @@ class MetricsWriter:
         return run_id
 
 
-class DiscardedMetrics:
+class DiscardedMetrics(MetricsWriter):
     """A MetricsWriter that writes nothing: what the processes besides process 0 of a multi-process
     job write to (`synther_jax.distributed`)."""
+
+    def __init__(self):  # no folder, no files
+        pass
 
     def write(self, stage: str, step: int, metrics: Mapping[str, float],
               per_seed: Optional[Mapping[str, Optional[Sequence[float]]]] = None) -> None:

@@ -71,11 +71,11 @@ def last_line(output):
     return [line for line in output.splitlines() if line.strip()][-1]
 
 
-def wait_for(path, processes, timeout=600):
+def wait_until(condition, processes, what, timeout=600):
     deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        assert all(p.poll() is None for p in processes), "the job ended before writing " + str(path)
-        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+    while not condition():
+        assert all(p.poll() is None for p in processes), f"the job ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
         time.sleep(0.2)
 
 
@@ -83,7 +83,7 @@ def wait_for(path, processes, timeout=600):
 def test_a_two_process_job_shares_its_workdir_refuses_a_second_job_resumes_and_equals_one_process(tmp_path):
     shared, logs = tmp_path / "shared", str(tmp_path / "log")
     job = start_job("launch.offline", [*TINY, f"--workdir={shared}"], f"{logs}-first")
-    wait_for(shared / "diffusion" / "checkpoints" / "20", job)
+    wait_until((shared / "config.json").exists, job, "claiming its folder")
 
     # A second job on the same folder while the first runs: every process of it refuses, in one line.
     second = finish(start_job("launch.offline", [*TINY, f"--workdir={shared}"], f"{logs}-second"),
@@ -91,7 +91,9 @@ def test_a_two_process_job_shares_its_workdir_refuses_a_second_job_resumes_and_e
     for status, output in second:
         assert status == 1 and "is in use by another run" in last_line(output), output[-2000:]
         assert "Traceback" not in output
-    assert all(process.poll() is None for process in job), "the first job ended before the second was refused"
+    checkpoints = shared / "diffusion" / "checkpoints"
+    wait_until(lambda: checkpoints.exists() and any(name.isdigit() for name in os.listdir(checkpoints)), job,
+               "a diffusion checkpoint")
     for process in job:  # killed mid-run, as a preempted job is
         process.send_signal(signal.SIGKILL)
     finish(job, f"{logs}-first")

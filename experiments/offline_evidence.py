@@ -243,7 +243,8 @@ def arms_table(results: str = RESULTS_DIR) -> List[str]:
         fidelity = (arm["fidelity"] or {}).get("mean") or {}
         falls = fidelity.get("synthetic_falls_flagged")
         rows.append([f"`{arm['name']}`", arm["factor"], ", ".join(f"{s:.1f}" for s in arm["score"]["per_seed"]),
-                     compare.interval_text(arm["mean"]), compare.interval_text(arm["iqm"]), _difference(arm["difference"]),
+                     compare.interval_text(arm["mean"]), compare.interval_text(arm["iqm"]),
+                     _difference(arm["difference"]),
                      _difference(arm.get("difference_from_real")),
                      f"{fidelity['marginal_score']:.3f} / {fidelity['correlation_score']:.3f}" if fidelity else "",
                      "" if falls is None else f"{falls:.0%}"])

@@ -172,11 +172,11 @@ def wait_for_slurm(jobs: Sequence[Job], submitted: list) -> List[str]:
     failed = []
     for job, task in zip(jobs, submitted):
         try:
-            statuses = task.results()  # one per node
-        except Exception as error:  # submitit raises for a task that died (time limit, node failure)
-            statuses = [type(error).__name__]
-        print(f"{'finished' if statuses == [0] * len(statuses) else 'FAILED'} {job.name}", flush=True)
-        if statuses != [0] * len(statuses):
+            succeeded = all(status == 0 for status in task.results())  # one per node
+        except Exception:  # submitit raises for a task that died (time limit, node failure)
+            succeeded = False
+        print(f"{'finished' if succeeded else 'FAILED'} {job.name}", flush=True)
+        if not succeeded:
             failed.append(job.name)
     return failed
 

@@ -73,14 +73,11 @@ def claim_workdir(workdir: str, config: ml_collections.ConfigDict) -> Iterator[N
     current = json.loads(config.to_json_best_effort())
     distributed.check_same_everywhere(json.dumps([workdir, current], sort_keys=True), "config or --workdir")
     with ExitStack() as claimed:
-        refusal = None
-        if distributed.is_main():
-            try:
-                claimed.enter_context(_locked(workdir))
-                _record_config(workdir, config, current)
-            except (WorkdirBusyError, ConfigError) as error:
-                refusal = error
-        distributed.raise_main_error(refusal, (WorkdirBusyError, ConfigError))
+        def claim():  # the lock stays held until the block ends
+            claimed.enter_context(_locked(workdir))
+            _record_config(workdir, config, current)
+
+        distributed.run_on_main(claim, (WorkdirBusyError, ConfigError))
         yield
 
 

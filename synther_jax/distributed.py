@@ -76,7 +76,8 @@ def _wait_for_coordinator(address: str, timeout: int) -> None:
             if time.monotonic() > deadline:
                 raise DistributedSetupError(
                     f"No coordinator answered at {address} within {timeout} s: start process 0 (JAX_PROCESS_ID=0) "
-                    "there, check JAX_COORDINATOR_ADDRESS, or set SYNTHER_COORDINATOR_TIMEOUT_S to wait longer.") from None
+                    "there, check JAX_COORDINATOR_ADDRESS, or set SYNTHER_COORDINATOR_TIMEOUT_S to wait longer."
+                ) from None
             time.sleep(0.5)
 
 
@@ -131,7 +132,7 @@ def from_main(value: int) -> int:
     return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
 
 
-def raise_main_error(error: Optional[Exception], types: Sequence[Type[Exception]]) -> None:
+def _raise_everywhere(error: Optional[Exception], types: Sequence[Type[Exception]]) -> None:
     """Raises process 0's `error` (one of `types`, or None for none) on every process, so that a
     refusal only process 0 can see (it holds the work directory) ends the whole job in one line."""
     if _process_count > 1:
@@ -155,7 +156,7 @@ def run_on_main(function: Callable[[], None], errors: Sequence[Type[Exception]])
             function()
         except tuple(errors) as raised:
             error = raised
-    raise_main_error(error, errors)
+    _raise_everywhere(error, errors)
 
 
 def check_same_everywhere(text: str, what: str) -> None:

@@ -50,9 +50,12 @@ def start_job(module, arguments, logs, slurm=False):
     port = free_port(61440 if slurm else 0)
     processes = []
     for i, process_arguments in enumerate(arguments if isinstance(arguments[0], list) else [arguments] * 2):
-        launcher = ({"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "localhost", "SLURM_NTASKS": "2",
-                     "SLURM_PROCID": str(i), "SLURM_LOCALID": "0"} if slurm else
-                    {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)})
+        if slurm:
+            launcher = {"SLURM_JOB_ID": str(port - 61440), "SLURM_STEP_NODELIST": "localhost", "SLURM_NTASKS": "2",
+                        "SLURM_PROCID": str(i), "SLURM_LOCALID": "0"}
+        else:
+            launcher = {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "JAX_NUM_PROCESSES": "2",
+                        "JAX_PROCESS_ID": str(i)}
         with open(f"{logs}.{i}", "w") as log:
             processes.append(subprocess.Popen([sys.executable, "-m", module, *process_arguments], cwd=ROOT,
                                               env={**os.environ, **launcher}, stdout=log, stderr=subprocess.STDOUT))
@@ -117,7 +120,8 @@ def test_a_two_process_job_shares_its_workdir_refuses_a_second_job_resumes_and_e
     # Each seed on its own device, with keys that do not depend on the processes: bit-equal.
     assert results["scores_by_step"] == expected["scores_by_step"]
     for i in range(2):
-        with np.load(shared / "samples" / f"seed{i}.npz") as ours, np.load(alone / "samples" / f"seed{i}.npz") as theirs:
+        with np.load(shared / "samples" / f"seed{i}.npz") as ours, \
+                np.load(alone / "samples" / f"seed{i}.npz") as theirs:
             for key in theirs.files:
                 np.testing.assert_array_equal(ours[key], theirs[key])
     for stage in ("agent", "eval"):  # the metrics of the sharded seeds, gathered from both processes
@@ -195,5 +199,8 @@ def test_one_process_runs_start_nothing():
     assert distributed.is_main() and distributed.process_count() == 1
     distributed.barrier("nothing to wait for")
     assert distributed.from_main(7) == 7
+    def refuse():
+        raise ValueError("some refusal")
+
     with pytest.raises(ValueError, match="some refusal"):
-        distributed.raise_main_error(ValueError("some refusal"), (ValueError,))
+        distributed.run_on_main(refuse, (ValueError,))

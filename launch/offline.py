@@ -51,7 +51,7 @@ from synther_jax.checkpoint import Checkpointer
 from synther_jax.curves import plot_learning_curve
 from synther_jax.data import Transitions, dataset_task, read_synthetic, write_synthetic
 from synther_jax.data.maze2d_datasets import ensure_default_dataset
-from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion import DiffusionConfig, edm
 from synther_jax.diffusion.denoiser import parameter_count
 from synther_jax.envs.evaluation import evaluate
 from synther_jax.errors import DamagedFileError, InvalidDatasetError
@@ -188,6 +188,14 @@ def fidelity_summary(config: ml_collections.ConfigDict, workdir: str) -> Optiona
                 for name in figures[0]}
 
     return {"per_denoiser": figures, "mean": over_denoisers(np.mean), "std": over_denoisers(np.std)}
+
+
+def sampler_summary(config: ml_collections.ConfigDict) -> dict:
+    """How the synthetic rows were drawn: the solver, its steps and churn, and the network
+    evaluations per sample that set its cost."""
+    diffusion = DiffusionConfig(**config.diffusion)
+    return {"solver": diffusion.solver, "steps": diffusion.num_sample_steps, "S_churn": diffusion.S_churn,
+            "network_evaluations": edm.network_evaluations(diffusion)}
 
 
 def write_fidelity_metrics(config: ml_collections.ConfigDict, workdir: str, metrics: MetricsWriter,
@@ -337,6 +345,7 @@ def write_results(config: ml_collections.ConfigDict, env_id: str, evaluations: L
                                            "D4RL-normalised score" if scores else "return"),
         "final_normalized_score": stats(final["scores"]), "final_return": stats(final["returns"]),
         "scores_by_step": curve, "fidelity": fidelity_summary(config, workdir),
+        "sampler": sampler_summary(config) if denoiser else None,
         "guidance": guidance_summary(config, workdir), "stage_seconds": timer.seconds,
         # A rerun of a finished run only reads it back: the command that made it stays recorded.
         "command": read_json(os.path.join(workdir, "results.json"), {}).get("command") or command_line(),

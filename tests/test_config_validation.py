@@ -55,6 +55,8 @@ def test_bad_offline_values_are_refused_with_the_fix(overrides, message):
     ("diffusion", "sigma_min", 100.0, "sigma_min (100.0) must be below sigma_max"),
     ("diffusion", "ema_decay", 1.0, "ema_decay must lie in [0, 1)"),
     ("diffusion", "activation", "sigmoid", "activation must be one of"),
+    ("diffusion", "solver", "euler", "solver must be one of ('heun', 'dpmpp_2m')"),
+    ("diffusion", "solver", "dpmpp_2m", "solver 'dpmpp_2m' is deterministic: set S_churn=0"),
     ("diffusion", "matmul_precision", "float16", "matmul_precision must be one of ('float32', 'tf32', 'bfloat16')"),
     ("td3_bc", "actor_lr", -3e-4, "--config.td3_bc.actor_lr must be positive"),
     ("td3_bc", "discount", 1.5, "--config.td3_bc.discount must lie in (0, 1]"),

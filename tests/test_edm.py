@@ -116,6 +116,42 @@ def test_sampler_recovers_known_gaussian():
     np.testing.assert_allclose(np.mean(x, axis=0), 0.0, atol=0.03)
 
 
+def _ode_endpoint(x_start, scale):
+    """The probability-flow ODE's exact end for data ~ N(0, scale^2): (x / sqrt(scale^2 + sigma^2)) is
+    constant along it, so x(0) = x(sigma_max) scale / sqrt(scale^2 + sigma_max^2)."""
+    return np.asarray(x_start, np.float64) * scale / np.sqrt(scale**2 + 80.0**2)
+
+
+@pytest.mark.parametrize("solver", edm.SOLVERS)
+def test_deterministic_solvers_converge_to_the_exact_ode_solution_at_second_order(solver):
+    """Without churn both solvers integrate the ODE; for Gaussian data its solution is closed-form,
+    and a second-order method's error falls about 4x per doubling of the steps."""
+    net, key = _gaussian_net(0.7), jax.random.PRNGKey(6)
+    x_start = 80.0 * jax.random.normal(jax.random.split(key)[0] if solver == "heun" else key, (256, 3))
+    errors = []
+    for steps in (16, 32, 64):
+        config = edm.EDMConfig(num_sample_steps=steps, S_churn=0.0, solver=solver)
+        x = edm.sample(net, key, 256, 3, config)
+        errors.append(np.max(np.abs(np.asarray(x, np.float64) - _ode_endpoint(x_start, 0.7))))
+    assert errors[-1] < 0.01  # of samples up to about 2
+    assert errors[0] / errors[1] > 3.0 and errors[1] / errors[2] > 3.0, errors
+
+
+@pytest.mark.parametrize("solver, steps, evaluations", [("heun", 8, 15), ("dpmpp_2m", 8, 8), ("dpmpp_2m", 1, 1)])
+def test_network_evaluations_are_counted_as_the_sampler_makes_them(solver, steps, evaluations):
+    calls = []
+    net = _gaussian_net(1.0)
+
+    def counted(x, c_noise):
+        jax.debug.callback(lambda: calls.append(1))
+        return net(x, c_noise)
+
+    config = edm.EDMConfig(num_sample_steps=steps, S_churn=0.0, solver=solver)
+    jax.block_until_ready(edm.sample(counted, jax.random.PRNGKey(0), 4, 2, config))
+    jax.effects_barrier()
+    assert len(calls) == evaluations == edm.network_evaluations(config)
+
+
 def test_sampler_determinism_and_shape():
     net, config = _gaussian_net(1.0), edm.EDMConfig(num_sample_steps=16)
     sample = jax.jit(lambda k: edm.sample(net, k, 8, 5, config))

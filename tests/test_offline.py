@@ -53,6 +53,7 @@ def test_smoke_pipeline_writes_every_output(hopper_random_npz, tmp_path):
     assert results["seeds"] == [{"agent": i, "agent_seed": 0, "denoiser_seed": i, "samples": f"samples/seed{i}.npz"}
                                 for i in range(2)]
     assert results["command"] == shlex.join(["python", "-m", "launch.offline", *arguments])
+    assert results["sampler"] == {"solver": "heun", "steps": 4, "S_churn": 80.0, "network_evaluations": 7}
     fidelity = results["fidelity"]
     assert len(fidelity["per_denoiser"]) == 2
     scores = [f["marginal_score"] for f in fidelity["per_denoiser"]]

@@ -64,6 +64,10 @@ class DiffusionConfig(edm.EDMConfig):
             problems.append(f"conditioning must be one of {CONDITIONINGS}, got {self.conditioning!r}")
         if self.guidance_corrector not in edm.CORRECTORS:
             problems.append(f"guidance_corrector must be one of {edm.CORRECTORS}, got {self.guidance_corrector!r}")
+        if self.solver not in edm.SOLVERS:
+            problems.append(f"solver must be one of {edm.SOLVERS}, got {self.solver!r}")
+        elif self.solver == "dpmpp_2m" and self.S_churn:
+            problems.append(f"solver 'dpmpp_2m' is deterministic: set S_churn=0 (got {self.S_churn!r})")
         if self.matmul_precision not in MATMUL_PRECISIONS:
             problems.append(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
         if self.activation not in ACTIVATIONS:

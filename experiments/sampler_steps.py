@@ -1,32 +1,38 @@
-"""How few sampler steps are enough: one denoiser, sampled at several Heun step counts, with and
-without churn, each setting measured by the fidelity report and timed. The paper samples with 128
-Heun steps and S_churn 80 "for improved sample fidelity" (its Appendix B.2) and shows no fewer.
-Our CPU-scale run and the paper-size one:
+"""How few sampler steps are enough: one denoiser, sampled at several step counts by three samplers,
+each setting measured by the fidelity report and timed. The paper samples with 128 Heun steps and
+S_churn 80 "for improved sample fidelity" (its Appendix B.2) and shows no fewer. The samplers:
+`churn` (the paper's stochastic Heun), `no_churn` (deterministic Heun, S_churn = 0) and `dpmpp_2m`
+(DPM-Solver++(2M), deterministic, one network evaluation per step). Our CPU-scale runs and the
+paper-size one:
 
-    python -m experiments.sampler_steps --workdir=DIR --train_steps=10000 --num_samples=4000 --physics_rows=4000
+    python -m experiments.sampler_steps --workdir=DIR --train_steps=10000 --num_samples=4000 --physics_rows=4000 --samplers=churn,no_churn --steps=8,16,32,64,128
+    python -m experiments.sampler_steps --teacher=runs/offline-evidence/base/diffusion --workdir=DIR --num_samples=10000 --physics_rows=4000 --out=experiments/results/sampler_steps_solvers_cpu.json
     python -m experiments.sampler_steps --workdir=runs/sampler_steps    # paper size: 50K samples per setting
     python -m experiments.sampler_steps --smoke --out=/tmp/smoke.json   # a small denoiser, CPU-minutes
 
-Results: `RESULTS` in experiments/results/ (a plot of every figure against the step count beside it).
-Tables: `sampler-steps` (`steps_table`) in docs/benchmarks.md; `summary_rows` in docs/results.md and
-README.md.
+Results: `RESULTS` in experiments/results/ (a plot of every figure against the step count beside
+each). Tables: `sampler-steps` and `sampler-solvers` (`steps_table`) in docs/benchmarks.md;
+`summary_rows` in docs/results.md and README.md.
 
-One denoiser (configs/d4rl.py:walker2d, the paper's width 1024 and depth 6, or `--smoke`'s small
-one) is trained on the bundled walker2d data, with checkpoints in `<workdir>/diffusion`. From it,
-every setting (a step count of `--steps`, churn on (the paper's S_churn = 80) or off (S_churn = 0,
-a deterministic Heun sampler), sampler seed 0..`--sampler_seeds`-1) draws `--num_samples` rows
-that `synther_jax.analysis.analyze` measures against the real data (no augmentation baselines);
-its headline figures, the samples/s of the timed chunks (all but the first, which compiles) and
-the setting's name go to `<workdir>/settings/<name>.json`, so a rerun skips finished settings.
-128 steps go first, so a run cut short still has its reference (rerun with fewer `--steps`).
+One denoiser is trained on the bundled walker2d data (configs/d4rl.py:walker2d, the paper's width
+1024 and depth 6, or `--smoke`'s small one), with checkpoints in `<workdir>/diffusion`, or read from
+`--teacher` (a trained diffusion folder, its first seed's model). From it, every setting (a
+sampler, a step count of `--steps`, sampler seed 0..`--sampler_seeds`-1) draws `--num_samples` rows
+that `synther_jax.analysis.analyze` measures against the real data (no augmentation baselines); its
+headline figures, the samples/s of the timed chunks (all but the first, which compiles), its
+network evaluations per sample and its name go to `<workdir>/settings/<name>.json`, so a rerun
+skips finished settings. 128 steps go first, so a run cut short still has its references.
 
-The noise of a figure is the spread (max - min) over the sampler seeds at the paper's 128 steps,
-with the same churn. A step count "matches 128" when, for every headline figure, its mean over
-seeds lies within that noise of the 128-step mean. The JSON names the fewest matching steps per
-churn setting and its speed-up in samples/s over 128 steps, measured in the same run; it is used
-as `--config.diffusion.num_sample_steps=<steps>` (the default stays the paper's 128).
+The noise of a figure is the spread (max - min) over the sampler seeds of the reference: the
+sampler's own 128 steps, and for `dpmpp_2m` deterministic Heun's 128 steps (the same ODE solved
+finely). A setting "matches" when, for every headline figure, its mean over seeds lies within that
+noise of the reference mean. The JSON names the fewest matching steps per sampler and its speed-up
+in samples/s over the reference, measured in the same run; it is used as
+`--config.diffusion.num_sample_steps=<steps>` (and `--config.diffusion.solver=dpmpp_2m
+--config.diffusion.S_churn=0` for DPM-Solver++; the default stays the paper's 128 with churn).
 """
 import dataclasses
+import functools
 import os
 import tempfile
 import time
@@ -50,14 +56,19 @@ from pipelines.synthesis import load_real  # noqa: E402
 from synther_jax.analysis.fidelity_report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
-from synther_jax.diffusion import Diffusion, DiffusionConfig, train_diffusion  # noqa: E402
+from synther_jax.diffusion import Diffusion, DiffusionConfig, edm, load_diffusion, train_diffusion  # noqa: E402
+from synther_jax.diffusion.model import without_seed_axis  # noqa: E402
 
-RESULTS = ("sampler_steps_cpu.json",)
+RESULTS = ("sampler_steps_cpu.json", "sampler_steps_solvers_cpu.json")
 DETAILS = "docs/results.md#sampler-steps"
 PAPER_STEPS = 128
 # Headline figures of the fidelity report, compared between step counts.
 FIGURES = ("marginal_score", "correlation_score", "dynamics_mse_median", "dynamics_mse_mean", "terminal_fraction",
            "min_distance_median")
+# Each sampler's settings, and the sampler whose 128 steps are its reference.
+SAMPLERS = {"churn": dict(solver="heun"), "no_churn": dict(solver="heun", S_churn=0.0),
+            "dpmpp_2m": dict(solver="dpmpp_2m", S_churn=0.0)}
+REFERENCE = {"churn": "churn", "no_churn": "no_churn", "dpmpp_2m": "no_churn"}
 SMOKE = dict(width=128, depth=2, dim_t=32, num_train_steps=1_500, steps_per_call=500, checkpoint_every=500)
 
 FLAGS = flags.FLAGS
@@ -71,7 +82,12 @@ def define_flags() -> None:
                                          "(default: a temporary directory, not kept).")
     flags.DEFINE_string("out", None, "JSON file (default: experiments/results/sampler_steps_<platform>.json); the plot "
                                      "goes beside it as .png.")
-    flags.DEFINE_list("steps", None, "Sampler step counts (default: 8,16,32,64,128; smoke: 8,16,128).")
+    flags.DEFINE_list("steps", None, "Sampler step counts (default: 4,8,16,32,64,128; smoke: 8,16,128).")
+    flags.DEFINE_list("samplers", list(SAMPLERS), f"Samplers to measure, of {', '.join(SAMPLERS)}; each needs its "
+                      "reference's.")
+    flags.DEFINE_string("teacher", None, "A diffusion folder trained on the bundled walker2d data "
+                                         "(launch.offline's <workdir>/diffusion) to sample, its first seed's "
+                                         "model, instead of training one.")
     flags.DEFINE_integer("num_samples", None, "Samples per setting (default: 50000; smoke: 1000).")
     flags.DEFINE_integer("train_steps", None, "Denoiser training steps (default: the config's 100000; smoke: 1500).")
     flags.DEFINE_integer("sampler_seeds", 2, "Sampler seeds per setting; their spread at 128 steps is the noise.")
@@ -81,26 +97,27 @@ def define_flags() -> None:
     flags.DEFINE_string("scale_note", None, "Why this run's scale differs from the paper-size default, for the JSON.")
 
 
-def setting_name(steps: int, churn: bool, seed: int) -> str:
-    return f"steps{steps}-{'churn' if churn else 'nochurn'}-seed{seed}"
+def setting_name(steps: int, sampler: str, seed: int) -> str:
+    return f"steps{steps}-{sampler.replace('_', '')}-seed{seed}"
 
 
-def measure_setting(real: Transitions, model: Diffusion, steps: int, churn: bool, seed: int, settings_dir: str,
+def measure_setting(real: Transitions, model: Diffusion, steps: int, sampler: str, seed: int, settings_dir: str,
                     scale: "Scale", terminal_threshold: float) -> Dict[str, object]:
     """One setting's headline figures and samples/s (read back if a previous run finished it)."""
-    name = setting_name(steps, churn, seed)
+    name = setting_name(steps, sampler, seed)
     path = os.path.join(settings_dir, f"{name}.json")
     done = atomic.read_json(path, None)
     if done is not None:
         return done
-    sampler = dataclasses.replace(model.config, num_sample_steps=steps, S_churn=model.config.S_churn if churn else 0.0)
-    rows, samples_per_s = timed_samples(model.replace(config=sampler), scale.num_samples,
+    config = dataclasses.replace(model.config, num_sample_steps=steps, **SAMPLERS[sampler])
+    rows, samples_per_s = timed_samples(model.replace(config=config), scale.num_samples,
                                         jax.random.PRNGKey(1000 + seed), scale.chunk_size)
     synthetic = Transitions.from_rows(rows, real.obs_dim, real.action_dim, True, terminal_threshold)
     report = analyze(real, synthetic, None, os.path.join(settings_dir, name), baselines=(), seed=seed,
                      fidelity_rows=scale.num_samples, physics_rows=scale.physics_rows, progress=False)
     figures = headline_figures(report)
-    record = {"name": name, "steps": steps, "churn": churn, "sampler_seed": seed, "samples_per_s": samples_per_s,
+    record = {"name": name, "steps": steps, "sampler": sampler, "churn": sampler == "churn", "sampler_seed": seed,
+              "network_evaluations": edm.network_evaluations(config), "samples_per_s": samples_per_s,
               **figures, "terminals": figures["synthetic_terminals"],
               "terminal_fraction": figures["synthetic_terminals"] / scale.num_samples}
     atomic.write_json(path, record)
@@ -108,33 +125,34 @@ def measure_setting(real: Transitions, model: Diffusion, steps: int, churn: bool
 
 
 def summarise(records: List[dict], steps_list: List[int]) -> dict:
-    """Per (churn, steps): mean and spread of every figure over sampler seeds, whether it matches
-    128 steps within the 128-step noise, and its speed-up; the fewest matching steps per churn."""
+    """Per (sampler, steps): mean and spread of every figure over sampler seeds, whether it matches
+    its reference (`REFERENCE`'s 128 steps) within that reference's noise, and its speed-up over
+    it; the fewest matching steps per sampler."""
+    rows = {}
+    for sampler, steps in {(r["sampler"], r["steps"]) for r in records}:
+        group = [r for r in records if r["steps"] == steps and r["sampler"] == sampler]
+        rows[sampler, steps] = {"steps": steps, "network_evaluations": group[0]["network_evaluations"],
+                                "samples_per_s": float(np.mean([r["samples_per_s"] for r in group])),
+                                **{f: float(np.mean([r[f] for r in group])) for f in FIGURES},
+                                "spread": {f: float(np.ptp([r[f] for r in group])) for f in FIGURES}}
     summary = {}
-    for churn in sorted({r["churn"] for r in records}, reverse=True):
-        rows = {}
-        for steps in steps_list:
-            group = [r for r in records if r["steps"] == steps and r["churn"] == churn]
-            rows[steps] = {"steps": steps,
-                           "samples_per_s": float(np.mean([r["samples_per_s"] for r in group])),
-                           **{f: float(np.mean([r[f] for r in group])) for f in FIGURES},
-                           "spread": {f: float(np.ptp([r[f] for r in group])) for f in FIGURES}}
-        paper = rows.get(PAPER_STEPS)
+    for sampler in (s for s in SAMPLERS if any(key[0] == s for key in rows)):
+        reference = rows.get((REFERENCE[sampler], PAPER_STEPS))
         fewest = None
-        for steps in steps_list:
-            row = rows[steps]
-            if paper is None:
+        measured = [steps for steps in steps_list if (sampler, steps) in rows]
+        for steps in measured:
+            row = rows[sampler, steps]
+            if reference is None:
                 continue
-            row["speedup_vs_128"] = row["samples_per_s"] / paper["samples_per_s"]
-            row["off_by_noise"] = {f: abs(row[f] - paper[f]) / paper["spread"][f] if paper["spread"][f] else None
-                                   for f in FIGURES}
-            row["matches_128"] = all(abs(row[f] - paper[f]) <= paper["spread"][f] for f in FIGURES)
+            row["speedup_vs_128"] = row["samples_per_s"] / reference["samples_per_s"]
+            row["off_by_noise"] = {f: abs(row[f] - reference[f]) / reference["spread"][f]
+                                   if reference["spread"][f] else None for f in FIGURES}
+            row["matches_128"] = all(abs(row[f] - reference[f]) <= reference["spread"][f] for f in FIGURES)
             if row["matches_128"] and steps < PAPER_STEPS and (fewest is None or steps < fewest):
                 fewest = steps
-        key = "churn" if churn else "no_churn"
-        summary[key] = {"settings": [rows[s] for s in steps_list],
-                        "fewest_matching_steps": fewest,
-                        "speedup_vs_128": rows[fewest]["speedup_vs_128"] if fewest else None}
+        summary[sampler] = {"reference": f"{REFERENCE[sampler]} at {PAPER_STEPS} steps",
+                            "settings": [rows[sampler, s] for s in measured], "fewest_matching_steps": fewest,
+                            "speedup_vs_128": rows[sampler, fewest]["speedup_vs_128"] if fewest else None}
     return summary
 
 
@@ -142,7 +160,7 @@ def plot(summary: dict, path: str, title: str) -> None:
     panels = (*FIGURES, "samples_per_s")
     fig, axes = plt.subplots(2, 4, figsize=(14, 6))
     for ax, figure in zip(axes.flat, panels):
-        for key, color in (("churn", "tab:blue"), ("no_churn", "tab:orange")):
+        for key, color in (("churn", "tab:blue"), ("no_churn", "tab:orange"), ("dpmpp_2m", "tab:green")):
             if key not in summary:
                 continue
             settings = summary[key]["settings"]
@@ -176,7 +194,7 @@ class Scale:
     def from_flags(cls) -> "Scale":
         smoke = FLAGS.smoke
         num_samples = FLAGS.num_samples or (1_000 if smoke else 50_000)
-        steps = FLAGS.steps or ((8, 16, 128) if smoke else (8, 16, 32, 64, 128))
+        steps = FLAGS.steps or ((8, 16, 128) if smoke else (4, 8, 16, 32, 64, 128))
         return cls(steps=sorted(int(s) for s in steps), num_samples=num_samples,
                    train_steps=FLAGS.train_steps or (SMOKE["num_train_steps"] if smoke else None),
                    physics_rows=FLAGS.physics_rows or (500 if smoke else 10_000),
@@ -193,26 +211,37 @@ def main(argv):
         raise ValueError(f"--steps must include the paper's {PAPER_STEPS}: its sampler-seed spread is the noise.")
     if FLAGS.sampler_seeds < 2:
         raise ValueError("--sampler_seeds must be at least 2: their spread at 128 steps is the noise.")
+    unknown = sorted(set(FLAGS.samplers) - set(SAMPLERS))
+    if unknown:
+        raise ValueError(f"--samplers: unknown {', '.join(unknown)}; choose from {', '.join(SAMPLERS)}.")
+    missing = sorted({REFERENCE[s] for s in FLAGS.samplers} - set(FLAGS.samplers))
+    if missing:
+        raise ValueError(f"--samplers must include {', '.join(missing)}: its 128 steps are a reference.")
     offline = d4rl.validate(d4rl.get_config("walker2d"))  # with its per-dataset values (the denoiser width)
-    diffusion = DiffusionConfig(**offline.diffusion)
-    if FLAGS.smoke:
-        diffusion = dataclasses.replace(diffusion, **SMOKE)
-    if scale.train_steps:
-        diffusion = dataclasses.replace(diffusion, num_train_steps=scale.train_steps)
     real = load_real(offline)
-    rows = real.to_rows(True)
-
     start = time.perf_counter()
-    model = train_diffusion(rows, diffusion, jax.random.PRNGKey(0), (rows.shape[1] - 1,),
-                            workdir=os.path.join(workdir, "diffusion"))
-    training_seconds = time.perf_counter() - start  # of this run (0 when resumed from a finished model)
+    if FLAGS.teacher:
+        model = load_diffusion(FLAGS.teacher)
+        if model.normalizer.mean.ndim > 1:  # a stack of seeds' models: the first
+            model = without_seed_axis(model)
+        diffusion = model.config
+    else:
+        diffusion = DiffusionConfig(**offline.diffusion)
+        if FLAGS.smoke:
+            diffusion = dataclasses.replace(diffusion, **SMOKE)
+        if scale.train_steps:
+            diffusion = dataclasses.replace(diffusion, num_train_steps=scale.train_steps)
+        rows = real.to_rows(True)
+        model = train_diffusion(rows, diffusion, jax.random.PRNGKey(0), (rows.shape[1] - 1,),
+                                workdir=os.path.join(workdir, "diffusion"))
+    training_seconds = time.perf_counter() - start  # of this run (0 when resumed or read from --teacher)
 
     settings_dir = os.path.join(workdir, "settings")
     records = []
-    for steps in sorted(scale.steps, key=lambda steps: (steps != PAPER_STEPS, steps)):  # the reference first
-        for churn in (True, False):
+    for steps in sorted(scale.steps, key=lambda steps: (steps != PAPER_STEPS, steps)):  # the references first
+        for sampler in FLAGS.samplers:
             for seed in range(FLAGS.sampler_seeds):
-                record = measure_setting(real, model, steps, churn, seed, settings_dir, scale,
+                record = measure_setting(real, model, steps, sampler, seed, settings_dir, scale,
                                          offline.terminal_threshold)
                 records.append(record)
                 print(f"{record['name']}: {record['samples_per_s']:.0f} samples/s | marginal "
@@ -224,18 +253,21 @@ def main(argv):
     record = {
         **environment(), "smoke": FLAGS.smoke, "dataset": offline.dataset, "num_real": len(real),
         "real_terminal_fraction": float(np.mean(real.terminals > 0.5)),
-        "denoiser": {"width": diffusion.width, "depth": diffusion.depth, "dim_t": diffusion.dim_t,
+        "denoiser": {"teacher": FLAGS.teacher, "width": diffusion.width, "depth": diffusion.depth,
+                     "dim_t": diffusion.dim_t,
                      "params": sum(int(x.size) for x in jax.tree.leaves(model.params)),
                      "train_steps": diffusion.num_train_steps, "training_seconds_this_run": training_seconds},
         "num_samples_per_setting": scale.num_samples, "physics_rows_per_setting": scale.physics_rows,
-        "sampler_seeds": FLAGS.sampler_seeds, "steps": scale.steps, "S_churn": diffusion.S_churn,
+        "sampler_seeds": FLAGS.sampler_seeds, "steps": scale.steps, "samplers": FLAGS.samplers,
+        "S_churn": diffusion.S_churn,
         "scale_note": FLAGS.scale_note, "settings": records, "summary": summary,
     }
     for key in summary:
         fewest = summary[key]["fewest_matching_steps"]
-        print(f"{key}: " + (f"{fewest} steps match {PAPER_STEPS} within the noise, "
+        print(f"{key}: " + (f"{fewest} steps match {summary[key]['reference']} within the noise, "
                             f"{summary[key]['speedup_vs_128']:.1f}x the samples/s" if fewest else
-                            f"no step count below {PAPER_STEPS} matches it within the noise"))
+                            f"no step count below {PAPER_STEPS} matches {summary[key]['reference']} within the "
+                            "noise"))
     platform = record["device"].split(":")[0]
     out = FLAGS.out or f"experiments/results/sampler_steps_{platform}{'_smoke' if FLAGS.smoke else ''}.json"
     write_json(out, record)
@@ -245,40 +277,49 @@ def main(argv):
     print(f"wrote {os.path.splitext(out)[0]}.png")
 
 
+def _fewest(summary: dict, sampler: str) -> str:
+    row = summary[sampler]
+    return (f"{row['fewest_matching_steps']} match ({row['speedup_vs_128']:.1f}x the samples/s)"
+            if row["fewest_matching_steps"] else f"none below {PAPER_STEPS} matches")
+
+
+def _scale(record: dict) -> str:
+    denoiser = record["denoiser"]
+    return (f"the {denoiser['width']}x{denoiser['depth']} denoiser trained {denoiser['train_steps'] // 1000}K steps, "
+            f"{record['num_samples_per_setting']:,} samples per setting, {record['sampler_seeds']} sampler seeds")
+
+
 def summary_rows(results: str = RESULTS_DIR) -> List[List[str]]:
     """Rows of experiment, paper, ours and our scale."""
-    record = load(RESULTS[0], results)
-
-    def fewest(key: str) -> str:
-        row = record["summary"][key]
-        return (f"{row['fewest_matching_steps']} match ({row['speedup_vs_128']:.1f}x the samples/s)"
-                if row["fewest_matching_steps"] else f"none below {PAPER_STEPS} matches")
-
-    denoiser = record["denoiser"]
+    steps, solvers = (load(name, results) for name in RESULTS)
     return [["Sampler steps: fewer than 128 Heun steps (Appendix B.2)", "128 steps, S_churn 80; no fewer shown",
-             f"with churn {fewest('churn')}; without churn {fewest('no_churn')}",
-             f"the {denoiser['width']}x{denoiser['depth']} denoiser trained {denoiser['train_steps'] // 1000}K steps, "
-             f"{record['num_samples_per_setting']:,} samples per setting, {record['sampler_seeds']} sampler seeds"]]
+             f"with churn {_fewest(steps['summary'], 'churn')}; without churn "
+             f"{_fewest(steps['summary'], 'no_churn')}", _scale(steps)],
+            ["Few-step sampling, no training: DPM-Solver++(2M) vs 128 deterministic Heun steps", "not shown",
+             f"DPM-Solver++ {_fewest(solvers['summary'], 'dpmpp_2m')}; deterministic Heun "
+             f"{_fewest(solvers['summary'], 'no_churn')}", _scale(solvers)]]
 
 
-def steps_table(results: str = RESULTS_DIR) -> List[str]:
-    """Fidelity and samples/s of one denoiser against the number of Heun steps, with and without churn."""
-    record = load(RESULTS[0], results)
+def steps_table(result: str, results: str = RESULTS_DIR) -> List[str]:
+    """Fidelity and samples/s of one denoiser against the sampler and its number of steps: one row
+    per (sampler, steps), means over the sampler seeds, and whether it matches its reference."""
+    record = load(result, results)
     num = record["num_samples_per_setting"]
-    by_sampler = {name: {s["steps"]: s for s in record["summary"][name]["settings"]} for name in ("churn", "no_churn")}
+    rows = []
+    for sampler, summary in record["summary"].items():
+        for s in summary["settings"]:
+            evaluations = s.get("network_evaluations", 2 * s["steps"] - 1)  # runs before DPM-Solver++ were Heun's
+            rows.append([sampler.replace("_", " "), f"{s['steps']}", f"{evaluations}",
+                         f"{s['marginal_score']:.3f} / {s['correlation_score']:.3f}", f"{s['dynamics_mse_median']:.3g}",
+                         f"{s['terminal_fraction'] * num:.1f}", f"{s['samples_per_s']:.0f}",
+                         "reference" if s["steps"] == PAPER_STEPS and REFERENCE[sampler] == sampler else
+                         "yes" if s["matches_128"] else "no"])
+    return table(["sampler", "steps", "network evaluations", "marginal / correlation", "dynamics MSE median",
+                  f"terminals / {num}", "samples/s", "matches its reference"], rows)
 
-    def cells(s: dict) -> List[str]:
-        return [f"{s['marginal_score']:.3f} / {s['correlation_score']:.3f}", f"{s['dynamics_mse_median']:.3g}",
-                f"{s['terminal_fraction'] * num:.1f}", f"{s['samples_per_s']:.0f}"]
 
-    rows = [[f"{steps}" + (" (the paper's)" if steps == PAPER_STEPS else "")] + cells(by_sampler["churn"][steps])
-            + cells(by_sampler["no_churn"][steps]) for steps in sorted(by_sampler["churn"])]
-    per_sampler = ["marginal / correlation", "dynamics MSE median", f"terminals / {num}", "samples/s"]
-    return table(["steps"] + [f"churn: {h}" if i == 0 else h for i, h in enumerate(per_sampler)]
-                 + [f"no churn: {h}" if i == 0 else h for i, h in enumerate(per_sampler)], rows)
-
-
-TABLES = {"sampler-steps": steps_table}
+TABLES = {"sampler-steps": functools.partial(steps_table, RESULTS[0]),
+          "sampler-solvers": functools.partial(steps_table, RESULTS[1])}
 
 
 if __name__ == "__main__":

@@ -207,7 +207,7 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
         if log_fn is not None:
             log_fn(step, {"loss": loss})
 
-    state = _run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk)
+    state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk)
     if checkpointer is not None:
         checkpointer.close()
     return drop_axis(Diffusion(config, dim, state.ema_params, state.constants, normalizer, condition_normalizer))
@@ -258,10 +258,11 @@ def _warm_started(state: TrainState, warm_start: Diffusion) -> TrainState:
                          constants=copy(warm_start.constants))
 
 
-def _run_chunks(state, step: int, run_chunk, config: DiffusionConfig, progress: bool, after_chunk=None):
-    """Calls `run_chunk(state, step, num_steps) -> (state, loss)` until `num_train_steps`, with a
-    progress bar; `after_chunk(state, step, calls, loss)` runs after each call."""
-    with Progress(config.num_train_steps, "diffusion training", unit="step", initial=step, enabled=progress) as bar:
+def run_chunks(state, step: int, run_chunk, config, progress: bool, after_chunk=None, label="diffusion training"):
+    """Calls `run_chunk(state, step, num_steps) -> (state, loss)` until `config.num_train_steps`,
+    `config.steps_per_call` steps a call, with a progress bar named `label`; `after_chunk(state,
+    step, calls, loss)` runs after each call."""
+    with Progress(config.num_train_steps, label, unit="step", initial=step, enabled=progress) as bar:
         calls = 0
         while step < config.num_train_steps:
             num_steps = min(config.steps_per_call, config.num_train_steps - step)

@@ -1,0 +1,226 @@
+"""Consistency distillation (Song et al. 2023, "Consistency Models", Algorithm 2) of a trained EDM
+denoiser into a sampler of 1, 2 or 4 network evaluations.
+
+The student is a consistency function f(x, sigma) that maps any point of the teacher's
+probability-flow ODE trajectory to its end. It keeps the teacher's network and preconditioning
+except c_skip and c_out, shifted so that f(x, sigma_min) = x exactly:
+
+    f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma))
+    c_skip = sigma_data^2 / ((sigma - sigma_min)^2 + sigma_data^2)
+    c_out  = sigma_data (sigma - sigma_min) / sqrt(sigma^2 + sigma_data^2)
+
+and starts from the teacher's weights. Each training step draws real rows y, a pair of adjacent
+noise levels sigma_n < sigma_{n+1} of a Karras grid of `grid_points`, and noise z; the teacher takes
+one deterministic Heun step from x = y + sigma_{n+1} z down to sigma_n, and the student learns
+f(x, sigma_{n+1}) = stop_gradient(f(x_teacher, sigma_n)) under the pseudo-Huber distance (the
+improved recipe's: Song and Dhariwal 2023). Sampling denoises sigma_max noise in one evaluation and,
+for more steps, adds noise back to the levels `sampler_sigmas` gives and denoises again.
+
+The training loop is one `lax.scan` per chunk of steps, vmapped over a seed axis like the
+teacher's training, checkpointed and resumable.
+"""
+import dataclasses
+import os
+from functools import partial
+from typing import Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from synther_jax.checkpoint import Checkpointer
+from synther_jax.diffusion import edm
+from synther_jax.diffusion.config import DiffusionConfig
+from synther_jax.diffusion.model import Diffusion, denoiser_fn, is_one_key, with_seed_axis, without_seed_axis
+from synther_jax.diffusion.normalizer import Normalizer
+from synther_jax.diffusion.training import run_chunks
+
+DISTILLED_STEPS = (1, 2, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """The distillation's settings. Defaults follow the consistency-model papers' tabular-free
+    choices scaled to our rows; `num_steps` is the sampler's network evaluations per sample."""
+
+    num_steps: int = 4
+    grid_points: int = 18  # the Karras grid the teacher steps along (the original CIFAR-10 CD's N)
+    num_train_steps: int = 20_000
+    batch_size: int = 256
+    learning_rate: float = 1e-4  # Adam, constant, as the original CD
+    ema_decay: float = 0.999  # of the weights the sampler uses
+    huber_scale: float = 0.001  # pseudo-Huber c = huber_scale sqrt(d)
+    steps_per_call: int = 1_000
+    checkpoint_every: int = 5_000
+
+    def __post_init__(self):
+        problems = []
+        if self.num_steps not in DISTILLED_STEPS:
+            problems.append(f"num_steps must be one of {DISTILLED_STEPS}, got {self.num_steps!r}")
+        if self.grid_points < 2:
+            problems.append(f"grid_points must be at least 2, got {self.grid_points!r}")
+        for name in ("num_train_steps", "batch_size", "learning_rate", "huber_scale", "steps_per_call",
+                     "checkpoint_every"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.ema_decay < 1:
+            problems.append(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
+        if problems:
+            raise ValueError("Invalid DistillConfig: " + "; ".join(problems) + ".")
+
+
+class DistillState(flax.struct.PyTreeNode):
+    step: jax.Array
+    params: dict
+    ema_params: dict
+    opt_state: optax.OptState
+
+
+class Distilled(flax.struct.PyTreeNode):
+    """A distilled sampler: the student's EMA weights with the teacher's architecture, frequencies
+    and normaliser (a leading seed axis on every array when distilled from a stack of teachers)."""
+
+    config: DistillConfig = flax.struct.field(pytree_node=False)
+    teacher_config: DiffusionConfig = flax.struct.field(pytree_node=False)
+    dim: int = flax.struct.field(pytree_node=False)
+    params: dict
+    constants: dict
+    normalizer: Normalizer
+
+
+def karras_grid(points: int, config: edm.EDMConfig) -> jnp.ndarray:
+    """`points` noise levels from sigma_min up to sigma_max, spaced as EDM's eq. 5 (ascending)."""
+    inv_rho = 1.0 / config.rho
+    ramp = jnp.linspace(0.0, 1.0, points)
+    low, high = config.sigma_min ** inv_rho, config.sigma_max ** inv_rho
+    return (low + ramp * (high - low)) ** config.rho
+
+
+def sampler_sigmas(num_steps: int, config: edm.EDMConfig) -> jnp.ndarray:
+    """The levels the distilled sampler denoises from: sigma_max, then the EDM schedule of
+    num_steps + 1 points without its last (sigma_min); e.g. 80 and 2.5 for two steps."""
+    return karras_grid(num_steps + 1, config)[::-1][:-1]
+
+
+def consistency_function(net: edm.Network, x: jax.Array, sigma: jax.Array, config: edm.EDMConfig) -> jax.Array:
+    """f(x, sigma) with the boundary-respecting c_skip and c_out (module docstring)."""
+    sigma = jnp.broadcast_to(sigma, x.shape[:1])
+    _, _, c_in, c_noise = edm.preconditioning(sigma, config.sigma_data)
+    c_skip = config.sigma_data**2 / ((sigma - config.sigma_min) ** 2 + config.sigma_data**2)
+    c_out = config.sigma_data * (sigma - config.sigma_min) / jnp.sqrt(sigma**2 + config.sigma_data**2)
+    return c_skip[:, None] * x + c_out[:, None] * net(c_in[:, None] * x, c_noise)
+
+
+def heun_ode_step(D, x: jax.Array, sigma: jax.Array, sigma_next: jax.Array) -> jax.Array:
+    """One deterministic Heun step of the probability-flow ODE from sigma to sigma_next (> 0)."""
+    d = (x - D(x, sigma)) / sigma[:, None]
+    x_euler = x + (sigma_next - sigma)[:, None] * d
+    d_next = (x_euler - D(x_euler, sigma_next)) / sigma_next[:, None]
+    return x + 0.5 * (sigma_next - sigma)[:, None] * (d + d_next)
+
+
+def distillation_loss(params, teacher_params, constants, batch: jax.Array, key: jax.Array, *,
+                      teacher_config: DiffusionConfig, config: DistillConfig) -> jax.Array:
+    """The consistency-distillation loss on a normalised batch (B, d)."""
+    grid = karras_grid(config.grid_points, teacher_config)
+    index_key, noise_key = jax.random.split(key)
+    n = jax.random.randint(index_key, batch.shape[:1], 0, config.grid_points - 1)
+    sigma, sigma_next = grid[n], grid[n + 1]
+    x_next = batch + sigma_next[:, None] * jax.random.normal(noise_key, batch.shape)
+    teacher = denoiser_fn(teacher_config, teacher_params, constants)
+    D = lambda x, s: edm.denoise(teacher, x, s, teacher_config.sigma_data)
+    x = heun_ode_step(D, x_next, sigma_next, sigma)
+    student = denoiser_fn(teacher_config, params, constants)
+    prediction = consistency_function(student, x_next, sigma_next, teacher_config)
+    target = jax.lax.stop_gradient(consistency_function(student, x, sigma, teacher_config))
+    c = config.huber_scale * np.sqrt(batch.shape[-1])
+    return jnp.mean(jnp.sqrt(jnp.sum((prediction - target) ** 2, axis=-1) + c**2) - c)
+
+
+def _distill_chunk(state: DistillState, teacher_params, constants, data: jax.Array, key: jax.Array, *,
+                   teacher_config: DiffusionConfig, config: DistillConfig, num_steps: int):
+    optimizer = optax.adam(config.learning_rate)
+
+    def step(state, key):
+        batch_key, loss_key = jax.random.split(key)
+        batch = data[jax.random.randint(batch_key, (config.batch_size,), 0, data.shape[0])]
+        loss, grads = jax.value_and_grad(distillation_loss)(state.params, teacher_params, constants, batch, loss_key,
+                                                            teacher_config=teacher_config, config=config)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema_params = optax.incremental_update(params, state.ema_params, 1.0 - config.ema_decay)
+        return DistillState(state.step + 1, params, ema_params, opt_state), loss
+
+    state, losses = jax.lax.scan(step, state, jax.random.split(key, num_steps))
+    return state, jnp.mean(losses)
+
+
+@jax.jit(static_argnames=("teacher_config", "config", "num_steps"), donate_argnames=("states",))
+def distill_steps(states: DistillState, teachers: Diffusion, data: jax.Array, keys: jax.Array, *,
+                  teacher_config: DiffusionConfig, config: DistillConfig, num_steps: int):
+    """`num_steps` distillation steps for every seed at once (leading seed axis on everything but
+    `data`, the normalised rows all seeds share)."""
+    chunk = partial(_distill_chunk, teacher_config=teacher_config, config=config, num_steps=num_steps)
+    return jax.vmap(lambda s, t, k: chunk(s, t.params, t.constants, data, k))(states, teachers, keys)
+
+
+def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: jax.Array,
+            workdir: Optional[str] = None, progress: bool = True) -> Distilled:
+    """Distils `teacher` (one model, or a stack with a leading seed axis and as many keys) on the
+    rows it was trained on, (N, d) un-normalised. With a `workdir`, checkpoints every
+    `checkpoint_every` steps and resumes from the newest on a rerun."""
+    if teacher.config.conditional:
+        raise ValueError("Distillation does not support a conditional (guided) denoiser yet; distil an "
+                         "unconditional one.")
+    key = jnp.asarray(key)
+    one = is_one_key(key)
+    teachers, keys = (with_seed_axis(teacher), key[None]) if one else (teacher, key)
+    add_axis, drop_axis = (with_seed_axis, without_seed_axis) if one else (lambda tree: tree,) * 2
+    rows = np.asarray(rows, np.float32)
+    # Every seed's normaliser was fitted to the same rows; the first normalises the shared data.
+    data = jax.tree.map(lambda a: a[0], teachers.normalizer).normalize(jnp.asarray(rows))
+    optimizer = optax.adam(config.learning_rate)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the chunk donates the state
+    state = jax.vmap(lambda p: DistillState(jnp.int32(0), p, copy(p), optimizer.init(p)))(copy(teachers.params))
+
+    checkpointer = None
+    if workdir is not None:
+        checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+        restored = checkpointer.restore_latest(drop_axis(state))
+        if restored is not None:
+            state = add_axis(restored[1])
+            logging.info("Resuming distillation in %s at step %d of %d.", workdir, restored[0],
+                         config.num_train_steps)
+    calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
+
+    def run_chunk(states, step, num_steps):
+        chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
+        return distill_steps(states, teachers, data, chunk_keys, teacher_config=teacher.config, config=config,
+                             num_steps=num_steps)
+
+    def after_chunk(states, step, calls, loss):
+        if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
+            checkpointer.save(step, drop_axis(states))
+
+    state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk, "distillation")
+    if checkpointer is not None:
+        checkpointer.close()
+    return drop_axis(Distilled(config, teacher.config, teacher.dim, state.ema_params, teachers.constants,
+                               teachers.normalizer))
+
+
+def sample_distilled(model: Distilled, key: jax.Array, num: int) -> jax.Array:
+    """`num` un-normalised rows from one distilled model in `model.config.num_steps` evaluations."""
+    config = model.teacher_config
+    net = denoiser_fn(config, model.params, model.constants)
+    f = lambda x, sigma: consistency_function(net, x, sigma, config)
+    sigmas = sampler_sigmas(model.config.num_steps, config)
+    keys = jax.random.split(key, model.config.num_steps)
+    x = f(sigmas[0] * jax.random.normal(keys[0], (num, model.dim)), sigmas[0])
+    for sigma, step_key in zip(sigmas[1:], keys[1:]):
+        noise = jnp.sqrt(sigma**2 - config.sigma_min**2) * jax.random.normal(step_key, x.shape)
+        x = f(x + noise, sigma)
+    return model.normalizer.unnormalize(x)

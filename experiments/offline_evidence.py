@@ -20,7 +20,8 @@ denoiser's fidelity figures and its stage times; arms not yet finished are liste
 second comparison against the real arm (`against_real/`) says whether SynthER gains at all.
 
 Results: `RESULTS` in experiments/results/ (the comparisons' tables and plots in the folder of the
-same name). Tables: `offline-evidence` in docs/offline.md; `summary_rows` in docs/results.md and
+same name, and in its `arms/` each finished arm's results.json, so the report outlives the run
+folders). Tables: `offline-evidence` in docs/offline.md; `summary_rows` in docs/results.md and
 README.md.
 """
 import dataclasses
@@ -75,6 +76,7 @@ ARMS = (
 ARM_NAMES = [arm.name for arm in ARMS]
 REFERENCE = "base"
 AGAINST_REAL = "against_real"  # the report folder's subfolder comparing every arm with the real one
+ARM_RECORDS = "arms"  # the report folder's subfolder keeping each finished arm's results.json
 RESULTS = ("offline_evidence_walker2d_cpu.json",)
 DETAILS = "docs/results.md#offline-evidence-walker2d-medium-replay"
 DEFAULT_WORKDIR = "runs/offline-evidence"  # as the plan's commands write it
@@ -158,15 +160,30 @@ def run_arm(arm: Arm, workdir: str) -> None:
                          "the same command: it resumes.")
 
 
+def keep_finished_arms(workdir: str, folder: str) -> List[str]:
+    """The finished arms, each with its `results.json` kept in `<folder>/arms/<arm>/`: copied there
+    from its run in `workdir` when that has finished, else the copy an earlier report kept (run
+    folders are scratch; an arm finished on another machine stays in the report)."""
+    finished = []
+    for arm in ARMS:
+        results = read_json(os.path.join(workdir, arm.name, "results.json"), None)
+        kept = os.path.join(folder, ARM_RECORDS, arm.name, "results.json")
+        if results is not None:
+            write_json(kept, results)
+        if os.path.exists(kept):
+            finished.append(arm.name)
+    return finished
+
+
 def report(workdir: str, out: str) -> dict:
     """The report of the finished arms: launch.compare's tables and plots, against the base (each
     factor's effect) and against the real arm (SynthER or not), and the JSON at `out`. The two
     comparisons are separate families for Holm's correction."""
-    finished = [arm.name for arm in ARMS if os.path.exists(os.path.join(workdir, arm.name, "results.json"))]
+    folder = os.path.splitext(out)[0]
+    finished = keep_finished_arms(workdir, folder)
     if not finished:
         raise app.UsageError(f"No arm in {workdir} has finished; run the experiment first.")
-    folder = os.path.splitext(out)[0]
-    run_dirs = [os.path.join(workdir, name) for name in finished]
+    run_dirs = [os.path.join(folder, ARM_RECORDS, name) for name in finished]
     comparison = compare.run(run_dirs, folder, names=finished,
                              baseline=REFERENCE if REFERENCE in finished else finished[0])
     rows = {row["name"]: row for row in comparison["arms"]}
@@ -180,7 +197,8 @@ def report(workdir: str, out: str) -> dict:
         entry = {"name": arm.name, "factor": arm.factor, "derived_from_base": arm.derived,
                  "command": " ".join(command(arm, DEFAULT_WORKDIR)), "finished": arm.name in finished}
         if arm.name in finished:
-            results, row = read_json(os.path.join(workdir, arm.name, "results.json"), None), rows[arm.name]
+            results = read_json(os.path.join(folder, ARM_RECORDS, arm.name, "results.json"), None)
+            row = rows[arm.name]
             entry.update({"score": results["score"], "mean": row["mean"], "iqm": row["iqm"],
                           "difference": row["difference"] if from_base else None,
                           "difference_from_real": against_real.get(arm.name),

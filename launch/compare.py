@@ -46,7 +46,8 @@ def read_arm(run_dir: str, name: str) -> dict:
     if results is None:
         raise IncomparableRunsError(f"{run_dir} has no results.json: give the work directory of a finished "
                                     "launch.offline run (results.json is written when its agents finish).")
-    missing = [key for key in ("dataset", "num_updates", "scores_by_step") if key not in results]
+    needed = ("dataset", "num_updates") + (() if "score" in results else ("scores_by_step",))
+    missing = [key for key in needed if key not in results]
     if missing:
         raise IncomparableRunsError(f"{run_dir}/results.json has no {', '.join(missing)}: it is not the results of "
                                     "a launch.offline run; give the work directories of offline runs.")

@@ -162,6 +162,18 @@ def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
         assert (comparison / "comparison.md").exists() and (comparison / "intervals.png").exists()
 
 
+def test_an_arm_whose_run_folder_is_gone_stays_in_the_report(tmp_path):
+    _finished_arms(tmp_path / "runs", {"real": 30.0, "base": 20.0}, lambda name: {"mean": {"marginal_score": 0.9}},
+                   seed=3)
+    first = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
+    shutil.rmtree(tmp_path / "runs" / "real")  # lost with its machine; the base's run is still there
+    again = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
+    assert again["pending"] == first["pending"] == ["env_rule", "first100k", "steps32", "clipped"]
+    assert again["arms"] == first["arms"]
+    kept = tmp_path / os.path.splitext(RESULTS[0])[0] / "arms"
+    assert sorted(os.listdir(kept)) == ["base", "real"]
+
+
 def test_the_tables_show_every_arm_and_call_a_difference_covering_zero_not_shown(tmp_path):
     _finished_arms(tmp_path / "runs", {"real": 30.0, "base": 20.0, "env_rule": 20.5}, lambda name: {"mean": {
         "marginal_score": 0.95, "correlation_score": 0.99,

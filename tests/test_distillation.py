@@ -13,6 +13,7 @@ from synther_jax.diffusion import DiffusionConfig, edm, train_diffusion
 from synther_jax.diffusion.distillation import (DistillConfig, consistency_function, distill, sample_distilled,
                                                 sampler_sigmas)
 from synther_jax.diffusion.model import denoiser_fn
+from synther_jax.errors import WorkdirError
 
 TEACHER = DiffusionConfig(width=128, depth=2, dim_t=16, num_train_steps=4_000, steps_per_call=1_000, S_churn=0.0)
 STUDENT = DistillConfig(num_steps=1, num_train_steps=6_000, learning_rate=3e-4, steps_per_call=1_000)
@@ -77,6 +78,9 @@ def test_a_resumed_distillation_equals_an_uninterrupted_one(teacher_and_student,
     resumed = distill(teacher, rows, short, jax.random.PRNGKey(4), workdir=str(tmp_path / "cut"), progress=False)
     for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
+    with pytest.raises(WorkdirError, match="another config"):  # its checkpoints are not this run's
+        distill(teacher, rows, dataclasses.replace(short, learning_rate=1e-3), jax.random.PRNGKey(4),
+                workdir=str(tmp_path / "cut"), progress=False)
 
 
 @pytest.mark.parametrize("field, value, message", [("num_steps", 3, "num_steps must be one of (1, 2, 4)"),

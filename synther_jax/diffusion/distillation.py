@@ -20,6 +20,7 @@ The training loop is one `lax.scan` per chunk of steps, vmapped over a seed axis
 teacher's training, checkpointed and resumable.
 """
 import dataclasses
+import hashlib
 import os
 from functools import partial
 from typing import Optional
@@ -31,20 +32,24 @@ import numpy as np
 import optax
 from absl import logging
 
+from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.config import DiffusionConfig
 from synther_jax.diffusion.model import Diffusion, denoiser_fn, is_one_key, with_seed_axis, without_seed_axis
 from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.training import run_chunks
+from synther_jax.errors import WorkdirError
 
 DISTILLED_STEPS = (1, 2, 4)
+CLAIM_FILE = "distillation.json"  # in a workdir: the teacher, rows and settings its checkpoints belong to
 
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig:
-    """The distillation's settings. Defaults follow the consistency-model papers' tabular-free
-    choices scaled to our rows; `num_steps` is the sampler's network evaluations per sample."""
+    """The distillation's settings: the original consistency distillation's grid, optimiser and
+    stop-gradient target, with the improved recipe's pseudo-Huber distance scaled to the row size.
+    `num_steps` is the sampler's network evaluations per sample; it does not change training."""
 
     num_steps: int = 4
     grid_points: int = 18  # the Karras grid the teacher steps along (the original CIFAR-10 CD's N)
@@ -158,12 +163,12 @@ def _distill_chunk(state: DistillState, teacher_params, constants, data: jax.Arr
     return state, jnp.mean(losses)
 
 
-@jax.jit(static_argnames=("teacher_config", "config", "num_steps"), donate_argnames=("states",))
+@jax.jit(static_argnames=("config", "num_steps"), donate_argnames=("states",))
 def distill_steps(states: DistillState, teachers: Diffusion, data: jax.Array, keys: jax.Array, *,
-                  teacher_config: DiffusionConfig, config: DistillConfig, num_steps: int):
+                  config: DistillConfig, num_steps: int):
     """`num_steps` distillation steps for every seed at once (leading seed axis on everything but
     `data`, the normalised rows all seeds share)."""
-    chunk = partial(_distill_chunk, teacher_config=teacher_config, config=config, num_steps=num_steps)
+    chunk = partial(_distill_chunk, teacher_config=teachers.config, config=config, num_steps=num_steps)
     return jax.vmap(lambda s, t, k: chunk(s, t.params, t.constants, data, k))(states, teachers, keys)
 
 
@@ -188,6 +193,7 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
 
     checkpointer = None
     if workdir is not None:
+        _claim(workdir, teachers, rows, keys, config)
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
         restored = checkpointer.restore_latest(drop_axis(state))
         if restored is not None:
@@ -198,8 +204,7 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
 
     def run_chunk(states, step, num_steps):
         chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
-        return distill_steps(states, teachers, data, chunk_keys, teacher_config=teacher.config, config=config,
-                             num_steps=num_steps)
+        return distill_steps(states, teachers, data, chunk_keys, config=config, num_steps=num_steps)
 
     def after_chunk(states, step, calls, loss):
         if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
@@ -210,6 +215,24 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
         checkpointer.close()
     return drop_axis(Distilled(config, teacher.config, teacher.dim, state.ema_params, teachers.constants,
                                teachers.normalizer))
+
+
+def _claim(workdir: str, teachers: Diffusion, rows: np.ndarray, keys: jax.Array, config: DistillConfig) -> None:
+    """Makes `workdir` this distillation's (teacher, rows, key and the settings that shape training), or
+    refuses one that holds another; a longer `num_train_steps` resumes."""
+    digest = lambda arrays: hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()
+    shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("num_steps", "num_train_steps")}
+    record = {"teacher": digest(jax.tree.leaves(teachers.params)), "rows": digest([rows]), "key": digest([keys]),
+              "config": shaping}
+    path = os.path.join(workdir, CLAIM_FILE)
+    recorded = read_json(path, None)
+    if recorded is None:
+        os.makedirs(workdir, exist_ok=True)
+        write_json(path, record)
+    elif recorded != record:
+        different = ", ".join(name for name in record if recorded.get(name) != record[name])
+        raise WorkdirError(f"{workdir} holds a distillation of another {different} (see {path}); use another "
+                           "workdir, or delete this one to start over.")
 
 
 def sample_distilled(model: Distilled, key: jax.Array, num: int) -> jax.Array:

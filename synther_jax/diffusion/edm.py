@@ -177,7 +177,8 @@ def _dpmpp_2m(D: Callable, key: jax.Array, num: int, dim: int, config: EDMConfig
     sigma_{i+1} along the exact solution of the linear part: x <- (sigma_{i+1} / sigma_i) x +
     (1 - sigma_{i+1} / sigma_i) D', where D' is the denoised estimate, extrapolated from the last
     two with r = h_{i-1} / h_i as D' = (1 + 1/(2r)) D_i - 1/(2r) D_{i-1}. The first step has no
-    previous estimate and the last (to sigma = 0, where h is infinite) returns D' of first order.
+    previous estimate, and the last (to sigma = 0, where h is infinite) returns the denoised estimate
+    itself (first order).
     """
     table = jnp.asarray(sampling_table(config))
     sigmas, sigmas_next = table[:, 0], table[:, 1]

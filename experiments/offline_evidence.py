@@ -160,18 +160,19 @@ def run_arm(arm: Arm, workdir: str) -> None:
                          "the same command: it resumes.")
 
 
-def keep_finished_arms(workdir: str, folder: str) -> List[str]:
+def keep_finished_arms(workdir: str, folder: str) -> Dict[str, dict]:
     """The finished arms, each with its `results.json` kept in `<folder>/arms/<arm>/`: copied there
     from its run in `workdir` when that has finished, else the copy an earlier report kept (run
-    folders are scratch; an arm finished on another machine stays in the report)."""
-    finished = []
+    folders are scratch; an arm finished on another machine stays in the report): {arm: results}."""
+    finished = {}
     for arm in ARMS:
         results = read_json(os.path.join(workdir, arm.name, "results.json"), None)
         kept = os.path.join(folder, ARM_RECORDS, arm.name, "results.json")
         if results is not None:
             write_json(kept, results)
-        if os.path.exists(kept):
-            finished.append(arm.name)
+        results = results or read_json(kept, None)
+        if results is not None:
+            finished[arm.name] = results
     return finished
 
 
@@ -180,7 +181,8 @@ def report(workdir: str, out: str) -> dict:
     factor's effect) and against the real arm (SynthER or not), and the JSON at `out`. The two
     comparisons are separate families for Holm's correction."""
     folder = os.path.splitext(out)[0]
-    finished = keep_finished_arms(workdir, folder)
+    kept = keep_finished_arms(workdir, folder)
+    finished = list(kept)
     if not finished:
         raise app.UsageError(f"No arm in {workdir} has finished; run the experiment first.")
     run_dirs = [os.path.join(folder, ARM_RECORDS, name) for name in finished]
@@ -197,8 +199,7 @@ def report(workdir: str, out: str) -> dict:
         entry = {"name": arm.name, "factor": arm.factor, "derived_from_base": arm.derived,
                  "command": " ".join(command(arm, DEFAULT_WORKDIR)), "finished": arm.name in finished}
         if arm.name in finished:
-            results = read_json(os.path.join(folder, ARM_RECORDS, arm.name, "results.json"), None)
-            row = rows[arm.name]
+            results, row = kept[arm.name], rows[arm.name]
             entry.update({"score": results["score"], "mean": row["mean"], "iqm": row["iqm"],
                           "difference": row["difference"] if from_base else None,
                           "difference_from_real": against_real.get(arm.name),

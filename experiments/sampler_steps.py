@@ -116,7 +116,7 @@ def measure_setting(real: Transitions, model: Diffusion, steps: int, sampler: st
     report = analyze(real, synthetic, None, os.path.join(settings_dir, name), baselines=(), seed=seed,
                      fidelity_rows=scale.num_samples, physics_rows=scale.physics_rows, progress=False)
     figures = headline_figures(report)
-    record = {"name": name, "steps": steps, "sampler": sampler, "churn": sampler == "churn", "sampler_seed": seed,
+    record = {"name": name, "steps": steps, "sampler": sampler, "sampler_seed": seed,
               "network_evaluations": edm.network_evaluations(config), "samples_per_s": samples_per_s,
               **figures, "terminals": figures["synthetic_terminals"],
               "terminal_fraction": figures["synthetic_terminals"] / scale.num_samples}
@@ -137,13 +137,11 @@ def summarise(records: List[dict], steps_list: List[int]) -> dict:
                                 "spread": {f: float(np.ptp([r[f] for r in group])) for f in FIGURES}}
     summary = {}
     for sampler in (s for s in SAMPLERS if any(key[0] == s for key in rows)):
-        reference = rows.get((REFERENCE[sampler], PAPER_STEPS))
+        reference = rows[REFERENCE[sampler], PAPER_STEPS]
         fewest = None
         measured = [steps for steps in steps_list if (sampler, steps) in rows]
-        for steps in measured:
+        for steps in measured:  # main() refuses samplers without their reference
             row = rows[sampler, steps]
-            if reference is None:
-                continue
             row["speedup_vs_128"] = row["samples_per_s"] / reference["samples_per_s"]
             row["off_by_noise"] = {f: abs(row[f] - reference[f]) / reference["spread"][f]
                                    if reference["spread"][f] else None for f in FIGURES}

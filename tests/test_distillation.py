@@ -78,7 +78,7 @@ def test_a_resumed_distillation_equals_an_uninterrupted_one(teacher_and_student,
     resumed = distill(teacher, rows, short, jax.random.PRNGKey(4), workdir=str(tmp_path / "cut"), progress=False)
     for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params)):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(WorkdirError, match="another config"):  # its checkpoints are not this run's
+    with pytest.raises(WorkdirError, match=r"differing: config \(learning_rate\)"):  # not this run's checkpoints
         distill(teacher, rows, dataclasses.replace(short, learning_rate=1e-3), jax.random.PRNGKey(4),
                 workdir=str(tmp_path / "cut"), progress=False)
 

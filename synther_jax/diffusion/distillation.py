@@ -20,7 +20,6 @@ The training loop is one `lax.scan` per chunk of steps, vmapped over a seed axis
 teacher's training, checkpointed and resumable.
 """
 import dataclasses
-import hashlib
 import os
 from functools import partial
 from typing import Optional
@@ -32,17 +31,14 @@ import numpy as np
 import optax
 from absl import logging
 
-from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.config import DiffusionConfig
 from synther_jax.diffusion.model import Diffusion, denoiser_fn, is_one_key, with_seed_axis, without_seed_axis
 from synther_jax.diffusion.normalizer import Normalizer
-from synther_jax.diffusion.training import run_chunks
-from synther_jax.errors import WorkdirError
+from synther_jax.diffusion.training import claim_fit, fingerprint, run_chunks
 
 DISTILLED_STEPS = (1, 2, 4)
-CLAIM_FILE = "distillation.json"  # in a workdir: the teacher, rows and settings its checkpoints belong to
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,18 +92,10 @@ class Distilled(flax.struct.PyTreeNode):
     normalizer: Normalizer
 
 
-def karras_grid(points: int, config: edm.EDMConfig) -> jnp.ndarray:
-    """`points` noise levels from sigma_min up to sigma_max, spaced as EDM's eq. 5 (ascending)."""
-    inv_rho = 1.0 / config.rho
-    ramp = jnp.linspace(0.0, 1.0, points)
-    low, high = config.sigma_min ** inv_rho, config.sigma_max ** inv_rho
-    return (low + ramp * (high - low)) ** config.rho
-
-
 def sampler_sigmas(num_steps: int, config: edm.EDMConfig) -> jnp.ndarray:
     """The levels the distilled sampler denoises from: sigma_max, then the EDM schedule of
     num_steps + 1 points without its last (sigma_min); e.g. 80 and 2.5 for two steps."""
-    return karras_grid(num_steps + 1, config)[::-1][:-1]
+    return jnp.asarray(edm.karras_sigmas(num_steps + 1, config)[:-1])
 
 
 def consistency_function(net: edm.Network, x: jax.Array, sigma: jax.Array, config: edm.EDMConfig) -> jax.Array:
@@ -130,7 +118,7 @@ def heun_ode_step(D, x: jax.Array, sigma: jax.Array, sigma_next: jax.Array) -> j
 def distillation_loss(params, teacher_params, constants, batch: jax.Array, key: jax.Array, *,
                       teacher_config: DiffusionConfig, config: DistillConfig) -> jax.Array:
     """The consistency-distillation loss on a normalised batch (B, d)."""
-    grid = karras_grid(config.grid_points, teacher_config)
+    grid = jnp.asarray(edm.karras_sigmas(config.grid_points, teacher_config)[::-1])  # ascending
     index_key, noise_key = jax.random.split(key)
     n = jax.random.randint(index_key, batch.shape[:1], 0, config.grid_points - 1)
     sigma, sigma_next = grid[n], grid[n + 1]
@@ -186,14 +174,18 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
     add_axis, drop_axis = (with_seed_axis, without_seed_axis) if one else (lambda tree: tree,) * 2
     rows = np.asarray(rows, np.float32)
     # Every seed's normaliser was fitted to the same rows; the first normalises the shared data.
-    data = jax.tree.map(lambda a: a[0], teachers.normalizer).normalize(jnp.asarray(rows))
+    data = without_seed_axis(teachers.normalizer).normalize(jnp.asarray(rows))
     optimizer = optax.adam(config.learning_rate)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the chunk donates the state
     state = jax.vmap(lambda p: DistillState(jnp.int32(0), p, copy(p), optimizer.init(p)))(copy(teachers.params))
 
     checkpointer = None
     if workdir is not None:
-        _claim(workdir, teachers, rows, keys, config)
+        # The settings that shape training; a longer num_train_steps resumes.
+        shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("num_steps", "num_train_steps")}
+        weights = np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(teachers.params)])
+        claim_fit(workdir, {"teacher": fingerprint(weights), "rows": fingerprint(rows),
+                            "key": np.asarray(keys).tolist(), "config": shaping})
         checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
         restored = checkpointer.restore_latest(drop_axis(state))
         if restored is not None:
@@ -217,24 +209,7 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
                                teachers.normalizer))
 
 
-def _claim(workdir: str, teachers: Diffusion, rows: np.ndarray, keys: jax.Array, config: DistillConfig) -> None:
-    """Makes `workdir` this distillation's (teacher, rows, key and the settings that shape training), or
-    refuses one that holds another; a longer `num_train_steps` resumes."""
-    digest = lambda arrays: hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()
-    shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("num_steps", "num_train_steps")}
-    record = {"teacher": digest(jax.tree.leaves(teachers.params)), "rows": digest([rows]), "key": digest([keys]),
-              "config": shaping}
-    path = os.path.join(workdir, CLAIM_FILE)
-    recorded = read_json(path, None)
-    if recorded is None:
-        os.makedirs(workdir, exist_ok=True)
-        write_json(path, record)
-    elif recorded != record:
-        different = ", ".join(name for name in record if recorded.get(name) != record[name])
-        raise WorkdirError(f"{workdir} holds a distillation of another {different} (see {path}); use another "
-                           "workdir, or delete this one to start over.")
-
-
+@jax.jit(static_argnames=("num",))
 def sample_distilled(model: Distilled, key: jax.Array, num: int) -> jax.Array:
     """`num` un-normalised rows from one distilled model in `model.config.num_steps` evaluations."""
     config = model.teacher_config

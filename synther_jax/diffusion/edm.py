@@ -72,6 +72,14 @@ def training_loss(net: Network, y: jax.Array, key: jax.Array, config: EDMConfig)
     return jnp.mean(loss_weight(sigma, config.sigma_data) * per_sample)
 
 
+def karras_sigmas(n: int, config: EDMConfig) -> np.ndarray:
+    """EDM eq. 5: n noise levels from sigma_max down to sigma_min, float32."""
+    i = np.arange(n, dtype=np.float32)
+    inv_rho = np.float32(1.0 / config.rho)
+    hi, lo = np.float32(config.sigma_max) ** inv_rho, np.float32(config.sigma_min) ** inv_rho
+    return (hi + i / np.float32(max(n - 1, 1)) * (lo - hi)) ** np.float32(config.rho)
+
+
 def sampling_table(config: EDMConfig) -> np.ndarray:
     """The (sigma_i, sigma_{i+1}, gamma_i) rows of the stochastic sampler, shape (N, 3), float32.
 
@@ -79,11 +87,7 @@ def sampling_table(config: EDMConfig) -> np.ndarray:
     min(S_churn / N, sqrt(2) - 1) where S_tmin <= sigma_i <= S_tmax, else 0.
     """
     n = config.num_sample_steps
-    i = np.arange(n, dtype=np.float32)
-    inv_rho = np.float32(1.0 / config.rho)
-    hi, lo = np.float32(config.sigma_max) ** inv_rho, np.float32(config.sigma_min) ** inv_rho
-    sigmas = (hi + i / np.float32(max(n - 1, 1)) * (lo - hi)) ** np.float32(config.rho)
-    sigmas = np.append(sigmas, np.float32(0.0)).astype(np.float32)
+    sigmas = np.append(karras_sigmas(n, config), np.float32(0.0)).astype(np.float32)
     churn = (sigmas[:-1] >= config.S_tmin) & (sigmas[:-1] <= config.S_tmax)
     gammas = np.where(churn, min(config.S_churn / n, np.sqrt(2.0) - 1.0), 0.0).astype(np.float32)
     return np.stack([sigmas[:-1], sigmas[1:], gammas], axis=1)

@@ -276,7 +276,8 @@ def run_chunks(state, step: int, run_chunk, config, progress: bool, after_chunk=
     return state
 
 
-def _fingerprint(array) -> dict:
+def fingerprint(array) -> dict:
+    """Shape, dtype and SHA-256 of an array: how a fit record names its data."""
     array = np.ascontiguousarray(array)
     return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
 
@@ -286,9 +287,9 @@ def fit_record(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, skip_n
     """What makes two fits the same: the rows (shape, dtype and a hash), the config, the key, the
     raw columns, the condition and whether it was warm-started."""
     key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    return {"rows": _fingerprint(rows), "config": dataclasses.asdict(config), "key": np.asarray(key_data).tolist(),
+    return {"rows": fingerprint(rows), "config": dataclasses.asdict(config), "key": np.asarray(key_data).tolist(),
             "skip_norm_dims": sorted(int(d) for d in skip_norm_dims),
-            "condition": None if condition is None else _fingerprint(condition), "warm_started": warm_started}
+            "condition": None if condition is None else fingerprint(condition), "warm_started": warm_started}
 
 
 def claim_fit(workdir: str, record: dict) -> None:

@@ -53,6 +53,15 @@ def check_guidance_prompts(guidance: ml_collections.ConfigDict) -> None:
     check_fraction(guidance, "top_frac", low_open=True, prefix="guidance.")
 
 
+def default_terminals(config: ml_collections.ConfigDict, env: Optional[str]) -> str:
+    """`terminals` as set, or where it is None (the offline default) "env_rule" if `env` has a
+    termination rule and "modelled" otherwise: on walker2d the generated column flags about one
+    synthetic fall in ten, the rule every one, at no cost to the agents' scores (docs/offline.md)."""
+    if config.terminals is not None:
+        return config.terminals
+    return "env_rule" if rule_for_env(env) is not None else "modelled"
+
+
 def terminal_rule(config: ml_collections.ConfigDict, env: Optional[str], prefix: str = "") -> Optional[HealthRule]:
     """Checks `terminals` (how synthetic terminals are made) and returns the rule of `env` that labels
     them under "env_rule" (None otherwise, and where `env` is not known yet). The old boolean

@@ -33,7 +33,7 @@ from ml_collections.config_dict import placeholder
 
 from agents import OFFLINE_LEARNERS, td3_bc
 from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_guidance_prompts,
-                            check_positive, defaults, require, terminal_rule)
+                            check_positive, default_terminals, defaults, require, terminal_rule)
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import bundled_names, dataset_task, maze2d_datasets
@@ -96,7 +96,9 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
         config.env_id = D4RL_EVAL_ENVS[env]
     # How synthetic terminals are made: "modelled" (a generated column, thresholded at terminal_threshold:
     # the paper's), "env_rule" (the task's termination rule on each synthetic next state) or "none" (all 0).
-    config.terminals = "modelled"
+    # None: env_rule where the task has a rule (hopper, walker2d), modelled elsewhere and where the task
+    # is not known before the data loads (docs/offline.md measured it; docs/deviations.md).
+    config.terminals = placeholder(str)
     config.terminal_threshold = 0.5
     # Clip each generated action to the environments' unit action box. The original does not: about
     # one synthetic action entry in ten lies beyond it on walker2d (docs/deviations.md).
@@ -185,7 +187,9 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     require(isinstance(config.seed, int) and config.seed >= 0, f"--config.seed must be >= 0, got {config.seed!r}.")
     check_fraction(config, "real_fraction", low_open=True)
     check_fraction(config, "terminal_threshold", low_open=False)
-    terminal_rule(config, config.env_id or dataset_task(config.dataset))
+    env = config.env_id or dataset_task(config.dataset)
+    config.terminals = default_terminals(config, env)
+    terminal_rule(config, env)
     validate_wandb(config)
 
     task = dataset_task(config.dataset)

@@ -3,9 +3,9 @@ against the same data upsampled by SynthER and by each explicit augmentation, th
 again with one denoiser per agent seed. Our CPU-scale runs (each arm a process of its own, then a
 gathering run; every command is in the results JSONs) and the paper's scale:
 
-    F="--config=walker2d --augmentations=additive,multiplicative,dynamics --denoisers=1024x6:10000 \\
-       --num_samples=500000 --num_sample_steps=32 --S_churn=0 --agent_steps=100000 --eval_every=25000 \\
-       --denoiser_per_seed=false --workdir=runs/figure1a"
+    F="--config=walker2d --terminals=modelled --augmentations=additive,multiplicative,dynamics \\
+       --denoisers=1024x6:10000 --num_samples=500000 --num_sample_steps=32 --S_churn=0 \\
+       --agent_steps=100000 --eval_every=25000 --denoiser_per_seed=false --workdir=runs/figure1a"
     python -m experiments.offline_arms $F --only=real,augmentation-additive &
     python -m experiments.offline_arms $F --only=augmentation-multiplicative &
     python -m experiments.offline_arms $F --only=synthetic &

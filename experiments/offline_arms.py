@@ -50,6 +50,7 @@ from synther_jax.atomic import read_json  # noqa: E402
 from synther_jax.curves import plot_learning_curves  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
 from synther_jax.scores import normalized_score  # noqa: E402
+from synther_jax.termination import TERMINALS  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "walker2d-medium", "Argument of configs/d4rl.py, e.g. walker2d-medium.")
@@ -63,6 +64,9 @@ flags.DEFINE_integer("num_samples", None, "Synthetic transitions per run (defaul
 flags.DEFINE_integer("sample_chunk_size", None, "Samples per jitted sampler call (default: the config's).")
 flags.DEFINE_integer("num_sample_steps", None, "Heun steps of the sampler (default: the config's, the paper's 128).")
 flags.DEFINE_float("S_churn", None, "The sampler's churn (default: the config's, the paper's 80; 0 for none).")
+flags.DEFINE_enum("terminals", None, list(TERMINALS), "How synthetic terminals are made (default: "
+                  "the config's: env_rule where the task has a rule, modelled elsewhere; runs made before that "
+                  "default recorded --terminals=modelled).")
 flags.DEFINE_integer("num_seeds", None, "Seeds per run (default: the config's, 4).")
 flags.DEFINE_integer("agent_steps", None, "Agent updates (default: 1M; EDAC 3M).")
 flags.DEFINE_integer("eval_every", None, "Updates between evaluations (default: the config's, 5000).")
@@ -82,7 +86,7 @@ flags.mark_flag_as_required("workdir")
 def base_config() -> ml_collections.ConfigDict:
     config = d4rl.get_config(FLAGS.config)
     config.algorithm = FLAGS.algorithm
-    for field in ("dataset", "env_id", "num_seeds", "agent_steps", "eval_every", "eval_episodes"):
+    for field in ("dataset", "env_id", "terminals", "num_seeds", "agent_steps", "eval_every", "eval_episodes"):
         if getattr(FLAGS, field) is not None:
             config[field] = getattr(FLAGS, field)
     return config

@@ -3,8 +3,9 @@ place, with the fidelity of those samples beside the paper's Table 2. Our CPU-sc
 Walker2d-v5 medium data made by `launch.collect` (the 4-seed file reran it with `--num_seeds=4
 --denoisers=1024x6:100000`, reusing the 2-seed run's denoiser and samples), and the paper's setting:
 
-    python -m experiments.offline_arms --config=walker2d --dataset=synther/walker2d/medium-v0 \\
-        --env_id=Walker2d-v5 --denoisers=512x4:20000,512x4:100000,1024x6:100000 --num_samples=100000 \\
+    python -m experiments.offline_arms --config=walker2d --terminals=modelled \\
+        --dataset=synther/walker2d/medium-v0 --env_id=Walker2d-v5 \\
+        --denoisers=512x4:20000,512x4:100000,1024x6:100000 --num_samples=100000 \\
         --num_seeds=2 --agent_steps=50000 --eval_every=10000 --eval_episodes=5 --sample_chunk_size=20000 \\
         --denoiser_per_seed=false --workdir=runs/bench_offline_cpu \\
         --out=experiments/results/offline_walker2d_medium_cpu.json

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs.d4rl import get_config
+from configs.d4rl import get_config, validate
 from launch import offline
 from pipelines import synthesis
 from synther_jax.checkpoint import Checkpointer
@@ -188,6 +188,7 @@ def test_one_denoiser_per_seed_as_one_program_equals_each_alone_and_resumes_exac
     for i in range(2):
         alone_config = _synthetic_config(hopper_random_npz)
         alone_config.seed = i
+        alone_config = validate(alone_config)  # as offline.run does: the terminals default, the widths
         alone_dir = str(tmp_path / f"alone{i}")
         model = synthesis.train_model(alone_config, synthesis.load_real(alone_config), alone_dir,
                                        MetricsWriter(alone_dir))

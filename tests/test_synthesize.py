@@ -79,7 +79,7 @@ def test_an_interrupted_sampling_stage_resumes_to_the_same_files(hopper_random_n
 
     config = d4rl.get_config("hopper-random,smoke")
     config.update(dataset=hopper_random_npz, env_id="Hopper-v5", num_samples=700, denoiser_per_seed=per_seed,
-                  num_seeds=2)
+                  num_seeds=2, terminals="modelled")  # the rows below carry the terminal column
     config.diffusion.update(width=32, depth=1, dim_t=8, num_train_steps=50, steps_per_call=50, num_sample_steps=4,
                             sample_chunk_size=300)
     real = synthesis.load_real(config)

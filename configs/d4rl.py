@@ -37,7 +37,8 @@ from configs.checks import (ConfigError, check_choice, check_dataclass, check_fr
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import bundled_names, dataset_task, maze2d_datasets
-from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion import DiffusionConfig, DistillConfig
+from synther_jax.diffusion.config import DISTILLED_STEPS
 
 ENVS = ("walker2d", "hopper", "halfcheetah")
 LEVELS = ("random", "medium", "medium-replay", "medium-expert")
@@ -107,6 +108,9 @@ def get_config(arg: str = "walker2d") -> ml_collections.ConfigDict:
 
     config.diffusion = ml_collections.ConfigDict(dataclasses.asdict(DiffusionConfig()))
     config.diffusion.width = placeholder(int)  # None: the paper's width for the loaded dataset (see validate)
+    # Distil the trained denoiser into a sampler of num_steps network evaluations (1, 2 or 4) and draw
+    # the samples with it; 0 (the default): the denoiser's own sampler (docs/benchmarks.md measures both).
+    config.distill = ml_collections.ConfigDict({**dataclasses.asdict(DistillConfig()), "num_steps": 0})
 
     # What the agent trains on: "synthetic" (replaces the real data, as the paper), "real" or "mixed"
     # (both pooled). `augmentation` replaces the diffusion model by an explicit augmentation of the
@@ -203,6 +207,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         config.diffusion.width = WIDE_WIDTH if task in WIDE_DENOISER else DEFAULT_WIDTH
     validate_guidance(config, trains_denoiser)
     check_dataclass(config.diffusion, DiffusionConfig, "diffusion.")
+    validate_distill(config, trains_denoiser)
 
     module, config_cls = OFFLINE_LEARNERS[config.algorithm]
     section, prefix = config[config.algorithm], f"{config.algorithm}."
@@ -221,6 +226,22 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
             f"--config.{prefix}hidden_dims must be positive layer widths, got {section.hidden_dims!r}.")
     check_dataclass(section, config_cls, prefix, action_dim=1)
     return config
+
+
+def validate_distill(config: ml_collections.ConfigDict, trains_denoiser: bool) -> None:
+    """`distill.num_steps` is 0 (off) or a distilled sampler's steps, for an unguided denoiser this
+    run trains."""
+    steps = config.distill.num_steps
+    require(steps == 0 or steps in DISTILLED_STEPS, f"--config.distill.num_steps={steps!r}: use 0 (the denoiser's "
+            f"own sampler) or a distilled sampler's steps, one of {', '.join(map(str, DISTILLED_STEPS))}.")
+    if steps == 0:
+        return
+    require(trains_denoiser, f"--config.distill.num_steps={steps} distils the diffusion model, which this run does "
+            "not train (" + ("--config.data=real" if config.data == "real" else
+                             f"--config.augmentation={config.augmentation}") + "): set --config.distill.num_steps=0.")
+    require(config.guidance.condition == "none", f"--config.distill.num_steps={steps} cannot distil a guided denoiser "
+            f"yet (--config.guidance.condition={config.guidance.condition}): set one of them to its default.")
+    check_dataclass(config.distill, DistillConfig, "distill.")
 
 
 def validate_guidance(config: ml_collections.ConfigDict, trains_denoiser: bool) -> None:

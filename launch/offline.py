@@ -38,7 +38,8 @@ from configs import d4rl
 from configs.checks import ConfigError
 from launch import boundary
 from launch.cli import INPUT_ERRORS, define_flags
-from pipelines.synthesis import denoiser_seeds, guidance_condition, load_real, samples_paths, train_model, write_samples
+from pipelines.synthesis import (denoiser_seeds, distill_model, guidance_condition, load_real, samples_paths, train_model,
+                                 write_samples)
 from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
 from synther_jax import augment, distributed, sharding
 from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures
@@ -110,6 +111,9 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
         else:
             with timer("diffusion"):
                 model = train_model(config, real, workdir, metrics, condition)
+            if config.distill.num_steps:
+                with timer("distill"):
+                    model = distill_model(config, real, model, workdir)
             with timer("generate"):
                 write_samples(config, real, model, workdir, condition)
     synthetic = [read_stage_output(path) for path in paths]
@@ -119,7 +123,8 @@ def training_data(config: ml_collections.ConfigDict, real: Transitions, workdir:
     for folder, data, seed in zip(folders, synthetic, denoiser_seeds(config)):
         if config.analyze and not os.path.exists(os.path.join(folder, REPORT_FILE)):
             with timer("analyze"):
-                analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params, seed=seed)
+                analyze(real, data, real.metadata.get("env_id"), folder, denoiser_params=denoiser_params,
+                        sampler=None if denoiser_params is None else sampler_summary(config), seed=seed)
             analyzed = True
         if condition is not None and not os.path.exists(os.path.join(folder, CONDITION_FILE)):
             with timer("analyze"):
@@ -192,10 +197,14 @@ def fidelity_summary(config: ml_collections.ConfigDict, workdir: str) -> Optiona
 
 def sampler_summary(config: ml_collections.ConfigDict) -> dict:
     """How the synthetic rows were drawn: the solver, its steps and churn, and the network
-    evaluations per sample that set its cost."""
+    evaluations per sample that set its cost; a distilled sampler names its teacher's solver."""
     diffusion = DiffusionConfig(**config.diffusion)
-    return {"solver": diffusion.solver, "steps": diffusion.num_sample_steps, "S_churn": diffusion.S_churn,
-            "network_evaluations": edm.network_evaluations(diffusion)}
+    solver = {"solver": diffusion.solver, "steps": diffusion.num_sample_steps, "S_churn": diffusion.S_churn,
+              "network_evaluations": edm.network_evaluations(diffusion)}
+    if not config.distill.num_steps:
+        return solver
+    steps = config.distill.num_steps
+    return {"solver": "consistency_distilled", "steps": steps, "network_evaluations": steps, "teacher": solver}
 
 
 def write_fidelity_metrics(config: ml_collections.ConfigDict, workdir: str, metrics: MetricsWriter,

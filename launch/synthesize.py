@@ -10,6 +10,8 @@ seed `seed + i`) trains and samples as one vmapped program, into `samples/seed<i
 the command resumes training from the last checkpoint and skips what is already finished.
 
 With `--config.guidance.condition` (return or reward) the samples are guided (docs/guided.md).
+With `--config.distill.num_steps=N` (1, 2 or 4) the trained denoiser is distilled into an N-step
+sampler (`distill/`) that draws the samples (docs/benchmarks.md).
 The stages are `pipelines.synthesis`'s.
 """
 import os
@@ -19,7 +21,7 @@ from absl import flags
 from configs import d4rl
 from launch import boundary
 from launch.cli import INPUT_ERRORS, define_flags
-from pipelines.synthesis import guidance_condition, load_real, samples_paths, train_model, write_samples
+from pipelines.synthesis import distill_model, guidance_condition, load_real, samples_paths, train_model, write_samples
 from pipelines.workdir import check_workdir, claim_workdir, metrics_writer
 from synther_jax import distributed
 
@@ -38,7 +40,7 @@ def main(argv):
             return
         metrics = metrics_writer(config, FLAGS.workdir)
         condition = guidance_condition(config, real)
-        model = train_model(config, real, FLAGS.workdir, metrics, condition)
+        model = distill_model(config, real, train_model(config, real, FLAGS.workdir, metrics, condition), FLAGS.workdir)
         write_samples(config, real, model, FLAGS.workdir, condition)
         metrics.close()
     print(f"Wrote {config.num_samples} synthetic transitions to each of {', '.join(paths)}")

@@ -1,6 +1,7 @@
 """The offline pipeline's data stages, from a `configs/d4rl.py` config: load the real dataset, fit
-the denoiser (one shared by every agent seed, or one per seed with `denoiser_per_seed`) and write
-its samples. `launch.synthesize` runs them alone, `launch.offline` before the agents.
+the denoiser (one shared by every agent seed, or one per seed with `denoiser_per_seed`), distil it
+into a few-step sampler if `distill.num_steps` asks, and write its samples. `launch.synthesize`
+runs them alone, `launch.offline` before the agents.
 
 With `guidance.condition` (return or reward), the denoiser trains on each transition's condition
 (`guidance_condition`) and every sample is prompted with a condition drawn from the real rows' top
@@ -24,7 +25,8 @@ from configs.checks import terminal_rule
 from synther_jax import distributed, sharding
 from synther_jax.data import SyntheticWriter, Transitions, dataset_task, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
-from synther_jax.diffusion import Diffusion, DiffusionConfig, iterate_samples, top_fraction_prompts, train_diffusion
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, DistillConfig, distill, iterate_samples,
+                                  top_fraction_prompts, train_diffusion)
 from synther_jax.errors import InvalidDatasetError
 from synther_jax.metrics import MetricsWriter
 from synther_jax.termination import HealthRule, has_terminal_column, synthetic_transitions
@@ -82,6 +84,17 @@ def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: s
                                mesh=sharding.mesh_for_axis(config.num_seeds), condition=condition)
     return train_diffusion(rows, diffusion, jax.random.PRNGKey(config.seed), skip_norm_dims, workdir=folder,
                            log_fn=log_fn, mesh=sharding.auto_mesh(), condition=condition)
+
+
+def distill_model(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str) -> Diffusion:
+    """Stage: with `distill.num_steps`, distil the trained denoiser (each seed's, as one vmapped
+    program) into a sampler of that many steps, resuming from `workdir/distill`; the model as it
+    is without. Denoiser seed s distils with the key fold_in(PRNGKey(s), 3)."""
+    if not config.distill.num_steps:
+        return model
+    keys = [jax.random.fold_in(jax.random.PRNGKey(seed), 3) for seed in denoiser_seeds(config)]
+    return distill(model, real.to_rows(has_terminal_column(config.terminals)), DistillConfig(**config.distill),
+                   jnp.stack(keys) if config.denoiser_per_seed else keys[0], workdir=os.path.join(workdir, "distill"))
 
 
 def write_samples(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str,

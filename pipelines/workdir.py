@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 # Config sections that say where a run is reported, not what it computes: a rerun may change them.
 TRACKING_SECTIONS = ("wandb",)
-ADDED_FIELDS = {"clip_actions": False}  # top-level fields added to the configs since 0.1.0, with their defaults
+# Top-level fields added to the offline config since 0.1.0, each with the test of a value that leaves
+# a run as it was before the field existed.
+ADDED_FIELDS = {"clip_actions": lambda value: value is False,
+                "distill": lambda section: isinstance(section, dict) and section.get("num_steps") == 0}
 
 
 class WorkdirBusyError(WorkdirError):
@@ -126,10 +129,10 @@ def renamed_fields(config: dict) -> dict:
 
 
 def _computed(config: dict) -> dict:
-    """The fields that decide what a run computes: tracking aside, and a field added since at its
-    default value counts as absent, so that folders made before it was added still resume."""
+    """The fields that decide what a run computes: tracking aside, and a field added since at a
+    value that changes nothing counts as absent, so that folders made before it was added still resume."""
     return {key: value for key, value in renamed_fields(config).items()
-            if key not in TRACKING_SECTIONS and ADDED_FIELDS.get(key, object()) != value}
+            if key not in TRACKING_SECTIONS and not (key in ADDED_FIELDS and ADDED_FIELDS[key](value))}
 
 
 def config_differences(recorded: dict, current: dict, limit: int = 3) -> str:

@@ -21,11 +21,16 @@ each synthetic next observation, a rule name ("hopper", "walker2d") or a functio
 
 A function is not saved: `SynthER.load(directory, terminal_rule=function)` takes it again.
 
+Distilled into a sampler of 1, 2 or 4 network evaluations (instead of the 255 of 128 Heun steps),
+on the data it was fitted to; `sample`, `save` and `load` then use the distilled sampler:
+
+    fast = synther.distill(transitions, num_steps=4)
+
 The data may be a `Transitions`, a mapping with its five arrays (observations, actions, rewards,
 next_observations, terminals; a replay buffer's contents), or SynthER's flat (N, 2o+a+2) rows with
 `obs_dim` and `action_dim` ((N, 2o+a+1) unless terminals are modelled: no terminal column). This is
-the launchers' own machinery (`train_diffusion`, `iterate_samples`, `Transitions.to_rows/from_rows`)
-behind four calls; nothing here reads flags or files beyond `save` and `load`.
+the launchers' own machinery (`train_diffusion`, `distill`, `iterate_samples`,
+`Transitions.to_rows/from_rows`) behind five calls; nothing here reads flags or files beyond `save` and `load`.
 """
 import dataclasses
 import os
@@ -37,13 +42,27 @@ import numpy as np
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data.transitions import KEYS, Transitions
-from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, train_diffusion
+from synther_jax.diffusion import Diffusion, DiffusionConfig, DistillConfig, distill, generate, train_diffusion
 from synther_jax.diffusion.storage import model_template
 from synther_jax.termination import (RULES, HealthRule, Rule, check_terminals, has_terminal_column,
                                      recorded_terminals, resolve_rule, synthetic_transitions)
 
 Data = Union[Transitions, Mapping[str, np.ndarray], np.ndarray]
 LAYOUT_FILE = "synther.json"
+
+
+def _transitions(data: Data, obs_dim: Optional[int], action_dim: Optional[int], terminal_column: bool) -> Transitions:
+    """`data` (see the module docstring) as Transitions."""
+    if isinstance(data, Transitions):
+        return data
+    if isinstance(data, np.ndarray):
+        if obs_dim is None or action_dim is None:
+            raise ValueError("Rows need obs_dim and action_dim to be split into transitions; pass both.")
+        return Transitions.from_rows(np.asarray(data, np.float32), obs_dim, action_dim, terminal_column, None)
+    missing = [key for key in KEYS if key not in data]
+    if missing:
+        raise ValueError(f"The data lacks {missing}; pass a Transitions, rows, or a mapping with {list(KEYS)}.")
+    return Transitions(*(np.asarray(data[key]) for key in KEYS))
 
 
 def _checked_rule(terminals: str, terminal_rule: Union[str, Rule, None]) -> Optional[Rule]:
@@ -88,15 +107,7 @@ class SynthER:
             raise TypeError(f"SynthER.fit() got unexpected keyword arguments {sorted(unknown)}.")
         terminal_rule = _checked_rule(terminals, terminal_rule)  # before training, not after
         column = has_terminal_column(terminals)
-        if isinstance(data, np.ndarray):
-            if obs_dim is None or action_dim is None:
-                raise ValueError("Rows need obs_dim and action_dim to be split into transitions; pass both.")
-            data = Transitions.from_rows(np.asarray(data, np.float32), obs_dim, action_dim, column, None)
-        elif not isinstance(data, Transitions):
-            missing = [key for key in KEYS if key not in data]
-            if missing:
-                raise ValueError(f"The data lacks {missing}; pass a Transitions, rows, or a mapping with {list(KEYS)}.")
-            data = Transitions(*(np.asarray(data[key]) for key in KEYS))
+        data = _transitions(data, obs_dim, action_dim, column)
         rows = data.to_rows(column)
         skip_norm_dims = (rows.shape[1] - 1,) if column else ()  # the 0/1 terminal stays raw
         if condition is not None and not config.conditional:
@@ -104,6 +115,23 @@ class SynthER:
         model = train_diffusion(rows, config, jax.random.PRNGKey(seed), skip_norm_dims, workdir=workdir,
                                 progress=progress, condition=condition)
         return cls(model, data.obs_dim, data.action_dim, terminals, terminal_threshold, terminal_rule)
+
+    def distill(self, data: Data, num_steps: int = 4, config: DistillConfig = DistillConfig(), seed: int = 0, *,
+                workdir: Optional[str] = None, progress: bool = True) -> "SynthER":
+        """This model distilled into a sampler of `num_steps` network evaluations (1, 2 or 4) on the
+        `data` it was fitted to (`config`'s other settings; `synther_jax.diffusion.distillation`).
+        The returned model's `sample` uses it, and `save`/`load` keep it. With a `workdir`, the
+        distillation checkpoints there and resumes from it."""
+        if self.model.config.conditional:
+            raise ValueError("Distillation does not support a guided model yet; distil an unconditional one.")
+        column = has_terminal_column(self.terminals)
+        rows = _transitions(data, self.obs_dim, self.action_dim, column).to_rows(column)
+        if rows.shape[1] != self.model.dim:
+            raise ValueError(f"The data's rows have {rows.shape[1]} columns and this model's {self.model.dim}: "
+                             "distil on the data the model was fitted to.")
+        config = dataclasses.replace(config, num_steps=num_steps)
+        model = distill(self.model, rows, config, jax.random.PRNGKey(seed), workdir=workdir, progress=progress)
+        return dataclasses.replace(self, model=model)
 
     def sample(self, key: jax.Array, num: int, progress: bool = False, *, condition=None,
                guidance: float = 1.0) -> Transitions:
@@ -132,7 +160,8 @@ class SynthER:
         write_json(os.path.join(directory, LAYOUT_FILE), {
             "obs_dim": self.obs_dim, "action_dim": self.action_dim, "terminals": self.terminals,
             "terminal_threshold": self.terminal_threshold, "terminal_rule": self._rule_name(), "dim": self.model.dim,
-            "diffusion": dataclasses.asdict(self.model.config)})
+            "diffusion": dataclasses.asdict(self.model.config),
+            "distilled": None if self.model.distilled is None else dataclasses.asdict(self.model.distilled)})
 
     @classmethod
     def load(cls, directory: str, terminal_rule: Union[str, Rule, None] = None) -> "SynthER":
@@ -157,8 +186,9 @@ class SynthER:
         if restored is None:
             raise FileNotFoundError(f"No model checkpoint under {os.path.join(directory, 'model')!r}.")
         tree = restored[1]
+        distilled = layout.get("distilled")
         model = Diffusion(config, dim, tree["params"], tree["constants"], tree["normalizer"],
-                          tree.get("condition_normalizer"))
+                          tree.get("condition_normalizer"), None if distilled is None else DistillConfig(**distilled))
         return cls(model, layout["obs_dim"], layout["action_dim"], terminals, layout["terminal_threshold"],
                    terminal_rule)
 

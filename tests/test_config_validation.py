@@ -182,6 +182,7 @@ def test_every_online_environment_has_a_pgr_config_with_pgrs_settings():
     (["--config=configs/d4rl.py:walker2d", "--config.algorithm=foo"], "use one of td3_bc, iql, edac"),
     (["--config=configs/d4rl.py:walker2d", "--config.num_samples=-5"], "--config.num_samples must be positive"),
     (["--config=configs/d4rl.py:hopper"], "configs/d4rl.py:hopper-medium"),
+    (["--config=configs/d4rl.py:walker2d", "--config.distill.num_steps=3"], "one of 1, 2, 4"),
 ])
 def test_launch_offline_refuses_bad_input_within_seconds_and_writes_nothing(flags, fix, tmp_path):
     workdir = tmp_path / "run"
@@ -199,6 +200,51 @@ def test_each_way_of_making_terminals_is_accepted(terminals):
     config = online.get_config("walker2d-synther")
     config.synther.terminals = terminals
     online.validate(config)
+
+
+@pytest.mark.parametrize("config_arg, dataset, expected", [
+    ("walker2d", None, "env_rule"),  # the bundled medium-replay file, named by its task
+    ("hopper-medium", None, "env_rule"),
+    ("halfcheetah-medium", None, "modelled"),  # a task that never terminates
+    ("maze2d-umaze", None, "modelled"),
+    ("walker2d", "my_data.npz", "modelled"),  # a file that names no task: the rule is unknown before it loads
+])
+def test_offline_terminals_default_to_the_tasks_rule_where_it_has_one(config_arg, dataset, expected):
+    config = d4rl.get_config(config_arg)
+    if dataset is not None:
+        config.update(dataset=dataset, env_id=None)
+        config.diffusion.width = 256
+    assert d4rl.validate(config).terminals == expected
+    config.terminals = "none"  # an explicit choice is kept
+    assert d4rl.validate(config).terminals == "none"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"distill.num_steps": 3}, "--config.distill.num_steps=3: use 0 (the denoiser's own sampler) or a distilled "
+                               "sampler's steps, one of 1, 2, 4."),
+    ({"distill.num_steps": 4, "data": "real"}, "which this run does not train (--config.data=real): set "
+                                               "--config.distill.num_steps=0."),
+    ({"distill.num_steps": 4, "augmentation": "additive"}, "(--config.augmentation=additive)"),
+    ({"distill.num_steps": 1, "guidance.condition": "return"}, "cannot distil a guided denoiser yet"),
+    ({"distill.num_steps": 2, "distill.ema_decay": 1.0}, "--config.distill....: Invalid DistillConfig: ema_decay"),
+])
+def test_bad_distillation_settings_are_refused(overrides, message):
+    config = d4rl.get_config("walker2d")
+    config.update_from_flattened_dict(overrides)
+    with pytest.raises(ConfigError) as error:
+        d4rl.validate(config)
+    assert message in str(error.value)
+
+
+def test_a_distilled_sampler_is_named_in_the_results():
+    from launch.offline import sampler_summary
+
+    config = d4rl.get_config("walker2d")
+    assert sampler_summary(d4rl.validate(config))["network_evaluations"] == 255  # 128 Heun steps
+    config.distill.num_steps = 4
+    assert sampler_summary(d4rl.validate(config)) == {
+        "solver": "consistency_distilled", "steps": 4, "network_evaluations": 4,
+        "teacher": {"solver": "heun", "steps": 128, "S_churn": 80.0, "network_evaluations": 255}}
 
 
 @pytest.mark.parametrize("make, prefix", [

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from synther_jax.diffusion import DiffusionConfig, edm, train_diffusion
-from synther_jax.diffusion.distillation import (DistillConfig, consistency_function, distill, sample_distilled,
-                                                sampler_sigmas)
+from synther_jax.diffusion import DiffusionConfig, DistillConfig, distill, edm, generate, train_diffusion
+from synther_jax.diffusion.distillation import consistency_function, sampler_sigmas
 from synther_jax.diffusion.model import denoiser_fn
 from synther_jax.errors import WorkdirError
 
@@ -52,8 +51,8 @@ def test_one_step_lands_near_the_teachers_ode_solution_from_the_same_noise(teach
 @pytest.mark.parametrize("num_steps", [1, 2, 4])
 def test_distilled_samples_have_the_mixtures_distribution(teacher_and_student, num_steps):
     rows, _, student = teacher_and_student
-    x = np.asarray(sample_distilled(student.replace(config=dataclasses.replace(STUDENT, num_steps=num_steps)),
-                                    jax.random.PRNGKey(3), 5_000))
+    x = generate(student.replace(distilled=dataclasses.replace(STUDENT, num_steps=num_steps)), 5_000,
+                 jax.random.PRNGKey(3), progress=False)
     held_out = _mixture(5_000, 1)
     assert stats.ks_2samp(x[:, 0], held_out[:, 0]).statistic < 0.12
     assert stats.ks_2samp(x[:, 1], held_out[:, 1]).statistic < 0.06
@@ -96,3 +95,9 @@ def test_a_conditional_teacher_is_refused(teacher_and_student):
     guided = teacher.replace(config=dataclasses.replace(TEACHER, conditioning="add"))
     with pytest.raises(ValueError, match="conditional"):
         distill(guided, rows, STUDENT, jax.random.PRNGKey(0), progress=False)
+
+
+def test_a_distilled_model_is_not_distilled_again(teacher_and_student):
+    rows, _, student = teacher_and_student
+    with pytest.raises(ValueError, match="distilled already; distil the 128-step teacher"):
+        distill(student, rows, STUDENT, jax.random.PRNGKey(0), progress=False)

@@ -125,6 +125,46 @@ def test_bad_input_is_refused_with_what_to_pass(transitions, tmp_path):
         SynthER.fit(transitions, CONFIG, progress=False).sample(jax.random.PRNGKey(0), 0)
 
 
+def test_distilled_model_samples_in_its_steps_and_round_trips(transitions, tmp_path, monkeypatch):
+    from synther_jax.diffusion import DistillConfig, sampling
+
+    synther = SynthER.fit(transitions, CONFIG, seed=0, terminals="none", progress=False)
+    settings = DistillConfig(num_train_steps=20, steps_per_call=10, checkpoint_every=10)
+    fast = synther.distill(transitions, num_steps=2, config=settings, workdir=str(tmp_path / "distill"), progress=False)
+    assert fast.model.distilled.num_steps == 2 and synther.model.distilled is None  # the teacher is left as it was
+    real_denoiser_fn, calls = sampling.denoiser_fn, []
+
+    def counting_denoiser_fn(*args, **kwargs):
+        net = real_denoiser_fn(*args, **kwargs)
+
+        def counted(x, *rest):
+            jax.debug.callback(lambda: calls.append(1))
+            return net(x, *rest)
+        return counted
+
+    monkeypatch.setattr(sampling, "denoiser_fn", counting_denoiser_fn)
+    samples = fast.sample(jax.random.PRNGKey(1), 50)
+    assert len(calls) == 2  # one evaluation per distilled step (one chunk), where the teacher makes 7
+    assert samples.observations.shape == (50, OBS_DIM)
+    fast.save(str(tmp_path / "model"))
+    loaded = SynthER.load(str(tmp_path / "model"))
+    assert loaded.model.distilled == fast.model.distilled
+    np.testing.assert_array_equal(loaded.sample(jax.random.PRNGKey(1), 50).observations, samples.observations)
+    resumed = synther.distill(transitions, num_steps=2, config=settings, workdir=str(tmp_path / "distill"),
+                              progress=False)  # finished: read back from its checkpoint
+    jax.tree.map(np.testing.assert_array_equal, resumed.model.params, fast.model.params)
+
+    with pytest.raises(ValueError, match="num_steps must be one of"):
+        synther.distill(transitions, num_steps=3, config=settings)
+    with pytest.raises(ValueError, match="distil on the data the model was fitted to"):
+        wider = Transitions(np.c_[transitions.observations, transitions.rewards], transitions.actions,
+                            transitions.rewards, np.c_[transitions.next_observations, transitions.rewards],
+                            transitions.terminals)
+        synther.distill(wider, num_steps=2, config=settings)
+    with pytest.raises(ValueError, match="distilled already"):
+        fast.distill(transitions, num_steps=1, config=settings, progress=False)
+
+
 def test_guided_fit_sample_save_load_and_resume(transitions, tmp_path):
     relevance = transitions.rewards
     synther = SynthER.fit(transitions, CONFIG, seed=0, condition=relevance, workdir=str(tmp_path / "train"),

@@ -110,3 +110,28 @@ def test_an_interrupted_sampling_stage_resumes_to_the_same_files(hopper_random_n
             for key in KEYS:
                 np.testing.assert_array_equal(actual[key], expected[key])
         assert sorted(os.listdir(os.path.dirname(b))) == sorted(os.listdir(os.path.dirname(a)))  # no .partial left
+
+
+def test_each_seeds_file_is_what_its_distilled_denoiser_draws(hopper_random_npz, tmp_path):
+    """With --config.distill.num_steps, each seed's file is what its own denoiser, distilled into a
+    2-step sampler, draws."""
+    from synther_jax.data import load_dataset
+    from synther_jax.diffusion import DistillConfig, distill, generate, load_diffusion
+
+    settings = dict(num_steps=2, num_train_steps=20, steps_per_call=10, checkpoint_every=10)
+    result = _synthesize(hopper_random_npz, tmp_path, "--config.denoiser_per_seed=true", "--config.num_seeds=2",
+                         "--config.diffusion.num_train_steps=100",
+                         *(f"--config.distill.{key}={value}" for key, value in settings.items()))
+    assert result.returncode == 0, result.stderr[-3000:]
+    seeds = range(2)
+    teacher = load_diffusion(str(tmp_path / "diffusion"))
+    rows = load_dataset(hopper_random_npz, env_id="Hopper-v5").to_rows(False)  # env_rule: no terminal column
+    keys = lambda stream: jax.numpy.stack([jax.random.fold_in(jax.random.PRNGKey(seed), stream) for seed in seeds])
+    student = distill(teacher, rows, DistillConfig(**settings), keys(3), workdir=str(tmp_path / "distill"),
+                      progress=False)  # finished: read back from its checkpoint
+    drawn = generate(student, 700, keys(1), chunk_size=300, progress=False)
+    for i in seeds:
+        with np.load(tmp_path / "samples" / f"seed{i}.npz") as samples:
+            assert sorted(samples.files) == sorted(KEYS) and samples["observations"].shape == (700, 11)
+            np.testing.assert_allclose(samples["observations"], drawn[i, :, :11], rtol=1e-5, atol=1e-5)
+    assert os.path.exists(tmp_path / "distill" / "checkpoints" / "20")

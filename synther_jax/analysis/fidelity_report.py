@@ -46,7 +46,8 @@ def _subset(data: Transitions, num_rows: int, rng: np.random.Generator) -> Trans
 
 
 def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], out_dir: str, *,
-            denoiser_params: Optional[int] = None, baselines: Sequence[str] = tuple(AUGMENTATIONS),
+            denoiser_params: Optional[int] = None, sampler: Optional[dict] = None,
+            baselines: Sequence[str] = tuple(AUGMENTATIONS),
             seed: int = 0, fidelity_rows: int = 100_000, physics_rows: int = 10_000,
             correlation_method: str = "spearman", progress: bool = True) -> Dict[str, object]:
     """Measures the synthetic data (and the augmentation baselines) against the real data.
@@ -59,6 +60,8 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
         Hopper, Walker2d and HalfCheetah v4/v5 and skipped for anything else.
       out_dir: where report.json and the PNGs go (created if needed).
       denoiser_params: the generator's parameter count, for the compression figure; None skips it.
+      sampler: how the samples were drawn (its name, steps and network evaluations per sample), as
+        the report's `sampler`; None when not known.
       baselines: names from `synther_jax.augment.AUGMENTATIONS` to measure alongside.
       fidelity_rows: rows per side for the marginal and correlation scores (the paper uses 100K).
       physics_rows: rows per source for novelty and dynamics error (each one is a simulator step).
@@ -111,6 +114,7 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
         "env_id": env_id,
         "num_real": len(real),
         "num_synthetic": len(synthetic),
+        "sampler": sampler,
         # Falls are rare rows that a small denoiser under-samples, and they decide what an agent learns.
         "real_terminals": int(np.sum(real.terminals > 0.5)),
         "synthetic_terminals": int(np.sum(synthetic.terminals > 0.5)),

@@ -33,63 +33,15 @@ from absl import logging
 
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
-from synther_jax.diffusion.config import DiffusionConfig
+from synther_jax.diffusion.config import DiffusionConfig, DistillConfig
 from synther_jax.diffusion.model import Diffusion, denoiser_fn, is_one_key, with_seed_axis, without_seed_axis
-from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.training import claim_fit, fingerprint, run_chunks
-
-DISTILLED_STEPS = (1, 2, 4)
-
-
-@dataclasses.dataclass(frozen=True)
-class DistillConfig:
-    """The distillation's settings: the original consistency distillation's grid, optimiser and
-    stop-gradient target, with the improved recipe's pseudo-Huber distance scaled to the row size.
-    `num_steps` is the sampler's network evaluations per sample; it does not change training."""
-
-    num_steps: int = 4
-    grid_points: int = 18  # the Karras grid the teacher steps along (the original CIFAR-10 CD's N)
-    num_train_steps: int = 20_000
-    batch_size: int = 256
-    learning_rate: float = 1e-4  # Adam, constant, as the original CD
-    ema_decay: float = 0.999  # of the weights the sampler uses
-    huber_scale: float = 0.001  # pseudo-Huber c = huber_scale sqrt(d)
-    steps_per_call: int = 1_000
-    checkpoint_every: int = 5_000
-
-    def __post_init__(self):
-        problems = []
-        if self.num_steps not in DISTILLED_STEPS:
-            problems.append(f"num_steps must be one of {DISTILLED_STEPS}, got {self.num_steps!r}")
-        if self.grid_points < 2:
-            problems.append(f"grid_points must be at least 2, got {self.grid_points!r}")
-        for name in ("num_train_steps", "batch_size", "learning_rate", "huber_scale", "steps_per_call",
-                     "checkpoint_every"):
-            if not getattr(self, name) > 0:
-                problems.append(f"{name} must be positive, got {getattr(self, name)!r}")
-        if not 0 <= self.ema_decay < 1:
-            problems.append(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
-        if problems:
-            raise ValueError("Invalid DistillConfig: " + "; ".join(problems) + ".")
-
 
 class DistillState(flax.struct.PyTreeNode):
     step: jax.Array
     params: dict
     ema_params: dict
     opt_state: optax.OptState
-
-
-class Distilled(flax.struct.PyTreeNode):
-    """A distilled sampler: the student's EMA weights with the teacher's architecture, frequencies
-    and normaliser (a leading seed axis on every array when distilled from a stack of teachers)."""
-
-    config: DistillConfig = flax.struct.field(pytree_node=False)
-    teacher_config: DiffusionConfig = flax.struct.field(pytree_node=False)
-    dim: int = flax.struct.field(pytree_node=False)
-    params: dict
-    constants: dict
-    normalizer: Normalizer
 
 
 def sampler_sigmas(num_steps: int, config: edm.EDMConfig) -> jnp.ndarray:
@@ -161,13 +113,16 @@ def distill_steps(states: DistillState, teachers: Diffusion, data: jax.Array, ke
 
 
 def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: jax.Array,
-            workdir: Optional[str] = None, progress: bool = True) -> Distilled:
+            workdir: Optional[str] = None, progress: bool = True) -> Diffusion:
     """Distils `teacher` (one model, or a stack with a leading seed axis and as many keys) on the
-    rows it was trained on, (N, d) un-normalised. With a `workdir`, checkpoints every
-    `checkpoint_every` steps and resumes from the newest on a rerun."""
+    rows it was trained on, (N, d) un-normalised, into a model that samples in `config.num_steps`
+    evaluations (`generate` and `iterate_samples` read it like any model). With a `workdir`,
+    checkpoints every `checkpoint_every` steps and resumes from the newest on a rerun."""
     if teacher.config.conditional:
         raise ValueError("Distillation does not support a conditional (guided) denoiser yet; distil an "
                          "unconditional one.")
+    if teacher.distilled is not None:
+        raise ValueError("This model is distilled already; distil the 128-step teacher it came from.")
     key = jnp.asarray(key)
     one = is_one_key(key)
     teachers, keys = (with_seed_axis(teacher), key[None]) if one else (teacher, key)
@@ -205,20 +160,19 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
     state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk, "distillation")
     if checkpointer is not None:
         checkpointer.close()
-    return drop_axis(Distilled(config, teacher.config, teacher.dim, state.ema_params, teachers.constants,
-                               teachers.normalizer))
+    return teacher.replace(params=drop_axis(state.ema_params), distilled=config)
 
 
-@jax.jit(static_argnames=("num",))
-def sample_distilled(model: Distilled, key: jax.Array, num: int) -> jax.Array:
-    """`num` un-normalised rows from one distilled model in `model.config.num_steps` evaluations."""
-    config = model.teacher_config
-    net = denoiser_fn(config, model.params, model.constants)
+def consistency_sample(net: edm.Network, key: jax.Array, num: int, dim: int, config: edm.EDMConfig,
+                       num_steps: int) -> jax.Array:
+    """`num` normalised rows in `num_steps` evaluations of the consistency function of `net`:
+    denoise sigma_max noise, then for each further level of `sampler_sigmas` add noise back to it
+    and denoise again (multistep consistency sampling)."""
     f = lambda x, sigma: consistency_function(net, x, sigma, config)
-    sigmas = sampler_sigmas(model.config.num_steps, config)
-    keys = jax.random.split(key, model.config.num_steps)
-    x = f(sigmas[0] * jax.random.normal(keys[0], (num, model.dim)), sigmas[0])
+    sigmas = sampler_sigmas(num_steps, config)
+    keys = jax.random.split(key, num_steps)
+    x = f(sigmas[0] * jax.random.normal(keys[0], (num, dim)), sigmas[0])
     for sigma, step_key in zip(sigmas[1:], keys[1:]):
         noise = jnp.sqrt(sigma**2 - config.sigma_min**2) * jax.random.normal(step_key, x.shape)
         x = f(x + noise, sigma)
-    return model.normalizer.unnormalize(x)
+    return x

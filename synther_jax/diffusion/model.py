@@ -22,7 +22,7 @@ import optax
 from jax.sharding import Mesh
 
 from synther_jax import sharding
-from synther_jax.diffusion.config import DiffusionConfig
+from synther_jax.diffusion.config import DiffusionConfig, DistillConfig
 from synther_jax.diffusion.denoiser import init_variables
 from synther_jax.diffusion.guidance import ConditionNormalizer
 from synther_jax.diffusion.normalizer import Normalizer
@@ -30,7 +30,9 @@ from synther_jax.diffusion.normalizer import Normalizer
 
 class Diffusion(flax.struct.PyTreeNode):
     """A trained model: EMA weights, fixed frequencies, the data normaliser and, for a conditional
-    model, the condition's."""
+    model, the condition's. A distilled model (`distilled` set) holds the weights of a consistency
+    function with the teacher's architecture (`config`) and samples in `distilled.num_steps`
+    evaluations (`synther_jax.diffusion.distillation`)."""
 
     config: DiffusionConfig = flax.struct.field(pytree_node=False)
     dim: int = flax.struct.field(pytree_node=False)
@@ -38,6 +40,7 @@ class Diffusion(flax.struct.PyTreeNode):
     constants: dict
     normalizer: Normalizer
     condition_normalizer: Optional[ConditionNormalizer] = None
+    distilled: Optional[DistillConfig] = flax.struct.field(pytree_node=False, default=None)
 
 
 class TrainState(flax.struct.PyTreeNode):

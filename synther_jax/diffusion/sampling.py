@@ -9,8 +9,9 @@ with one key is the one-seed case of the same program.
 
 A conditional model samples guided by targets in the condition's own units at a guidance scale w
 (`edm.guided_sample`; the condition is never dropped at sampling), or unconditionally without
-targets. With a `mesh` (see `synther_jax.sharding`), one model's chunks are split across its
-devices, and a stack's seeds likewise.
+targets. A distilled model samples in its few steps (`synther_jax.diffusion.distillation`). With
+a `mesh` (see `synther_jax.sharding`), one model's chunks are split across its devices, and a
+stack's seeds likewise.
 """
 from typing import Iterator, Optional
 
@@ -21,6 +22,7 @@ from jax.sharding import Mesh
 
 from synther_jax import sharding
 from synther_jax.diffusion import edm
+from synther_jax.diffusion.distillation import consistency_sample
 from synther_jax.diffusion.model import Diffusion, check_divisible, denoiser_fn, is_one_key, with_seed_axis
 from synther_jax.progress import Progress
 
@@ -35,7 +37,9 @@ def _sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh
     rows are split across its devices.
     """
     net = denoiser_fn(model.config, model.params, model.constants, mesh)
-    if condition is not None:
+    if model.distilled is not None:  # unconditional: `distill` refuses a conditional teacher
+        x = consistency_sample(net, key, num, model.dim, model.config, model.distilled.num_steps)
+    elif condition is not None:
         if not model.config.conditional:
             raise ValueError("This model is unconditional; sample it without a condition, or train it with "
                              "conditioning='add' and a condition to guide it.")

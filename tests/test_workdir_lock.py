@@ -118,6 +118,18 @@ def test_a_run_made_before_clip_actions_resumes_while_it_stays_off(tmp_path):
             pass
 
 
+def test_a_run_made_before_distillation_resumes_while_it_stays_off(tmp_path):
+    workdir = str(tmp_path / "run")
+    with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0})):  # as written before the section was added
+        pass
+    off = {"num_steps": 0, "learning_rate": 1e-4}
+    with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0, "distill": off})):
+        pass
+    with pytest.raises(ConfigError, match="distill.num_steps: not in that run's config"):
+        with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0, "distill": {**off, "num_steps": 4}})):
+            pass
+
+
 def _offline(dataset, workdir, agent_steps=REAL_DATA_AGENT_STEPS):
     return subprocess.Popen(offline_real_data_command(dataset, workdir, agent_steps), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

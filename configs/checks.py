@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
+from synther_jax.diffusion.config import DISTILLED_STEPS, DistillConfig
 from synther_jax.termination import RULES, TERMINALS, HealthRule, rule_for_env
 
 if TYPE_CHECKING:  # only annotations: `pipelines.workdir` imports ConfigError without ml_collections
@@ -76,6 +77,19 @@ def terminal_rule(config: ml_collections.ConfigDict, env: Optional[str], prefix:
             f"termination rule, and {env} has none (rules: {', '.join(RULES)}): use --config.{prefix}terminals="
             "modelled or none.")
     return rule
+
+
+def check_distill(distill: ml_collections.ConfigDict, refusal: Optional[str], prefix: str = "") -> None:
+    """`distill.num_steps` is 0 (off) or a distilled sampler's steps; when on, the section must make a
+    `DistillConfig`, and a run that cannot distil says why in `refusal`."""
+    steps = distill.num_steps
+    require(steps == 0 or steps in DISTILLED_STEPS, f"--config.{prefix}distill.num_steps={steps!r}: use 0 (the "
+            f"denoiser's own sampler) or a distilled sampler's steps, one of {', '.join(map(str, DISTILLED_STEPS))}.")
+    if steps == 0:
+        return
+    require(refusal is None, f"--config.{prefix}distill.num_steps={steps} {refusal}: set --config.{prefix}"
+            "distill.num_steps=0.")
+    check_dataclass(distill, DistillConfig, f"{prefix}distill.")
 
 
 def check_dataclass(config: ml_collections.ConfigDict, cls: type, prefix: str, **fixed: Any) -> Any:

@@ -33,12 +33,12 @@ from ml_collections.config_dict import placeholder
 
 from agents import OFFLINE_LEARNERS, td3_bc
 from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_guidance_prompts,
-                            check_positive, default_terminals, defaults, require, terminal_rule)
+                            check_distill, check_positive, default_terminals, defaults, require,
+                            terminal_rule)
 from configs.tracking import validate_wandb, wandb_config
 from synther_jax.augment import AUGMENTATIONS
 from synther_jax.data import bundled_names, dataset_task, maze2d_datasets
 from synther_jax.diffusion import DiffusionConfig, DistillConfig
-from synther_jax.diffusion.config import DISTILLED_STEPS
 
 ENVS = ("walker2d", "hopper", "halfcheetah")
 LEVELS = ("random", "medium", "medium-replay", "medium-expert")
@@ -231,17 +231,15 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def validate_distill(config: ml_collections.ConfigDict, trains_denoiser: bool) -> None:
     """`distill.num_steps` is 0 (off) or a distilled sampler's steps, for an unguided denoiser this
     run trains."""
-    steps = config.distill.num_steps
-    require(steps == 0 or steps in DISTILLED_STEPS, f"--config.distill.num_steps={steps!r}: use 0 (the denoiser's "
-            f"own sampler) or a distilled sampler's steps, one of {', '.join(map(str, DISTILLED_STEPS))}.")
-    if steps == 0:
-        return
-    require(trains_denoiser, f"--config.distill.num_steps={steps} distils the diffusion model, which this run does "
-            "not train (" + ("--config.data=real" if config.data == "real" else
-                             f"--config.augmentation={config.augmentation}") + "): set --config.distill.num_steps=0.")
-    require(config.guidance.condition == "none", f"--config.distill.num_steps={steps} cannot distil a guided denoiser "
-            f"yet (--config.guidance.condition={config.guidance.condition}): set one of them to its default.")
-    check_dataclass(config.distill, DistillConfig, "distill.")
+    if not trains_denoiser:
+        refusal = ("distils the diffusion model, which this run does not train (" +
+                   ("--config.data=real" if config.data == "real" else f"--config.augmentation={config.augmentation}")
+                   + ")")
+    elif config.guidance.condition != "none":
+        refusal = f"cannot distil a guided denoiser yet (--config.guidance.condition={config.guidance.condition})"
+    else:
+        refusal = None
+    check_distill(config.distill, refusal)
 
 
 def validate_guidance(config: ml_collections.ConfigDict, trains_denoiser: bool) -> None:

@@ -30,10 +30,10 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 from agents.relevance import RELEVANCES
-from configs.checks import (ConfigError, check_choice, check_dataclass, check_fraction, check_guidance_prompts,
-                            check_positive, require, terminal_rule)
+from configs.checks import (ConfigError, check_choice, check_dataclass, check_distill, check_fraction,
+                            check_guidance_prompts, check_positive, require, terminal_rule)
 from configs.tracking import validate_wandb, wandb_config
-from synther_jax.diffusion import DiffusionConfig
+from synther_jax.diffusion import DiffusionConfig, DistillConfig
 from synther_jax.envs import make_env
 
 GYM_ENVS = {"walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5", "hopper": "Hopper-v5"}
@@ -69,7 +69,10 @@ def synther_config(enabled: bool, dmc: bool) -> ml_collections.ConfigDict:
         terminals="none" if dmc else "modelled",
         normalise_reward=not dmc,  # DMC's reward column stays on its raw [0, 1] scale
         terminal_threshold=placeholder(float),  # None: raw generated terminals, as the original's online code
-        diffusion=diffusion))
+        diffusion=diffusion,
+        # Distil each retrained denoiser into a sampler of num_steps evaluations (1, 2 or 4) before it
+        # generates; 0: its own 128-step sampler (docs/benchmarks.md).
+        distill={**dataclasses.asdict(DistillConfig()), "num_steps": 0}))
 
 
 def guidance_config(condition: str, env: str) -> ml_collections.ConfigDict:
@@ -153,6 +156,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if synther.terminal_threshold is not None:
             check_fraction(synther, "terminal_threshold", low_open=False, prefix="synther.")
         check_dataclass(synther.diffusion, DiffusionConfig, "synther.diffusion.")
+    if not synther.enabled:
+        refusal = "distils the diffusion model, which this config does not train (use an <env>-synther config)"
+    elif config.guidance.condition != "none":
+        refusal = f"cannot distil a guided denoiser yet (--config.guidance.condition={config.guidance.condition})"
+    else:
+        refusal = None
+    check_distill(synther.distill, refusal, prefix="synther.")
     validate_guidance(config)
     try:
         make_env(config.env_name).close()

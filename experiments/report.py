@@ -105,6 +105,21 @@ def benchmarks(results: str = BENCH_RESULTS) -> List[str]:
     return table(["benchmark", "figure", "ratio measured in the same run", "measured on"], rows)
 
 
+def distilled_speed(results: str = BENCH_RESULTS) -> List[str]:
+    """Samples/s of the distilled samplers beside the 128-step sampler's, timed in one run per size,
+    with the distillation's own steps/s and each sampler's time for the paper's 5M samples."""
+    rows = []
+    for size in ("small", "paper"):
+        d = load(f"diffusion_distilled_cpu_{size}.json", results)
+        fast = [f"{steps} step{'s' if steps != '1' else ''}: {f['samples_per_s']:,.0f} (**{f['speedup_vs_128_steps']:.0f}x**, "
+                f"{f['minutes_for_5M']:.1f} min)" for steps, f in d["distilled"].items()]
+        rows.append([f"{d['width']}x{d['depth']}", f"{d['samples_per_s']:,.0f} ({d['minutes_for_5M']:,.0f} min)",
+                     "; ".join(fast), f"{d['distill_steps_per_s']:,.1f} at batch {d['distill_batch_size']}",
+                     machine(d)])
+    return table(["denoiser", "128 Heun steps: samples/s (5M samples)",
+                  "distilled: samples/s (vs 128 steps, 5M samples)", "distillation steps/s", "measured on"], rows)
+
+
 def precision(results: str = BENCH_RESULTS) -> List[str]:
     """Fidelity, training steps/s and samples/s of one denoiser per matmul precision."""
     record = load("precision_cpu.json", results)
@@ -141,6 +156,7 @@ SPEED_TABLES: Dict[str, Callable[[str], List[str]]] = {
     "benchmarks": benchmarks,
     "precision": precision,
     "against-original": against_original,
+    "distilled-speed": distilled_speed,
 }
 
 

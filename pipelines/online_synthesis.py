@@ -1,14 +1,15 @@
 """Online SynthER's synthesizer: at each retrain of the online loop (`pipelines.online_loop`), one
 diffusion model per seed fitted to that seed's real rows, and its samples."""
 import time
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from synther_jax.diffusion import Diffusion, DiffusionConfig, generate, top_fraction_prompts, train_diffusion
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, DistillConfig, distill, generate, top_fraction_prompts,
+                                  train_diffusion)
 from synther_jax.envs import make_env
 from synther_jax.termination import has_terminal_column
 
@@ -27,19 +28,24 @@ class DiffusionSynthesizer:
     Guided (a conditional `diffusion` config, called with a `condition` per real row): each seed's
     model learns its rows with their condition, and each sample is prompted with a condition drawn
     from that seed's top `top_frac` (`top_fraction_prompts`) at guidance scale `guidance_scale`.
+
+    With a `distill` section whose `num_steps` is set (1, 2 or 4), each seed's freshly trained model
+    is distilled on its rows into a sampler of that many steps, which draws the samples instead.
     """
 
     def __init__(self, diffusion: ml_collections.ConfigDict, num_samples: int, skip_norm_dims: Sequence[int],
                  warm_start: bool = False, progress: bool = True,
                  guidance_scale: float = 1.0, top_frac: float = 1.0,
-                 log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None):
+                 log_fn: Optional[Callable[[int, Dict[str, float]], None]] = None,
+                 distill: Optional[Mapping] = None):
         self.config = DiffusionConfig(**diffusion)
+        self.distill = DistillConfig(**distill) if distill and distill["num_steps"] else None
         self.num_samples = num_samples
         self.skip_norm_dims = tuple(skip_norm_dims)
         self.warm_start = warm_start
         self.progress, self.log_fn = progress, log_fn  # log_fn(step, {"loss"}) after each training chunk
         self.guidance_scale, self.top_frac = guidance_scale, top_frac
-        self.seconds = {"diffusion_training": 0.0, "generation": 0.0}
+        self.seconds = {"diffusion_training": 0.0, "generation": 0.0, **({"distillation": 0.0} if self.distill else {})}
         self.retrains = 0
         self._previous: Optional[Diffusion] = None  # every seed's last model, seed axis first
 
@@ -56,12 +62,18 @@ class DiffusionSynthesizer:
                                  warm_start=warm_start, log_fn=self.log_fn, condition=condition)
         jax.block_until_ready(models)
         if self.warm_start:
-            self._previous = models
-        middle = time.perf_counter()
+            self._previous = models  # the teacher, not its distilled sampler
+        self.seconds["diffusion_training"] += time.perf_counter() - start
+        if self.distill:
+            start = time.perf_counter()
+            distill_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, 3)  # a stream of its own
+            models = jax.block_until_ready(distill(models, real_rows, self.distill, distill_keys,
+                                                   progress=self.progress))
+            self.seconds["distillation"] += time.perf_counter() - start
+        start = time.perf_counter()
         rows = generate(models, self.num_samples, sample_keys, progress=self.progress, condition=prompts,
                         guidance=self.guidance_scale)
-        self.seconds["diffusion_training"] += middle - start
-        self.seconds["generation"] += time.perf_counter() - middle
+        self.seconds["generation"] += time.perf_counter() - start
         self.retrains += 1
         return rows
 
@@ -87,4 +99,5 @@ def make_synthesizer(config: ml_collections.ConfigDict, **options) -> Optional[D
     dims = skip_norm_dims(obs_dim, action_dim, has_terminal_column(config.synther.terminals),
                           config.synther.normalise_reward)
     return DiffusionSynthesizer(config.synther.diffusion, config.synther.num_samples, dims, config.synther.warm_start,
-                                guidance_scale=config.guidance.scale, top_frac=config.guidance.top_frac, **options)
+                                guidance_scale=config.guidance.scale, top_frac=config.guidance.top_frac,
+                                distill=config.synther.distill, **options)

@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 
 # Config sections that say where a run is reported, not what it computes: a rerun may change them.
 TRACKING_SECTIONS = ("wandb",)
-# Top-level fields added to the offline config since 0.1.0, each with the test of a value that leaves
-# a run as it was before the field existed.
-ADDED_FIELDS = {"clip_actions": lambda value: value is False,
-                "distill": lambda section: isinstance(section, dict) and section.get("num_steps") == 0}
+# Fields added to the configs since 0.1.0 (offline at the top, online in `synther`), each with the
+# test of a value that leaves a run as it was before the field existed.
+_DISTILLATION_OFF = lambda section: isinstance(section, dict) and section.get("num_steps") == 0
+ADDED_FIELDS = {"clip_actions": lambda value: value is False, "distill": _DISTILLATION_OFF,
+                "synther.distill": _DISTILLATION_OFF}
 
 
 class WorkdirBusyError(WorkdirError):
@@ -131,8 +132,17 @@ def renamed_fields(config: dict) -> dict:
 def _computed(config: dict) -> dict:
     """The fields that decide what a run computes: tracking aside, and a field added since at a
     value that changes nothing counts as absent, so that folders made before it was added still resume."""
-    return {key: value for key, value in renamed_fields(config).items()
-            if key not in TRACKING_SECTIONS and not (key in ADDED_FIELDS and ADDED_FIELDS[key](value))}
+    def unchanged(path: str, value) -> bool:
+        return path in ADDED_FIELDS and ADDED_FIELDS[path](value)
+
+    computed = {}
+    for key, value in renamed_fields(config).items():
+        if key in TRACKING_SECTIONS or unchanged(key, value):
+            continue
+        if isinstance(value, dict):
+            value = {field: inner for field, inner in value.items() if not unchanged(f"{key}.{field}", inner)}
+        computed[key] = value
+    return computed
 
 
 def config_differences(recorded: dict, current: dict, limit: int = 3) -> str:

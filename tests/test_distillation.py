@@ -101,3 +101,19 @@ def test_a_distilled_model_is_not_distilled_again(teacher_and_student):
     rows, _, student = teacher_and_student
     with pytest.raises(ValueError, match="distilled already; distil the 128-step teacher"):
         distill(student, rows, STUDENT, jax.random.PRNGKey(0), progress=False)
+
+
+def test_seeds_with_rows_of_their_own_distil_as_each_would_alone():
+    """Online SynthER's stack: each seed's teacher trained on its own rows is distilled on them."""
+    rows = np.stack([_mixture(2_000, 5), 2.0 * _mixture(2_000, 6)])
+    tiny = DiffusionConfig(width=32, depth=1, dim_t=8, num_train_steps=50, steps_per_call=50)
+    teachers = train_diffusion(rows, tiny, jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)]), progress=False)
+    settings = dataclasses.replace(STUDENT, num_train_steps=20, steps_per_call=10)
+    keys = jnp.stack([jax.random.PRNGKey(2), jax.random.PRNGKey(3)])
+    together = distill(teachers, rows, settings, keys, progress=False)
+    for i in range(2):
+        alone = distill(jax.tree.map(lambda x: x[i], teachers), rows[i], settings, keys[i], progress=False)
+        for a, b in zip(jax.tree.leaves(together.params), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="give each seed its own rows: pass one key per seed"):
+        distill(jax.tree.map(lambda x: x[0], teachers), rows, settings, keys[0], progress=False)

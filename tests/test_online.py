@@ -10,7 +10,7 @@ import pytest
 
 from configs.online import get_config
 from pipelines import online_loop, online_synthesis
-from synther_jax.diffusion import DiffusionConfig, generate, train_diffusion
+from synther_jax.diffusion import DiffusionConfig, DistillConfig, distill, generate, train_diffusion
 from tests.test_offline import truncate_newest_checkpoint
 
 
@@ -213,6 +213,24 @@ def test_seeds_models_as_one_program_give_the_one_by_one_rows():
     assert together.shape == (2, 8, 5)
     np.testing.assert_allclose(together, one_by_one, atol=1e-4)
     assert np.max(np.abs(together[0] - one_by_one[1])) > 0.1
+
+
+def test_a_distilled_synthesizer_samples_each_seeds_distilled_model():
+    """With synther.distill, each seed's freshly trained model is distilled on its own rows and
+    draws its samples; a warm start continues the teacher, not the distilled sampler."""
+    rows = np.random.default_rng(0).normal(size=(2, 64, 5)).astype(np.float32)
+    keys = jax.random.split(jax.random.PRNGKey(3), 2)
+    settings = {**dataclasses.asdict(DistillConfig(num_train_steps=10, steps_per_call=10)), "num_steps": 2}
+    synthesizer = online_synthesis.DiffusionSynthesizer(TINY_DIFFUSION, 8, (), warm_start=True, progress=False,
+                                                        distill=settings)
+    together = synthesizer(rows, keys)
+    assert synthesizer._previous.distilled is None and synthesizer.seconds["distillation"] > 0
+    config = DiffusionConfig(**TINY_DIFFUSION)
+    for i, (seed_rows, key) in enumerate(zip(rows, keys)):
+        train_key, sample_key = jax.random.split(key)
+        teacher = train_diffusion(seed_rows, config, train_key, progress=False)
+        student = distill(teacher, seed_rows, DistillConfig(**settings), jax.random.fold_in(key, 3), progress=False)
+        np.testing.assert_allclose(together[i], generate(student, 8, sample_key, progress=False), atol=1e-4)
 
 
 # --- guided (PGR) --------------------------------------------------------------------------------

@@ -118,15 +118,21 @@ def test_a_run_made_before_clip_actions_resumes_while_it_stays_off(tmp_path):
             pass
 
 
-def test_a_run_made_before_distillation_resumes_while_it_stays_off(tmp_path):
+@pytest.mark.parametrize("section", [None, "synther"])  # offline configs hold it at the top, online in synther
+def test_a_run_made_before_distillation_resumes_while_it_stays_off(section, tmp_path):
+    def config(distill: dict) -> ml_collections.ConfigDict:
+        fields = {"width": 8, **({"distill": distill} if distill else {})}
+        return ml_collections.ConfigDict({"seed": 0, **(fields if section is None else {section: fields})})
+
     workdir = str(tmp_path / "run")
-    with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0})):  # as written before the section was added
+    with claim_workdir(workdir, config({})):  # as written before the section was added
         pass
     off = {"num_steps": 0, "learning_rate": 1e-4}
-    with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0, "distill": off})):
+    with claim_workdir(workdir, config(off)):
         pass
-    with pytest.raises(ConfigError, match="distill.num_steps: not in that run's config"):
-        with claim_workdir(workdir, ml_collections.ConfigDict({"seed": 0, "distill": {**off, "num_steps": 4}})):
+    prefix = "" if section is None else f"{section}."
+    with pytest.raises(ConfigError, match=f"{prefix}distill.num_steps: not in that run's config"):
+        with claim_workdir(workdir, config({**off, "num_steps": 4})):
             pass
 
 

@@ -85,6 +85,13 @@ def distillation_loss(params, teacher_params, constants, batch: jax.Array, key: 
     return jnp.mean(jnp.sqrt(jnp.sum((prediction - target) ** 2, axis=-1) + c**2) - c)
 
 
+def initial_states(teacher_params, config: DistillConfig) -> DistillState:
+    """The students' first states, each starting from its teacher's weights (leading seed axis)."""
+    optimizer = optax.adam(config.learning_rate)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the chunk donates the state
+    return jax.vmap(lambda p: DistillState(jnp.int32(0), p, copy(p), optimizer.init(p)))(copy(teacher_params))
+
+
 def _distill_chunk(state: DistillState, teacher_params, constants, data: jax.Array, key: jax.Array, *,
                    teacher_config: DiffusionConfig, config: DistillConfig, num_steps: int):
     optimizer = optax.adam(config.learning_rate)
@@ -103,21 +110,23 @@ def _distill_chunk(state: DistillState, teacher_params, constants, data: jax.Arr
     return state, jnp.mean(losses)
 
 
-@jax.jit(static_argnames=("config", "num_steps"), donate_argnames=("states",))
+@jax.jit(static_argnames=("config", "num_steps", "shared_data"), donate_argnames=("states",))
 def distill_steps(states: DistillState, teachers: Diffusion, data: jax.Array, keys: jax.Array, *,
-                  config: DistillConfig, num_steps: int):
-    """`num_steps` distillation steps for every seed at once (leading seed axis on everything but
-    `data`, the normalised rows all seeds share)."""
+                  config: DistillConfig, num_steps: int, shared_data: bool = True):
+    """`num_steps` distillation steps for every seed at once (leading seed axis on everything; on
+    `data`, the normalised rows, only without `shared_data`, when each seed has rows of its own)."""
     chunk = partial(_distill_chunk, teacher_config=teachers.config, config=config, num_steps=num_steps)
-    return jax.vmap(lambda s, t, k: chunk(s, t.params, t.constants, data, k))(states, teachers, keys)
+    return jax.vmap(lambda s, t, d, k: chunk(s, t.params, t.constants, d, k),
+                    in_axes=(0, 0, None if shared_data else 0, 0))(states, teachers, data, keys)
 
 
 def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: jax.Array,
             workdir: Optional[str] = None, progress: bool = True) -> Diffusion:
     """Distils `teacher` (one model, or a stack with a leading seed axis and as many keys) on the
-    rows it was trained on, (N, d) un-normalised, into a model that samples in `config.num_steps`
-    evaluations (`generate` and `iterate_samples` read it like any model). With a `workdir`,
-    checkpoints every `checkpoint_every` steps and resumes from the newest on a rerun."""
+    rows it was trained on, un-normalised: (N, d), or for a stack trained on rows of each seed's
+    own, (S, N, d). The result samples in `config.num_steps` evaluations (`generate` and
+    `iterate_samples` read it like any model). With a `workdir`, checkpoints every
+    `checkpoint_every` steps and resumes from the newest on a rerun."""
     if teacher.config.conditional:
         raise ValueError("Distillation does not support a conditional (guided) denoiser yet; distil an "
                          "unconditional one.")
@@ -128,11 +137,16 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
     teachers, keys = (with_seed_axis(teacher), key[None]) if one else (teacher, key)
     add_axis, drop_axis = (with_seed_axis, without_seed_axis) if one else (lambda tree: tree,) * 2
     rows = np.asarray(rows, np.float32)
-    # Every seed's normaliser was fitted to the same rows; the first normalises the shared data.
-    data = without_seed_axis(teachers.normalizer).normalize(jnp.asarray(rows))
-    optimizer = optax.adam(config.learning_rate)
-    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the chunk donates the state
-    state = jax.vmap(lambda p: DistillState(jnp.int32(0), p, copy(p), optimizer.init(p)))(copy(teachers.params))
+    shared_data = rows.ndim == 2
+    if not shared_data and (one or len(rows) != len(keys)):
+        raise ValueError(f"Rows of shape {rows.shape} give each seed its own rows: pass one key per seed "
+                         f"({len(rows)}), or (N, d) rows that every seed shares.")
+    if shared_data:  # every seed's normaliser was fitted to these rows; the first normalises them
+        data = without_seed_axis(teachers.normalizer).normalize(jnp.asarray(rows))
+    else:
+        data = jax.vmap(lambda normalizer, seed_rows: normalizer.normalize(seed_rows))(teachers.normalizer,
+                                                                                      jnp.asarray(rows))
+    state = initial_states(teachers.params, config)
 
     checkpointer = None
     if workdir is not None:
@@ -151,7 +165,8 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
 
     def run_chunk(states, step, num_steps):
         chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
-        return distill_steps(states, teachers, data, chunk_keys, config=config, num_steps=num_steps)
+        return distill_steps(states, teachers, data, chunk_keys, config=config, num_steps=num_steps,
+                             shared_data=shared_data)
 
     def after_chunk(states, step, calls, loss):
         if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):

@@ -135,3 +135,22 @@ def test_each_seeds_file_is_what_its_distilled_denoiser_draws(hopper_random_npz,
             assert sorted(samples.files) == sorted(KEYS) and samples["observations"].shape == (700, 11)
             np.testing.assert_allclose(samples["observations"], drawn[i, :, :11], rtol=1e-5, atol=1e-5)
     assert os.path.exists(tmp_path / "distill" / "checkpoints" / "20")
+
+
+def test_distillation_is_refused_in_a_multi_process_job(monkeypatch):
+    """Not split across processes yet: one line (offline after the denoiser's training, which a
+    one-process rerun resumes; online before the loop starts)."""
+    from configs import d4rl, online
+    from configs.checks import ConfigError
+    from pipelines import online_synthesis, synthesis
+    from synther_jax import distributed
+
+    monkeypatch.setattr(distributed, "process_count", lambda: 2)
+    offline_config = d4rl.get_config("walker2d")
+    offline_config.distill.num_steps = 4
+    with pytest.raises(ConfigError, match="distils in one process only, and this job has 2"):
+        synthesis.distill_model(d4rl.validate(offline_config), None, None, "unused")
+    online_config = online.get_config("hopper-synther")
+    online_config.synther.distill.num_steps = 4
+    with pytest.raises(ConfigError, match="distils in one process only, and this job has 2"):
+        online_synthesis.make_synthesizer(online_config)

@@ -306,8 +306,7 @@ def steps_table(result: str, results: str = RESULTS_DIR) -> List[str]:
     rows = []
     for sampler, summary in record["summary"].items():
         for s in summary["settings"]:
-            evaluations = s.get("network_evaluations", 2 * s["steps"] - 1)  # runs before DPM-Solver++ were Heun's
-            rows.append([sampler.replace("_", " "), f"{s['steps']}", f"{evaluations}",
+            rows.append([sampler.replace("_", " "), f"{s['steps']}", f"{s['network_evaluations']}",
                          f"{s['marginal_score']:.3f} / {s['correlation_score']:.3f}", f"{s['dynamics_mse_median']:.3g}",
                          f"{s['terminal_fraction'] * num:.1f}", f"{s['samples_per_s']:.0f}",
                          "reference" if s["steps"] == PAPER_STEPS and REFERENCE[sampler] == sampler else

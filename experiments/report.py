@@ -111,8 +111,8 @@ def distilled_speed(results: str = BENCH_RESULTS) -> List[str]:
     rows = []
     for size in ("small", "paper"):
         d = load(f"diffusion_distilled_cpu_{size}.json", results)
-        fast = [f"{steps} step{'s' if steps != '1' else ''}: {f['samples_per_s']:,.0f} (**{f['speedup_vs_128_steps']:.0f}x**, "
-                f"{f['minutes_for_5M']:.1f} min)" for steps, f in d["distilled"].items()]
+        fast = [f"{steps} step{'s' if steps != '1' else ''}: {f['samples_per_s']:,.0f} "
+                f"(**{f['speedup_vs_128_steps']:.0f}x**, {f['minutes_for_5M']:.1f} min)" for steps, f in d["distilled"].items()]
         rows.append([f"{d['width']}x{d['depth']}", f"{d['samples_per_s']:,.0f} ({d['minutes_for_5M']:,.0f} min)",
                      "; ".join(fast), f"{d['distill_steps_per_s']:,.1f} at batch {d['distill_batch_size']}",
                      machine(d)])

@@ -38,8 +38,8 @@ from configs import d4rl
 from configs.checks import ConfigError
 from launch import boundary
 from launch.cli import INPUT_ERRORS, define_flags
-from pipelines.synthesis import (denoiser_seeds, distill_model, guidance_condition, load_real, samples_paths, train_model,
-                                 write_samples)
+from pipelines.synthesis import (denoiser_seeds, distill_model, guidance_condition, load_real, samples_paths,
+                                 train_model, write_samples)
 from pipelines.workdir import StageTimer, check_workdir, claim_workdir, command_line, metrics_writer
 from synther_jax import augment, distributed, sharding
 from synther_jax.analysis.fidelity_report import REPORT_FILE, analyze, headline_figures

@@ -17,7 +17,9 @@ improved recipe's: Song and Dhariwal 2023). Sampling denoises sigma_max noise in
 for more steps, adds noise back to the levels `sampler_sigmas` gives and denoises again.
 
 The training loop is one `lax.scan` per chunk of steps, vmapped over a seed axis like the
-teacher's training, checkpointed and resumable.
+teacher's training, checkpointed and resumable. `distill` returns the teacher's `Diffusion` with
+the student's weights and its `DistillConfig`, which `sampling.iterate_samples` draws from in
+`num_steps` evaluations (`consistency_sample`).
 """
 import dataclasses
 import os
@@ -37,7 +39,10 @@ from synther_jax.diffusion.config import DiffusionConfig, DistillConfig
 from synther_jax.diffusion.model import Diffusion, denoiser_fn, is_one_key, with_seed_axis, without_seed_axis
 from synther_jax.diffusion.training import claim_fit, fingerprint, run_chunks
 
+
 class DistillState(flax.struct.PyTreeNode):
+    """What a distillation step updates and each checkpoint holds."""
+
     step: jax.Array
     params: dict
     ema_params: dict

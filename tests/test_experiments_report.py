@@ -93,3 +93,12 @@ def test_an_arm_not_yet_run_is_named_so(tmp_path):
     assert [row.split(" | ")[2] for row in arms[2:]] == [returns(record["runs"]["sac"]["evaluations"][-1])
                                                        + " (30K steps)", "not yet run", "not yet run"]
     assert "not yet run / not yet run" in "\n".join(report.readme_table(str(results)))
+
+
+def test_the_readmes_walker2d_offline_row_is_the_evidence_experiments():
+    """The older single-evaluation walker2d rows give way to the paired intervals in the README, and
+    stay in docs/results.md."""
+    experiments = [row.strip("| ").split(" | ")[0] for row in report.readme_table()[2:]]
+    assert any(name.startswith("Offline evidence: walker2d") for name in experiments)
+    assert not any(name.startswith(("Table 1: walker2d", "Figure 1a")) for name in experiments)
+    assert "figure1a" in report.TABLES and "table1_walker2d" in report.TABLES

@@ -19,7 +19,7 @@ from absl import flags
 from bench.timing import best_time, environment, matmul_peak_flops, write_json
 from launch import boundary
 from launch.cli import INPUT_ERRORS
-from synther_jax.diffusion import Diffusion, DiffusionConfig, DistillConfig
+from synther_jax.diffusion import Diffusion, DiffusionConfig, DistillConfig, edm
 from synther_jax.diffusion.config import DISTILLED_STEPS
 from synther_jax.diffusion.distillation import distill_steps, initial_states
 from synther_jax.diffusion.normalizer import Normalizer
@@ -69,7 +69,7 @@ def main(argv):
     sample = lambda: sample_rows(model, jax.random.PRNGKey(3)[None], FLAGS.num_samples).block_until_ready()
     sample()  # compile
     samples_per_s = FLAGS.num_samples / best_time(sample, FLAGS.repeats)
-    evaluations = 2 * config.num_sample_steps - 1
+    evaluations = edm.network_evaluations(config)
     sample_flops = 2 * dense_macs(config, DIM) * evaluations * samples_per_s
 
     distilled = {}

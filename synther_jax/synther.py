@@ -122,8 +122,6 @@ class SynthER:
         `data` it was fitted to (`config`'s other settings; `synther_jax.diffusion.distillation`).
         The returned model's `sample` uses it, and `save`/`load` keep it. With a `workdir`, the
         distillation checkpoints there and resumes from it."""
-        if self.model.config.conditional:
-            raise ValueError("Distillation does not support a guided model yet; distil an unconditional one.")
         column = has_terminal_column(self.terminals)
         rows = _transitions(data, self.obs_dim, self.action_dim, column).to_rows(column)
         if rows.shape[1] != self.model.dim:

@@ -37,6 +37,7 @@ from synther_jax.checkpoint import Checkpointer
 from synther_jax.diffusion import edm
 from synther_jax.diffusion.config import DiffusionConfig, DistillConfig
 from synther_jax.diffusion.model import Diffusion, denoiser_fn, is_one_key, with_seed_axis, without_seed_axis
+from synther_jax.diffusion.normalizer import Normalizer
 from synther_jax.diffusion.training import claim_fit, fingerprint, run_chunks
 
 
@@ -90,16 +91,20 @@ def distillation_loss(params, teacher_params, constants, batch: jax.Array, key: 
     return jnp.mean(jnp.sqrt(jnp.sum((prediction - target) ** 2, axis=-1) + c**2) - c)
 
 
+def _optimizer(config: DistillConfig) -> optax.GradientTransformation:
+    return optax.adam(config.learning_rate)  # constant, as the original consistency distillation
+
+
 def initial_states(teacher_params, config: DistillConfig) -> DistillState:
     """The students' first states, each starting from its teacher's weights (leading seed axis)."""
-    optimizer = optax.adam(config.learning_rate)
+    optimizer = _optimizer(config)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # own buffers: the chunk donates the state
     return jax.vmap(lambda p: DistillState(jnp.int32(0), p, copy(p), optimizer.init(p)))(copy(teacher_params))
 
 
 def _distill_chunk(state: DistillState, teacher_params, constants, data: jax.Array, key: jax.Array, *,
                    teacher_config: DiffusionConfig, config: DistillConfig, num_steps: int):
-    optimizer = optax.adam(config.learning_rate)
+    optimizer = _optimizer(config)
 
     def step(state, key):
         batch_key, loss_key = jax.random.split(key)
@@ -149,8 +154,7 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
     if shared_data:  # every seed's normaliser was fitted to these rows; the first normalises them
         data = without_seed_axis(teachers.normalizer).normalize(jnp.asarray(rows))
     else:
-        data = jax.vmap(lambda normalizer, seed_rows: normalizer.normalize(seed_rows))(teachers.normalizer,
-                                                                                      jnp.asarray(rows))
+        data = jax.vmap(Normalizer.normalize)(teachers.normalizer, jnp.asarray(rows))
     state = initial_states(teachers.params, config)
 
     checkpointer = None
@@ -166,18 +170,14 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
             state = add_axis(restored[1])
             logging.info("Resuming distillation in %s at step %d of %d.", workdir, restored[0],
                          config.num_train_steps)
-    calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
 
     def run_chunk(states, step, num_steps):
         chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
         return distill_steps(states, teachers, data, chunk_keys, config=config, num_steps=num_steps,
                              shared_data=shared_data)
 
-    def after_chunk(states, step, calls, loss):
-        if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
-            checkpointer.save(step, drop_axis(states))
-
-    state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk, "distillation")
+    save = None if checkpointer is None else lambda states, step: checkpointer.save(step, drop_axis(states))
+    state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, save, label="distillation")
     if checkpointer is not None:
         checkpointer.close()
     return teacher.replace(params=drop_axis(state.ema_params), distilled=config)

@@ -194,20 +194,17 @@ def train_diffusion(rows: np.ndarray, config: DiffusionConfig, key: jax.Array, s
     elif mesh is not None:
         state, train_keys = sharding.shard_leading_axis((state, train_keys), mesh)
         data = sharding.replicate(data, mesh) if shared else sharding.shard_leading_axis(data, mesh)
-    calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
 
     def run_chunk(states, step, num_steps):
         chunk_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(train_keys, step)
         return train_steps(states, data, chunk_keys, config=config, num_steps=num_steps, batch_size=batch_size,
                            shared_data=shared, batch_mesh=mesh if one else None)
 
-    def after_chunk(states, step, calls, loss):
-        if checkpointer is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
-            checkpointer.save(step, drop_axis(checkpoint_tree(states, normalizer, condition_normalizer)))
-        if log_fn is not None:
-            log_fn(step, {"loss": loss})
+    def save(states, step):
+        checkpointer.save(step, drop_axis(checkpoint_tree(states, normalizer, condition_normalizer)))
 
-    state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress, after_chunk)
+    state = run_chunks(state, int(np.max(state.step)), run_chunk, config, progress,
+                       None if checkpointer is None else save, log_fn)
     if checkpointer is not None:
         checkpointer.close()
     return drop_axis(Diffusion(config, dim, state.ema_params, state.constants, normalizer, condition_normalizer))
@@ -258,10 +255,13 @@ def _warm_started(state: TrainState, warm_start: Diffusion) -> TrainState:
                          constants=copy(warm_start.constants))
 
 
-def run_chunks(state, step: int, run_chunk, config, progress: bool, after_chunk=None, label="diffusion training"):
+def run_chunks(state, step: int, run_chunk, config, progress: bool, save=None, log_fn=None,
+               label="diffusion training"):
     """Calls `run_chunk(state, step, num_steps) -> (state, loss)` until `config.num_train_steps`,
-    `config.steps_per_call` steps a call, with a progress bar named `label`; `after_chunk(state,
-    step, calls, loss)` runs after each call."""
+    `config.steps_per_call` steps a call, with a progress bar named `label`. `save(state, step)`
+    runs every `config.checkpoint_every` steps (rounded up to whole calls) and at the end,
+    `log_fn(step, {"loss"})` after each call."""
+    calls_per_checkpoint = max(1, -(-config.checkpoint_every // config.steps_per_call))
     with Progress(config.num_train_steps, label, unit="step", initial=step, enabled=progress) as bar:
         calls = 0
         while step < config.num_train_steps:
@@ -269,8 +269,10 @@ def run_chunks(state, step: int, run_chunk, config, progress: bool, after_chunk=
             state, loss = run_chunk(state, step, num_steps)
             step, calls = step + num_steps, calls + 1
             loss = float(jnp.mean(loss))
-            if after_chunk is not None:
-                after_chunk(state, step, calls, loss)
+            if save is not None and (calls % calls_per_checkpoint == 0 or step == config.num_train_steps):
+                save(state, step)
+            if log_fn is not None:
+                log_fn(step, {"loss": loss})
             bar.update(num_steps)
             bar.set_postfix(loss=f"{loss:.4f}")
     return state

@@ -61,11 +61,12 @@ def test_distilled_samples_have_the_mixtures_distribution(teacher_and_student, n
 
 
 def test_sampler_levels():
-    np.testing.assert_allclose(sampler_sigmas(1, TEACHER), [80.0], rtol=1e-6)
-    two = np.asarray(sampler_sigmas(2, TEACHER))
-    assert two[0] == pytest.approx(80.0, rel=1e-6) and two[1] == pytest.approx(((80 ** (1 / 7) + 0.002 ** (1 / 7)) / 2) ** 7,
-                                                                     rel=1e-5)
-    assert np.all(np.diff(np.asarray(sampler_sigmas(4, TEACHER))) < 0)
+    levels = lambda num_steps: sampler_sigmas(DistillConfig(num_steps=num_steps), TEACHER)
+    np.testing.assert_allclose(levels(1), [80.0], rtol=1e-6)
+    np.testing.assert_allclose(levels(2), [80.0, np.sqrt(1.0 * 0.12)], rtol=1e-6)
+    four = levels(4)
+    np.testing.assert_allclose(four[[0, 1, 3]], [80.0, 1.0, 0.12], rtol=1e-6)
+    assert four[2] == pytest.approx(np.sqrt(0.12), rel=1e-6)  # evenly spaced in log(sigma)
 
 
 def test_a_resumed_distillation_equals_an_uninterrupted_one(teacher_and_student, tmp_path):
@@ -84,7 +85,9 @@ def test_a_resumed_distillation_equals_an_uninterrupted_one(teacher_and_student,
 
 @pytest.mark.parametrize("field, value, message", [("num_steps", 3, "num_steps must be one of (1, 2, 4)"),
                                                    ("grid_points", 1, "grid_points must be at least 2"),
-                                                   ("ema_decay", 1.0, "ema_decay must lie in [0, 1)")])
+                                                   ("ema_decay", 1.0, "ema_decay must lie in [0, 1)"),
+                                                   ("restart_low", 2.0, "restart_high (1.0) must be at least "
+                                                                        "restart_low (2.0)")])
 def test_bad_settings_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         DistillConfig(**{field: value})

@@ -97,8 +97,8 @@ DISTILLED_STEPS = (1, 2, 4)
 class DistillConfig:
     """The settings of `synther_jax.diffusion.distillation`: the original consistency distillation's
     grid, optimiser and stop-gradient target, with the improved recipe's pseudo-Huber distance
-    scaled to the row size. `num_steps` is the sampler's network evaluations per sample; it does not
-    change training."""
+    (scaled to the row size) and weights. `num_steps` is the sampler's network evaluations per
+    sample; it and the restart levels do not change training."""
 
     num_steps: int = 4
     grid_points: int = 18  # the Karras grid the teacher steps along (the original CIFAR-10 CD's N)
@@ -107,6 +107,11 @@ class DistillConfig:
     learning_rate: float = 1e-4  # Adam, constant, as the original CD
     ema_decay: float = 0.999  # of the weights the sampler uses
     huber_scale: float = 0.001  # pseudo-Huber c = huber_scale sqrt(d)
+    # The noise levels a sampler of several steps adds back, in the rows' standardised units: from
+    # restart_high down to restart_low, evenly in log(sigma) (distillation.sampler_sigmas). Chosen
+    # on walker2d medium-replay's marginal score; the EDM schedule's 2.5 for two steps lost 0.02.
+    restart_high: float = 1.0
+    restart_low: float = 0.12
     steps_per_call: int = 1_000
     checkpoint_every: int = 5_000
 
@@ -116,10 +121,12 @@ class DistillConfig:
             problems.append(f"num_steps must be one of {DISTILLED_STEPS}, got {self.num_steps!r}")
         if self.grid_points < 2:
             problems.append(f"grid_points must be at least 2, got {self.grid_points!r}")
-        for name in ("num_train_steps", "batch_size", "learning_rate", "huber_scale", "steps_per_call",
-                     "checkpoint_every"):
+        for name in ("num_train_steps", "batch_size", "learning_rate", "huber_scale", "restart_high", "restart_low",
+                     "steps_per_call", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name} must be positive, got {getattr(self, name)!r}")
+        if not self.restart_high >= self.restart_low:
+            problems.append(f"restart_high ({self.restart_high!r}) must be at least restart_low ({self.restart_low!r})")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
         if problems:

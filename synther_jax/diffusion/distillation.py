@@ -12,9 +12,12 @@ except c_skip and c_out, shifted so that f(x, sigma_min) = x exactly:
 and starts from the teacher's weights. Each training step draws real rows y, a pair of adjacent
 noise levels sigma_n < sigma_{n+1} of a Karras grid of `grid_points`, and noise z; the teacher takes
 one deterministic Heun step from x = y + sigma_{n+1} z down to sigma_n, and the student learns
-f(x, sigma_{n+1}) = stop_gradient(f(x_teacher, sigma_n)) under the pseudo-Huber distance (the
-improved recipe's: Song and Dhariwal 2023). Sampling denoises sigma_max noise in one evaluation and,
-for more steps, adds noise back to the levels `sampler_sigmas` gives and denoises again.
+f(x, sigma_{n+1}) = stop_gradient(f(x_teacher, sigma_n)) under the pseudo-Huber distance weighted
+by 1 / (sigma_{n+1} - sigma_n); the distance and the weight are the improved recipe's (Song and
+Dhariwal 2023). The weight decides the quality on transitions: on walker2d medium-replay it lifted
+the marginal score of one step from 0.63 to 0.88 and of four from 0.76 to 0.89 (docs/offline.md).
+Sampling denoises sigma_max noise in one evaluation and, for more steps,
+adds noise back to the levels `sampler_sigmas` gives and denoises again.
 
 The training loop is one `lax.scan` per chunk of steps, vmapped over a seed axis like the
 teacher's training, checkpointed and resumable. `distill` returns the teacher's `Diffusion` with
@@ -50,10 +53,14 @@ class DistillState(flax.struct.PyTreeNode):
     opt_state: optax.OptState
 
 
-def sampler_sigmas(num_steps: int, config: edm.EDMConfig) -> jnp.ndarray:
-    """The levels the distilled sampler denoises from: sigma_max, then the EDM schedule of
-    num_steps + 1 points without its last (sigma_min); e.g. 80 and 2.5 for two steps."""
-    return jnp.asarray(edm.karras_sigmas(num_steps + 1, config)[:-1])
+def sampler_sigmas(config: DistillConfig, edm_config: edm.EDMConfig) -> np.ndarray:
+    """The levels the distilled sampler denoises from: sigma_max, then `num_steps - 1` levels evenly
+    spaced in log(sigma) from `restart_high` down to `restart_low` (one step between them: their
+    geometric mean); e.g. 80 and 0.35 for two steps, 80, 1, 0.35 and 0.12 for four."""
+    restarts = np.geomspace(config.restart_high, config.restart_low, config.num_steps - 1)
+    if config.num_steps == 2:
+        restarts = np.sqrt([config.restart_high * config.restart_low])
+    return np.concatenate([[edm_config.sigma_max], restarts]).astype(np.float32)
 
 
 def consistency_function(net: edm.Network, x: jax.Array, sigma: jax.Array, config: edm.EDMConfig) -> jax.Array:
@@ -88,7 +95,9 @@ def distillation_loss(params, teacher_params, constants, batch: jax.Array, key: 
     prediction = consistency_function(student, x_next, sigma_next, teacher_config)
     target = jax.lax.stop_gradient(consistency_function(student, x, sigma, teacher_config))
     c = config.huber_scale * np.sqrt(batch.shape[-1])
-    return jnp.mean(jnp.sqrt(jnp.sum((prediction - target) ** 2, axis=-1) + c**2) - c)
+    distance = jnp.sqrt(jnp.sum((prediction - target) ** 2, axis=-1) + c**2) - c
+    weight = 1.0 / (sigma_next - sigma)
+    return jnp.mean(weight * distance) / jnp.mean(1.0 / jnp.diff(grid))  # scaled so that weights average 1
 
 
 def _optimizer(config: DistillConfig) -> optax.GradientTransformation:
@@ -160,7 +169,8 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
     checkpointer = None
     if workdir is not None:
         # The settings that shape training; a longer num_train_steps resumes.
-        shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("num_steps", "num_train_steps")}
+        sampler_only = ("num_steps", "num_train_steps", "restart_high", "restart_low")
+        shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in sampler_only}
         weights = np.concatenate([np.ravel(leaf) for leaf in jax.tree.leaves(teachers.params)])
         claim_fit(workdir, {"teacher": fingerprint(weights), "rows": fingerprint(rows),
                             "key": np.asarray(keys).tolist(), "config": shaping})
@@ -183,16 +193,16 @@ def distill(teacher: Diffusion, rows: np.ndarray, config: DistillConfig, key: ja
     return teacher.replace(params=drop_axis(state.ema_params), distilled=config)
 
 
-def consistency_sample(net: edm.Network, key: jax.Array, num: int, dim: int, config: edm.EDMConfig,
-                       num_steps: int) -> jax.Array:
-    """`num` normalised rows in `num_steps` evaluations of the consistency function of `net`:
+def consistency_sample(net: edm.Network, key: jax.Array, num: int, dim: int, edm_config: edm.EDMConfig,
+                       config: DistillConfig) -> jax.Array:
+    """`num` normalised rows in `config.num_steps` evaluations of the consistency function of `net`:
     denoise sigma_max noise, then for each further level of `sampler_sigmas` add noise back to it
     and denoise again (multistep consistency sampling)."""
-    f = lambda x, sigma: consistency_function(net, x, sigma, config)
-    sigmas = sampler_sigmas(num_steps, config)
-    keys = jax.random.split(key, num_steps)
+    f = lambda x, sigma: consistency_function(net, x, sigma, edm_config)
+    sigmas = sampler_sigmas(config, edm_config)
+    keys = jax.random.split(key, config.num_steps)
     x = f(sigmas[0] * jax.random.normal(keys[0], (num, dim)), sigmas[0])
     for sigma, step_key in zip(sigmas[1:], keys[1:]):
-        noise = jnp.sqrt(sigma**2 - config.sigma_min**2) * jax.random.normal(step_key, x.shape)
+        noise = np.sqrt(sigma**2 - edm_config.sigma_min**2) * jax.random.normal(step_key, x.shape)
         x = f(x + noise, sigma)
     return x

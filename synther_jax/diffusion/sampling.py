@@ -38,7 +38,7 @@ def _sample_rows(model: Diffusion, key: jax.Array, num: int, mesh: Optional[Mesh
     """
     net = denoiser_fn(model.config, model.params, model.constants, mesh)
     if model.distilled is not None:  # unconditional: `distill` refuses a conditional teacher
-        x = consistency_sample(net, key, num, model.dim, model.config, model.distilled.num_steps)
+        x = consistency_sample(net, key, num, model.dim, model.config, model.distilled)
     elif condition is not None:
         if not model.config.conditional:
             raise ValueError("This model is unconditional; sample it without a condition, or train it with "

@@ -9,8 +9,9 @@ seeds. The plan, with every arm's command, is `experiments/offline_evidence.md`.
 Each arm is one `launch.offline` run in `<workdir>/<arm>`, so a rerun resumes it and a finished one
 is only read back. The base trains one denoiser per agent seed and draws its samples; the other
 synthetic arms never train again: `env_rule`, `first100k` and `clipped` are the base's sample files
-relabelled, cut or clipped, and `steps32` draws new samples from the base's denoisers (so it can
-start once they are trained, while the base still samples). Their files
+relabelled, cut or clipped; `steps32` draws new samples from the base's denoisers (so it can
+start once they are trained, while the base still samples), and `distilled4` and `distilled1` from
+students distilled from them (`<workdir>/distillation`, one per seed, shared by both). Their files
 are written into the arm's folder before its run starts, where `launch.offline` finds them finished.
 
 The report is `launch.compare`'s table and interval plot of the finished arms against the base
@@ -38,7 +39,8 @@ from experiments.tables import RESULTS as RESULTS_DIR
 from experiments.tables import load, table
 from launch import boundary, compare
 from launch.cli import INPUT_ERRORS
-from pipelines.synthesis import denoiser_seeds, load_real, samples_paths, synthetic_terminal_rule, write_samples
+from pipelines.synthesis import (denoiser_seeds, distill_model, load_real, samples_paths, synthetic_terminal_rule,
+                                 write_samples)
 from synther_jax.atomic import read_json, write_json
 from synther_jax.checkpoint import Checkpointer
 from synther_jax.data import read_synthetic, write_synthetic
@@ -72,7 +74,12 @@ ARMS = (
     Arm("steps32", "the base's denoisers sampled again with 32 Heun steps and no churn",
         {**BASE, "diffusion.num_sample_steps": 32, "diffusion.S_churn": 0.0}, "resample"),
     Arm("clipped", "the base's files, actions clipped to [-1, 1]", {**BASE, "clip_actions": True}, "clip"),
+    Arm("distilled4", "the base's denoisers distilled into a 4-evaluation sampler", {**BASE, "distill.num_steps": 4},
+        "distill"),
+    Arm("distilled1", "the base's denoisers distilled into a 1-evaluation sampler", {**BASE, "distill.num_steps": 1},
+        "distill"),
 )
+DISTILLATION = "distillation"  # the workdir's folder of the students the distilled arms share
 ARM_NAMES = [arm.name for arm in ARMS]
 REFERENCE = "base"
 AGAINST_REAL = "against_real"  # the report folder's subfolder comparing every arm with the real one
@@ -120,14 +127,18 @@ def derive_files(arm: Arm, workdir: str) -> None:
     paths, base_paths = samples_paths(config, folder), samples_paths(config, base_folder)
     if all(os.path.exists(path) for path in paths):
         return
-    if arm.derived == "resample":  # needs the base's trained denoisers only, not its samples
+    if arm.derived in ("resample", "distill"):  # need the base's trained denoisers only, not its samples
         denoisers = os.path.join(base_folder, "diffusion")
         if Checkpointer(os.path.join(denoisers, "checkpoints")).latest_step() != config.diffusion.num_train_steps:
             raise app.UsageError(f"The {arm.name} arm samples the base's denoisers, which are not trained yet: run "
                                  f"--only={REFERENCE} first (it trains them before it samples).")
+        real = load_real(config)
+        model = load_diffusion(denoisers).replace(config=DiffusionConfig(**config.diffusion))
+        if arm.derived == "distill":  # one student per seed serves every step count: the arms share it
+            print(f"== {arm.name}: distilling the denoisers of {base_folder}", flush=True)
+            model = distill_model(config, real, model, os.path.join(workdir, DISTILLATION))
         print(f"== {arm.name}: sampling the denoisers of {base_folder} again", flush=True)
-        model = load_diffusion(denoisers)
-        write_samples(config, load_real(config), model.replace(config=DiffusionConfig(**config.diffusion)), folder)
+        write_samples(config, real, model, folder)
         return
     if not all(os.path.exists(path) for path in base_paths):
         raise app.UsageError(f"The {arm.name} arm is made from the base's files, which are not finished: run "

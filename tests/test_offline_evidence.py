@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments.offline_evidence import (AGAINST_REAL, ARMS, DEFAULT_WORKDIR, NUM_SEEDS, RESULTS, arm_config,
-                                          arms_table, command, derive_files, report, summary_rows)
+from experiments.offline_evidence import (AGAINST_REAL, ARMS, DEFAULT_WORKDIR, DISTILLATION, NUM_SEEDS, RESULTS,
+                                          arm_config, arms_table, command, derive_files, report, summary_rows)
 from pipelines.synthesis import SEED_SAMPLES_FILE, load_real
+from synther_jax.checkpoint import Checkpointer
 from synther_jax.data import Transitions, read_synthetic, write_synthetic
 from synther_jax.diffusion import DiffusionConfig
 from synther_jax.diffusion.training import train_diffusion
@@ -47,6 +48,7 @@ def test_every_arm_is_a_valid_config_differing_from_the_base_in_its_factor():
     assert differences["first100k"] == {"num_samples"}
     assert differences["steps32"] == {"diffusion.num_sample_steps", "diffusion.S_churn"}
     assert differences["clipped"] == {"clip_actions"}
+    assert differences["distilled4"] == differences["distilled1"] == {"distill.num_steps"}
     assert {"data", "denoiser_per_seed"} <= differences["real"]
 
 
@@ -90,14 +92,19 @@ def test_derived_files_change_only_their_factor(name, base_files):
         assert np.any(np.abs(base.actions) > 1) and np.max(np.abs(derived.actions)) == 1
 
 
-def test_steps32_samples_the_bases_denoisers_again(base_files):
-    """The base's denoisers (tiny here) sampled with the arm's sampler: one file per seed, rows that
-    differ between seeds, and no training."""
-    arm = ARMS_BY_NAME["steps32"]
-    arm = dataclasses.replace(arm, overrides={**arm.overrides, "num_samples": 40, "diffusion.num_sample_steps": 3,
-                                               "diffusion.width": 16, "diffusion.depth": 1, "diffusion.dim_t": 8,
-                                               "diffusion.sample_chunk_size": 40, "diffusion.num_train_steps": 20,
-                                               "diffusion.steps_per_call": 10, "diffusion.checkpoint_every": 10})
+@pytest.mark.parametrize("name", ["steps32", "distilled4"])
+def test_an_arm_that_samples_the_bases_denoisers_again(base_files, name):
+    """The base's denoisers (tiny here) sampled with the arm's sampler, distilled first for the
+    distilled arms: one file per seed, rows that differ between seeds, and no training anew."""
+    arm = ARMS_BY_NAME[name]
+    tiny = {"num_samples": 40, "diffusion.width": 16, "diffusion.depth": 1, "diffusion.dim_t": 8,
+            "diffusion.sample_chunk_size": 40, "diffusion.num_train_steps": 20, "diffusion.steps_per_call": 10,
+            "diffusion.checkpoint_every": 10}
+    if name == "steps32":
+        tiny["diffusion.num_sample_steps"] = 3
+    else:
+        tiny.update({"distill.num_train_steps": 10, "distill.steps_per_call": 5, "distill.checkpoint_every": 5})
+    arm = dataclasses.replace(arm, overrides={**arm.overrides, **tiny})
     config = arm_config(arm)
     rows = load_real(config).to_rows()[:500]
     diffusion = DiffusionConfig(**{**config.diffusion, "num_sample_steps": 128})
@@ -111,10 +118,12 @@ def test_steps32_samples_the_bases_denoisers_again(base_files):
     shutil.move(base_files / "later", last)
     (base_files / "base" / SEED_SAMPLES_FILE.format(0)).unlink()  # the base still samples
     derive_files(arm, str(base_files))
-    samples = _files(base_files, "steps32")
+    samples = _files(base_files, name)
     assert all(len(data) == 40 and data.obs_dim == 17 for data in samples)
     assert np.max(np.abs(samples[0].observations - samples[1].observations)) > 1e-3
-    assert not os.path.exists(base_files / "steps32" / "diffusion")  # sampled from the base's, not trained anew
+    assert not os.path.exists(base_files / name / "diffusion")  # sampled from the base's, not trained anew
+    if name == "distilled4":  # each seed's student, in the folder both distilled arms share
+        assert Checkpointer(str(base_files / DISTILLATION / "distill" / "checkpoints")).latest_step() == 10
 
 
 def test_a_derived_arm_before_the_base_has_finished_is_refused(tmp_path):
@@ -144,7 +153,8 @@ def test_the_report_holds_every_arm_finished_or_pending(tmp_path):
 
     assert json.loads(out.read_text()) == record
     assert [arm["name"] for arm in record["arms"]] == [arm.name for arm in ARMS]
-    assert record["pending"] == ["first100k", "steps32", "clipped"] and record["reference"] == "base"
+    assert record["pending"] == ["first100k", "steps32", "clipped", "distilled4", "distilled1"]
+    assert record["reference"] == "base"
     arms = {arm["name"]: arm for arm in record["arms"]}
     assert not arms["clipped"]["finished"] and "score" not in arms["clipped"]
     assert arms["clipped"]["command"] == " ".join(command(ARMS_BY_NAME["clipped"], DEFAULT_WORKDIR))
@@ -168,7 +178,8 @@ def test_an_arm_whose_run_folder_is_gone_stays_in_the_report(tmp_path):
     first = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
     shutil.rmtree(tmp_path / "runs" / "real")  # lost with its machine; the base's run is still there
     again = report(str(tmp_path / "runs"), str(tmp_path / RESULTS[0]))
-    assert again["pending"] == first["pending"] == ["env_rule", "first100k", "steps32", "clipped"]
+    assert again["pending"] == first["pending"] == ["env_rule", "first100k", "steps32", "clipped", "distilled4",
+                                                    "distilled1"]
     assert again["arms"] == first["arms"]
     kept = tmp_path / os.path.splitext(RESULTS[0])[0] / "arms"
     assert sorted(os.listdir(kept)) == ["base", "real"]
@@ -196,7 +207,7 @@ def test_the_tables_show_every_arm_and_call_a_difference_covering_zero_not_shown
     assert "| 10% |" in rows["base"] and "| 100% |" in rows["env_rule"]
     [summary] = summary_rows(str(tmp_path))
     best = max(("base", "env_rule"), key=lambda name: arms[name]["difference_from_real"]["mean"]["estimate"])
-    assert summary[2].startswith(f"{best} - real: -") and summary[2].endswith("; 3 of 6 arms pending")
+    assert summary[2].startswith(f"{best} - real: -") and summary[2].endswith(f"; {len(ARMS) - 3} of {len(ARMS)} arms pending")
 
 
 def test_before_the_base_finishes_no_difference_is_called_the_bases(tmp_path):

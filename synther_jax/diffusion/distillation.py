@@ -15,9 +15,9 @@ one deterministic Heun step from x = y + sigma_{n+1} z down to sigma_n, and the 
 f(x, sigma_{n+1}) = stop_gradient(f(x_teacher, sigma_n)) under the pseudo-Huber distance weighted
 by 1 / (sigma_{n+1} - sigma_n); the distance and the weight are the improved recipe's (Song and
 Dhariwal 2023). The weight decides the quality on transitions: on walker2d medium-replay it lifted
-the marginal score of one step from 0.63 to 0.88 and of four from 0.76 to 0.89 (docs/offline.md).
-Sampling denoises sigma_max noise in one evaluation and, for more steps,
-adds noise back to the levels `sampler_sigmas` gives and denoises again.
+the marginal score of one step from 0.63 to 0.88 and of four from 0.76 to 0.89
+(docs/benchmarks.md#distilled-samplers). Sampling denoises sigma_max noise in one evaluation and,
+for more steps, adds noise back to the levels `sampler_sigmas` gives and denoises again.
 
 The training loop is one `lax.scan` per chunk of steps, vmapped over a seed axis like the
 teacher's training, checkpointed and resumable. `distill` returns the teacher's `Diffusion` with

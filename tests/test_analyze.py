@@ -1,4 +1,5 @@
 """The report: `analyze` on data with known answers, the parameter count, and the command line."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -57,6 +58,19 @@ def test_real_data_as_its_own_synthetic_data_is_perfect(hopper, tmp_path):
     assert compression["floats_in_real_data"] == 1500 * (2 * 11 + 3 + 2)
     assert compression["compression_ratio"] == pytest.approx(1500 * 27 / 1000)
     assert json.load(open(tmp_path / "report.json"))["marginal_score"] == 1.0
+
+
+def test_rows_mujoco_cannot_restore_are_left_out_of_the_dynamics_plot(hopper, tmp_path):
+    """Hopper clips its observed velocities to +-10: a row with a velocity at the bound has no exact
+    state. With every synthetic row so, the synthetic source has no point to draw."""
+    observations = hopper.observations.copy()
+    observations[:, 5] = 10.0  # the torso's x velocity
+    at_bound = dataclasses.replace(hopper, observations=observations)
+    result = fidelity_report.analyze(hopper, at_bound, None, str(tmp_path), baselines=(), physics_rows=100,
+                                     progress=False)
+    dynamics = result["sources"]["synthetic"]["dynamics"]
+    assert dynamics["num_not_restorable"] == 100 and "dynamics_mse_mean" not in dynamics
+    assert result["plots"] == ["marginals.png"]
 
 
 def test_unsupported_environment_skips_physics(hopper, tmp_path):

@@ -107,7 +107,8 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
             errors = dynamics.dynamics_errors(env_id, subset, progress)
             results[name]["dynamics"] = errors.summary()
             keep = errors.restorable
-            scatter[name] = (distances[keep], errors.dynamics_mse[keep])
+            if np.any(keep):  # a source none of whose rows MuJoCo can restore has no point to draw
+                scatter[name] = (distances[keep], errors.dynamics_mse[keep])
     timings["novelty_and_dynamics_s"] = time.time() - start
 
     report: Dict[str, object] = {
@@ -144,7 +145,7 @@ def analyze(real: Transitions, synthetic: Transitions, env_id: Optional[str], ou
         results["synthetic"]["ks_per_dimension"][:shown], os.path.join(out_dir, MARGINALS_PNG),
         title=f"{env_id or 'data'}: synthetic (blue) vs real (orange) marginals; marginal score "
               f"{report['marginal_score']:.3f}, correlation score {report['correlation_score']:.3f}")
-    if physics:
+    if scatter:
         plot_files.append(DISTANCE_VS_DYNAMICS_PNG)
         plots.plot_distance_vs_dynamics(scatter, os.path.join(out_dir, DISTANCE_VS_DYNAMICS_PNG),
                                         title=f"{env_id}: novelty vs physical validity")

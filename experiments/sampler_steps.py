@@ -1,12 +1,14 @@
-"""How few sampler steps are enough: one denoiser, sampled at several step counts by three samplers,
+"""How few sampler steps are enough: one denoiser, sampled at several step counts by several samplers,
 each setting measured by the fidelity report and timed. The paper samples with 128 Heun steps and
 S_churn 80 "for improved sample fidelity" (its Appendix B.2) and shows no fewer. The samplers:
-`churn` (the paper's stochastic Heun), `no_churn` (deterministic Heun, S_churn = 0) and `dpmpp_2m`
-(DPM-Solver++(2M), deterministic, one network evaluation per step). Our CPU-scale runs and the
-paper-size one:
+`churn` (the paper's stochastic Heun), `no_churn` (deterministic Heun, S_churn = 0), `dpmpp_2m`
+(DPM-Solver++(2M), deterministic, one network evaluation per step) and `distilled` (the denoiser
+consistency-distilled, `synther_jax.diffusion.distillation`, at 1, 2 or 4 evaluations). Our
+CPU-scale runs and the paper-size one:
 
     python -m experiments.sampler_steps --workdir=DIR --train_steps=10000 --num_samples=4000 --physics_rows=4000 --samplers=churn,no_churn --steps=8,16,32,64,128
     python -m experiments.sampler_steps --teacher=runs/offline-evidence/base/diffusion --workdir=DIR --num_samples=10000 --physics_rows=4000 --out=experiments/results/sampler_steps_solvers_cpu.json
+    python -m experiments.sampler_steps --teacher=runs/offline-evidence/base/diffusion --workdir=DIR --num_samples=10000 --physics_rows=4000 --samplers=no_churn,distilled --steps=1,2,4,128 --out=experiments/results/sampler_steps_distilled_cpu.json
     python -m experiments.sampler_steps --workdir=runs/sampler_steps    # paper size: 50K samples per setting
     python -m experiments.sampler_steps --smoke --out=/tmp/smoke.json   # a small denoiser, CPU-minutes
 
@@ -21,7 +23,10 @@ sampler, a step count of `--steps`, sampler seed 0..`--sampler_seeds`-1) draws `
 that `synther_jax.analysis.analyze` measures against the real data (no augmentation baselines); its
 headline figures, the samples/s of the timed chunks (all but the first, which compiles), its
 network evaluations per sample and its name go to `<workdir>/settings/<name>.json`, so a rerun
-skips finished settings. 128 steps go first, so a run cut short still has its references.
+skips finished settings. 128 steps go first, so a run cut short still has its references. The
+`distilled` sampler is measured at the step counts of `DISTILLED_STEPS` only, the training-free ones
+at 4 steps or more; its student is distilled from the denoiser (`DistillConfig`'s defaults, with
+`--distill_steps`) in `<workdir>/distill`, resumably.
 
 The noise of a figure is the spread (max - min) over the sampler seeds of the reference: the
 sampler's own 128 steps, and for `dpmpp_2m` deterministic Heun's 128 steps (the same ODE solved
@@ -56,10 +61,12 @@ from pipelines.synthesis import load_real  # noqa: E402
 from synther_jax.analysis.fidelity_report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
-from synther_jax.diffusion import Diffusion, DiffusionConfig, edm, load_diffusion, train_diffusion  # noqa: E402
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, DistillConfig, distill, edm, load_diffusion,  # noqa: E402
+                                   train_diffusion)
+from synther_jax.diffusion.config import DISTILLED_STEPS  # noqa: E402
 from synther_jax.diffusion.model import without_seed_axis  # noqa: E402
 
-RESULTS = ("sampler_steps_cpu.json", "sampler_steps_solvers_cpu.json")
+RESULTS = ("sampler_steps_cpu.json", "sampler_steps_solvers_cpu.json", "sampler_steps_distilled_cpu.json")
 DETAILS = "docs/results.md#sampler-steps"
 PAPER_STEPS = 128
 # Headline figures of the fidelity report, compared between step counts.
@@ -67,8 +74,9 @@ FIGURES = ("marginal_score", "correlation_score", "dynamics_mse_median", "dynami
            "min_distance_median")
 # Each sampler's settings, and the sampler whose 128 steps are its reference.
 SAMPLERS = {"churn": dict(solver="heun"), "no_churn": dict(solver="heun", S_churn=0.0),
-            "dpmpp_2m": dict(solver="dpmpp_2m", S_churn=0.0)}
-REFERENCE = {"churn": "churn", "no_churn": "no_churn", "dpmpp_2m": "no_churn"}
+            "dpmpp_2m": dict(solver="dpmpp_2m", S_churn=0.0), "distilled": {}}
+REFERENCE = {"churn": "churn", "no_churn": "no_churn", "dpmpp_2m": "no_churn", "distilled": "no_churn"}
+DISTILLED = "distilled"
 SMOKE = dict(width=128, depth=2, dim_t=32, num_train_steps=1_500, steps_per_call=500, checkpoint_every=500)
 
 FLAGS = flags.FLAGS
@@ -94,6 +102,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("physics_rows", None, "Rows per setting replayed in MuJoCo and measured for novelty "
                                                "(default: 10000; smoke: 500).")
     flags.DEFINE_integer("chunk_size", None, "Samples per jitted sampler call (default: num_samples / 10).")
+    flags.DEFINE_integer("distill_steps", None, "Distillation steps of the `distilled` sampler's student (default: "
+                                                "DistillConfig's 20000; smoke: 500).")
     flags.DEFINE_string("scale_note", None, "Why this run's scale differs from the paper-size default, for the JSON.")
 
 
@@ -101,23 +111,34 @@ def setting_name(steps: int, sampler: str, seed: int) -> str:
     return f"steps{steps}-{sampler.replace('_', '')}-seed{seed}"
 
 
+def measures(sampler: str, steps: int) -> bool:
+    """Whether the experiment measures `sampler` at `steps`: the distilled one at its step counts,
+    the others at 4 or more (below, their rows are mostly beyond the velocity bounds)."""
+    return steps in DISTILLED_STEPS if sampler == DISTILLED else steps >= 4
+
+
 def measure_setting(real: Transitions, model: Diffusion, steps: int, sampler: str, seed: int, settings_dir: str,
                     scale: "Scale", terminal_threshold: float) -> Dict[str, object]:
-    """One setting's headline figures and samples/s (read back if a previous run finished it)."""
+    """One setting's headline figures and samples/s (read back if a previous run finished it);
+    `model` is the distilled student for the `distilled` sampler, else the denoiser."""
     name = setting_name(steps, sampler, seed)
     path = os.path.join(settings_dir, f"{name}.json")
     done = atomic.read_json(path, None)
     if done is not None:
         return done
-    config = dataclasses.replace(model.config, num_sample_steps=steps, **SAMPLERS[sampler])
-    rows, samples_per_s = timed_samples(model.replace(config=config), scale.num_samples,
-                                        jax.random.PRNGKey(1000 + seed), scale.chunk_size)
+    if sampler == DISTILLED:
+        model = model.replace(distilled=dataclasses.replace(model.distilled, num_steps=steps))
+        evaluations = steps
+    else:
+        model = model.replace(config=dataclasses.replace(model.config, num_sample_steps=steps, **SAMPLERS[sampler]))
+        evaluations = edm.network_evaluations(model.config)
+    rows, samples_per_s = timed_samples(model, scale.num_samples, jax.random.PRNGKey(1000 + seed), scale.chunk_size)
     synthetic = Transitions.from_rows(rows, real.obs_dim, real.action_dim, True, terminal_threshold)
     report = analyze(real, synthetic, None, os.path.join(settings_dir, name), baselines=(), seed=seed,
                      fidelity_rows=scale.num_samples, physics_rows=scale.physics_rows, progress=False)
     figures = headline_figures(report)
     record = {"name": name, "steps": steps, "sampler": sampler, "sampler_seed": seed,
-              "network_evaluations": edm.network_evaluations(config), "samples_per_s": samples_per_s,
+              "network_evaluations": evaluations, "samples_per_s": samples_per_s,
               **figures, "terminals": figures["synthetic_terminals"],
               "terminal_fraction": figures["synthetic_terminals"] / scale.num_samples}
     atomic.write_json(path, record)
@@ -138,6 +159,7 @@ def summarise(records: List[dict], steps_list: List[int]) -> dict:
     summary = {}
     for sampler in (s for s in SAMPLERS if any(key[0] == s for key in rows)):
         reference = rows[REFERENCE[sampler], PAPER_STEPS]
+        # The distilled sampler's speed-up is over its reference, the 128 deterministic Heun steps.
         fewest = None
         measured = [steps for steps in steps_list if (sampler, steps) in rows]
         for steps in measured:  # main() refuses samplers without their reference
@@ -158,7 +180,8 @@ def plot(summary: dict, path: str, title: str) -> None:
     panels = (*FIGURES, "samples_per_s")
     fig, axes = plt.subplots(2, 4, figsize=(14, 6))
     for ax, figure in zip(axes.flat, panels):
-        for key, color in (("churn", "tab:blue"), ("no_churn", "tab:orange"), ("dpmpp_2m", "tab:green")):
+        for key, color in (("churn", "tab:blue"), ("no_churn", "tab:orange"), ("dpmpp_2m", "tab:green"),
+                           (DISTILLED, "tab:red")):
             if key not in summary:
                 continue
             settings = summary[key]["settings"]
@@ -187,6 +210,7 @@ class Scale:
     train_steps: Optional[int]  # None: the config's
     physics_rows: int
     chunk_size: int
+    distill_steps: int
 
     @classmethod
     def from_flags(cls) -> "Scale":
@@ -196,7 +220,8 @@ class Scale:
         return cls(steps=sorted(int(s) for s in steps), num_samples=num_samples,
                    train_steps=FLAGS.train_steps or (SMOKE["num_train_steps"] if smoke else None),
                    physics_rows=FLAGS.physics_rows or (500 if smoke else 10_000),
-                   chunk_size=FLAGS.chunk_size or max(1, num_samples // 10))
+                   chunk_size=FLAGS.chunk_size or max(1, num_samples // 10),
+                   distill_steps=FLAGS.distill_steps or (500 if smoke else DistillConfig.num_train_steps))
 
 
 def main(argv):
@@ -233,14 +258,20 @@ def main(argv):
         model = train_diffusion(rows, diffusion, jax.random.PRNGKey(0), (rows.shape[1] - 1,),
                                 workdir=os.path.join(workdir, "diffusion"))
     training_seconds = time.perf_counter() - start  # of this run (0 when resumed or read from --teacher)
+    student = None
+    if DISTILLED in FLAGS.samplers:
+        start = time.perf_counter()
+        student = distill(model, real.to_rows(True), DistillConfig(num_train_steps=scale.distill_steps),
+                          jax.random.PRNGKey(3), workdir=os.path.join(workdir, "distill"))
+        distillation_seconds = time.perf_counter() - start
 
     settings_dir = os.path.join(workdir, "settings")
     records = []
     for steps in sorted(scale.steps, key=lambda steps: (steps != PAPER_STEPS, steps)):  # the references first
-        for sampler in FLAGS.samplers:
+        for sampler in (sampler for sampler in FLAGS.samplers if measures(sampler, steps)):
             for seed in range(FLAGS.sampler_seeds):
-                record = measure_setting(real, model, steps, sampler, seed, settings_dir, scale,
-                                         offline.terminal_threshold)
+                record = measure_setting(real, student if sampler == DISTILLED else model, steps, sampler, seed,
+                                         settings_dir, scale, offline.terminal_threshold)
                 records.append(record)
                 print(f"{record['name']}: {record['samples_per_s']:.0f} samples/s | marginal "
                       f"{record['marginal_score']:.3f} correlation {record['correlation_score']:.3f} | dynamics MSE "
@@ -258,6 +289,8 @@ def main(argv):
         "num_samples_per_setting": scale.num_samples, "physics_rows_per_setting": scale.physics_rows,
         "sampler_seeds": FLAGS.sampler_seeds, "steps": scale.steps, "samplers": FLAGS.samplers,
         "S_churn": diffusion.S_churn,
+        "distillation": None if student is None else {**dataclasses.asdict(student.distilled),
+                                                       "seconds_this_run": distillation_seconds},
         "scale_note": FLAGS.scale_note, "settings": records, "summary": summary,
     }
     for key in summary:
@@ -289,13 +322,28 @@ def _scale(record: dict) -> str:
 
 def summary_rows(results: str = RESULTS_DIR) -> List[List[str]]:
     """Rows of experiment, paper, ours and our scale."""
-    steps, solvers = (load(name, results) for name in RESULTS)
+    steps, solvers, distilled = (load(name, results) for name in RESULTS)
     return [["Sampler steps: fewer than 128 Heun steps (Appendix B.2)", "128 steps, S_churn 80; no fewer shown",
              f"with churn {_fewest(steps['summary'], 'churn')}; without churn "
              f"{_fewest(steps['summary'], 'no_churn')}", _scale(steps)],
             ["Few-step sampling, no training: DPM-Solver++(2M) vs 128 deterministic Heun steps", "not shown",
              f"DPM-Solver++ {_fewest(solvers['summary'], 'dpmpp_2m')}; deterministic Heun "
-             f"{_fewest(solvers['summary'], 'no_churn')}", _scale(solvers)]]
+             f"{_fewest(solvers['summary'], 'no_churn')}", _scale(solvers)],
+            ["Few-step sampling, distilled (consistency) vs 128 deterministic Heun steps", "not shown",
+             _distilled(distilled["summary"]), _scale(distilled)]]
+
+
+def _distilled(summary: dict) -> str:
+    """The distilled step counts' marginal scores beside the reference's, their speed-ups, and
+    whether any matches."""
+    rows = summary[DISTILLED]["settings"]
+    reference = next(row for row in summary[REFERENCE[DISTILLED]]["settings"] if row["steps"] == PAPER_STEPS)
+    steps = " / ".join(str(row["steps"]) for row in rows)
+    scores = " / ".join(f"{row['marginal_score']:.3f}" for row in rows)
+    speedups = " / ".join(f"{row['speedup_vs_128']:.0f}x" for row in rows)
+    fewest = summary[DISTILLED]["fewest_matching_steps"]
+    return (f"{steps} steps: marginal {scores} vs {reference['marginal_score']:.3f} ({speedups} faster); "
+            + (f"{fewest} match" if fewest else "none match"))
 
 
 def steps_table(result: str, results: str = RESULTS_DIR) -> List[str]:
@@ -316,7 +364,8 @@ def steps_table(result: str, results: str = RESULTS_DIR) -> List[str]:
 
 
 TABLES = {"sampler-steps": functools.partial(steps_table, RESULTS[0]),
-          "sampler-solvers": functools.partial(steps_table, RESULTS[1])}
+          "sampler-solvers": functools.partial(steps_table, RESULTS[1]),
+          "sampler-distilled": functools.partial(steps_table, RESULTS[2])}
 
 
 if __name__ == "__main__":

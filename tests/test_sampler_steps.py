@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments.sampler_steps import FIGURES, summarise
+from experiments.sampler_steps import FIGURES, measures, summarise
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +39,18 @@ def test_dpm_solver_is_judged_against_deterministic_heun_at_128_steps():
     assert dpm["reference"] == "no_churn at 128 steps"
     assert [row["matches_128"] for row in dpm["settings"]] == [False, True, True]
     assert dpm["fewest_matching_steps"] == 8 and dpm["speedup_vs_128"] == 16.0
+
+
+def test_the_distilled_sampler_is_judged_against_deterministic_heun_at_its_own_step_counts():
+    assert [steps for steps in (1, 2, 4, 8, 128) if measures("distilled", steps)] == [1, 2, 4]
+    assert [steps for steps in (1, 2, 4, 8, 128) if measures("no_churn", steps)] == [4, 8, 128]
+    records = [_record(128, 0, 1.00, 10.0), _record(128, 1, 1.10, 10.0),
+               *(_record(steps, seed, value, 1000.0 / steps, "distilled") for seed in (0, 1)
+                 for steps, value in ((1, 1.30), (2, 1.08), (4, 1.02)))]
+    distilled = summarise(records, [1, 2, 4, 128])["distilled"]
+    assert distilled["reference"] == "no_churn at 128 steps"
+    assert [row["matches_128"] for row in distilled["settings"]] == [False, True, True]
+    assert distilled["fewest_matching_steps"] == 2 and distilled["speedup_vs_128"] == 50.0
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
+from synther_jax import distributed
 from synther_jax.diffusion.config import DISTILLED_STEPS, DistillConfig
 from synther_jax.termination import RULES, TERMINALS, HealthRule, rule_for_env
 
@@ -81,7 +82,8 @@ def terminal_rule(config: ml_collections.ConfigDict, env: Optional[str], prefix:
 
 def check_distill(distill: ml_collections.ConfigDict, refusal: Optional[str], prefix: str = "") -> None:
     """`distill.num_steps` is 0 (off) or a distilled sampler's steps; when on, the section must make a
-    `DistillConfig`, and a run that cannot distil says why in `refusal`."""
+    `DistillConfig`, the job must be one process (the distillation is not split across processes
+    yet), and a run that cannot distil says why in `refusal`."""
     steps = distill.num_steps
     require(steps == 0 or steps in DISTILLED_STEPS, f"--config.{prefix}distill.num_steps={steps!r}: use 0 (the "
             f"denoiser's own sampler) or a distilled sampler's steps, one of {', '.join(map(str, DISTILLED_STEPS))}.")
@@ -89,6 +91,9 @@ def check_distill(distill: ml_collections.ConfigDict, refusal: Optional[str], pr
         return
     require(refusal is None, f"--config.{prefix}distill.num_steps={steps} {refusal}: set --config.{prefix}"
             "distill.num_steps=0.")
+    processes = distributed.process_count()  # the launchers validate after joining their job
+    require(processes == 1, f"--config.{prefix}distill.num_steps={steps} distils in one process only, and this job "
+            f"has {processes}: run it as one process, or set --config.{prefix}distill.num_steps=0.")
     check_dataclass(distill, DistillConfig, f"{prefix}distill.")
 
 

@@ -8,8 +8,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from configs.checks import ConfigError
-from synther_jax import distributed
 from synther_jax.diffusion import (Diffusion, DiffusionConfig, DistillConfig, distill, generate, top_fraction_prompts,
                                   train_diffusion)
 from synther_jax.envs import make_env
@@ -95,9 +93,6 @@ def make_synthesizer(config: ml_collections.ConfigDict, **options) -> Optional[D
     """The config's synthesizer (None without SynthER); `options` go to `DiffusionSynthesizer`."""
     if not config.synther.enabled:
         return None
-    if config.synther.distill.num_steps and distributed.process_count() > 1:
-        raise ConfigError("--config.synther.distill.num_steps distils in one process only, and this job has "
-                          f"{distributed.process_count()}: run it as one process, or set it to 0.")
     probe = make_env(config.env_name)
     obs_dim, action_dim = probe.observation_space.shape[0], probe.action_space.shape[0]
     probe.close()

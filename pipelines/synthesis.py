@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from configs.checks import ConfigError, terminal_rule
+from configs.checks import terminal_rule
 from synther_jax import distributed, sharding
 from synther_jax.data import SyntheticWriter, Transitions, dataset_task, load_dataset
 from synther_jax.data.returns import episode_starts, returns_to_go
@@ -89,13 +89,10 @@ def train_model(config: ml_collections.ConfigDict, real: Transitions, workdir: s
 def distill_model(config: ml_collections.ConfigDict, real: Transitions, model: Diffusion, workdir: str) -> Diffusion:
     """Stage: with `distill.num_steps`, distil the trained denoiser (each seed's, as one vmapped
     program) into a sampler of that many steps, resuming from `workdir/distill`; the model as it
-    is without. Denoiser seed s distils with the key fold_in(PRNGKey(s), 3). One process only: the
-    distillation is not split across the processes of a job yet."""
+    is without. Denoiser seed s distils with the key fold_in(PRNGKey(s), 3). One process only
+    (`configs.checks.check_distill` refuses more)."""
     if not config.distill.num_steps:
         return model
-    if distributed.process_count() > 1:
-        raise ConfigError(f"--config.distill.num_steps distils in one process only, and this job has "
-                          f"{distributed.process_count()}: run it as one process, or set --config.distill.num_steps=0.")
     keys = [jax.random.fold_in(jax.random.PRNGKey(seed), 3) for seed in denoiser_seeds(config)]
     return distill(model, real.to_rows(has_terminal_column(config.terminals)), DistillConfig(**config.distill),
                    jnp.stack(keys) if config.denoiser_per_seed else keys[0], workdir=os.path.join(workdir, "distill"))

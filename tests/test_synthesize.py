@@ -138,19 +138,20 @@ def test_each_seeds_file_is_what_its_distilled_denoiser_draws(hopper_random_npz,
 
 
 def test_distillation_is_refused_in_a_multi_process_job(monkeypatch):
-    """Not split across processes yet: one line (offline after the denoiser's training, which a
-    one-process rerun resumes; online before the loop starts)."""
+    """Not split across processes yet: one line when the config is checked, before any work (the
+    launchers check it after joining their job)."""
     from configs import d4rl, online
     from configs.checks import ConfigError
-    from pipelines import online_synthesis, synthesis
     from synther_jax import distributed
 
     monkeypatch.setattr(distributed, "process_count", lambda: 2)
     offline_config = d4rl.get_config("walker2d")
     offline_config.distill.num_steps = 4
-    with pytest.raises(ConfigError, match="distils in one process only, and this job has 2"):
-        synthesis.distill_model(d4rl.validate(offline_config), None, None, "unused")
+    with pytest.raises(ConfigError, match=r"distill.num_steps=4 distils in one process only, and this job has 2"):
+        d4rl.validate(offline_config)
+    offline_config.distill.num_steps = 0
+    d4rl.validate(offline_config)  # without distillation the job may have many processes
     online_config = online.get_config("hopper-synther")
     online_config.synther.distill.num_steps = 4
-    with pytest.raises(ConfigError, match="distils in one process only, and this job has 2"):
-        online_synthesis.make_synthesizer(online_config)
+    with pytest.raises(ConfigError, match=r"synther.distill.num_steps=4 distils in one process only"):
+        online.validate(online_config)

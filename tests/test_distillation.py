@@ -14,7 +14,7 @@ from synther_jax.diffusion.distillation import consistency_function, sampler_sig
 from synther_jax.diffusion.model import denoiser_fn
 from synther_jax.errors import WorkdirError
 
-TEACHER = DiffusionConfig(width=128, depth=2, dim_t=16, num_train_steps=4_000, steps_per_call=1_000, S_churn=0.0)
+TEACHER = DiffusionConfig(width=128, depth=2, dim_t=16, num_train_steps=2_000, steps_per_call=1_000, S_churn=0.0)
 STUDENT = DistillConfig(num_steps=1, num_train_steps=6_000, learning_rate=3e-4, steps_per_call=1_000)
 
 

@@ -92,20 +92,18 @@ def test_derived_files_change_only_their_factor(name, base_files):
         assert np.any(np.abs(base.actions) > 1) and np.max(np.abs(derived.actions)) == 1
 
 
-@pytest.mark.parametrize("name", ["steps32", "distilled4"])
-def test_an_arm_that_samples_the_bases_denoisers_again(base_files, name):
-    """The base's denoisers (tiny here) sampled with the arm's sampler, distilled first for the
+def test_the_arms_that_sample_the_bases_denoisers_again(base_files):
+    """The base's denoisers (tiny here) sampled with each arm's sampler, distilled first for the
     distilled arms: one file per seed, rows that differ between seeds, and no training anew."""
-    arm = ARMS_BY_NAME[name]
     tiny = {"num_samples": 40, "diffusion.width": 16, "diffusion.depth": 1, "diffusion.dim_t": 8,
             "diffusion.sample_chunk_size": 40, "diffusion.num_train_steps": 20, "diffusion.steps_per_call": 10,
             "diffusion.checkpoint_every": 10}
-    if name == "steps32":
-        tiny["diffusion.num_sample_steps"] = 3
-    else:
-        tiny.update({"distill.num_train_steps": 10, "distill.steps_per_call": 5, "distill.checkpoint_every": 5})
-    arm = dataclasses.replace(arm, overrides={**arm.overrides, **tiny})
-    config = arm_config(arm)
+    arms = {"steps32": {**tiny, "diffusion.num_sample_steps": 3},
+            "distilled4": {**tiny, "distill.num_train_steps": 10, "distill.steps_per_call": 5,
+                           "distill.checkpoint_every": 5}}
+    arms = {name: dataclasses.replace(ARMS_BY_NAME[name], overrides={**ARMS_BY_NAME[name].overrides, **overrides})
+            for name, overrides in arms.items()}
+    config = arm_config(arms["steps32"])
     rows = load_real(config).to_rows()[:500]
     diffusion = DiffusionConfig(**{**config.diffusion, "num_sample_steps": 128})
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in range(NUM_SEEDS)])
@@ -113,17 +111,19 @@ def test_an_arm_that_samples_the_bases_denoisers_again(base_files, name):
     train_diffusion(rows, diffusion, keys, (rows.shape[1] - 1,), workdir=str(denoisers))
     last = denoisers / "checkpoints" / "20"
     shutil.move(last, base_files / "later")  # as if the training were still at step 10
-    with pytest.raises(Exception, match="not trained yet: run --only=base first"):
-        derive_files(arm, str(base_files))
+    for arm in arms.values():
+        with pytest.raises(Exception, match="not trained yet: run --only=base first"):
+            derive_files(arm, str(base_files))
     shutil.move(base_files / "later", last)
     (base_files / "base" / SEED_SAMPLES_FILE.format(0)).unlink()  # the base still samples
-    derive_files(arm, str(base_files))
-    samples = _files(base_files, name)
-    assert all(len(data) == 40 and data.obs_dim == 17 for data in samples)
-    assert np.max(np.abs(samples[0].observations - samples[1].observations)) > 1e-3
-    assert not os.path.exists(base_files / name / "diffusion")  # sampled from the base's, not trained anew
-    if name == "distilled4":  # each seed's student, in the folder both distilled arms share
-        assert Checkpointer(str(base_files / DISTILLATION / "distill" / "checkpoints")).latest_step() == 10
+    for name, arm in arms.items():
+        derive_files(arm, str(base_files))
+        samples = _files(base_files, name)
+        assert all(len(data) == 40 and data.obs_dim == 17 for data in samples)
+        assert np.max(np.abs(samples[0].observations - samples[1].observations)) > 1e-3
+        assert not os.path.exists(base_files / name / "diffusion")  # sampled from the base's, not trained anew
+    # Each seed's student, in the folder both distilled arms share.
+    assert Checkpointer(str(base_files / DISTILLATION / "distill" / "checkpoints")).latest_step() == 10
 
 
 def test_a_derived_arm_before_the_base_has_finished_is_refused(tmp_path):

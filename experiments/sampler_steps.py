@@ -61,7 +61,7 @@ from pipelines.synthesis import load_real  # noqa: E402
 from synther_jax.analysis.fidelity_report import analyze, headline_figures  # noqa: E402
 from synther_jax import atomic  # noqa: E402
 from synther_jax.data import Transitions  # noqa: E402
-from synther_jax.diffusion import (Diffusion, DiffusionConfig, DistillConfig, distill, edm, load_diffusion,  # noqa: E402
+from synther_jax.diffusion import (Diffusion, DiffusionConfig, DistillConfig, distill, load_diffusion,  # noqa: E402
                                    train_diffusion)
 from synther_jax.diffusion.config import DISTILLED_STEPS  # noqa: E402
 from synther_jax.diffusion.model import without_seed_axis  # noqa: E402
@@ -128,17 +128,15 @@ def measure_setting(real: Transitions, model: Diffusion, steps: int, sampler: st
         return done
     if sampler == DISTILLED:
         model = model.replace(distilled=dataclasses.replace(model.distilled, num_steps=steps))
-        evaluations = steps
     else:
         model = model.replace(config=dataclasses.replace(model.config, num_sample_steps=steps, **SAMPLERS[sampler]))
-        evaluations = edm.network_evaluations(model.config)
     rows, samples_per_s = timed_samples(model, scale.num_samples, jax.random.PRNGKey(1000 + seed), scale.chunk_size)
     synthetic = Transitions.from_rows(rows, real.obs_dim, real.action_dim, True, terminal_threshold)
     report = analyze(real, synthetic, None, os.path.join(settings_dir, name), baselines=(), seed=seed,
                      fidelity_rows=scale.num_samples, physics_rows=scale.physics_rows, progress=False)
     figures = headline_figures(report)
     record = {"name": name, "steps": steps, "sampler": sampler, "sampler_seed": seed,
-              "network_evaluations": evaluations, "samples_per_s": samples_per_s,
+              "network_evaluations": model.network_evaluations, "samples_per_s": samples_per_s,
               **figures, "terminals": figures["synthetic_terminals"],
               "terminal_fraction": figures["synthetic_terminals"] / scale.num_samples}
     atomic.write_json(path, record)
@@ -159,7 +157,6 @@ def summarise(records: List[dict], steps_list: List[int]) -> dict:
     summary = {}
     for sampler in (s for s in SAMPLERS if any(key[0] == s for key in rows)):
         reference = rows[REFERENCE[sampler], PAPER_STEPS]
-        # The distilled sampler's speed-up is over its reference, the 128 deterministic Heun steps.
         fewest = None
         measured = [steps for steps in steps_list if (sampler, steps) in rows]
         for steps in measured:  # main() refuses samplers without their reference

@@ -22,6 +22,7 @@ import optax
 from jax.sharding import Mesh
 
 from synther_jax import sharding
+from synther_jax.diffusion import edm
 from synther_jax.diffusion.config import DiffusionConfig, DistillConfig
 from synther_jax.diffusion.denoiser import init_variables
 from synther_jax.diffusion.guidance import ConditionNormalizer
@@ -41,6 +42,11 @@ class Diffusion(flax.struct.PyTreeNode):
     normalizer: Normalizer
     condition_normalizer: Optional[ConditionNormalizer] = None
     distilled: Optional[DistillConfig] = flax.struct.field(pytree_node=False, default=None)
+
+    @property
+    def network_evaluations(self) -> int:
+        """Network evaluations per sample of the sampler `generate` uses for this model."""
+        return self.distilled.num_steps if self.distilled is not None else edm.network_evaluations(self.config)
 
 
 class TrainState(flax.struct.PyTreeNode):
